@@ -1,0 +1,311 @@
+//! Destinations → clusters: ServiceEntry lookup, DestinationRule subsets, endpoint ports,
+//! and the Kubernetes-Service DNS fallback for hosts no ServiceEntry declares.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::config::{self, ErrorKind, Report, Resource, Resources};
+use crate::route::ClusterId;
+use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, Protocol, CONNECT_TIMEOUT};
+
+use super::names::{exported_to, host_within, resolve_short_name};
+use super::routes::DestinationTemplate;
+use super::Options;
+
+/// Istio's root namespace, searched last for DestinationRules.
+const ROOT_NAMESPACE: &str = "istio-system";
+
+/// Interns clusters by key while listeners are built.
+pub(super) struct Clusters<'a> {
+    resources: &'a Resources,
+    opts: &'a Options,
+    /// ServiceEntry host → indices of entries declaring it (visible to the proxy namespace).
+    services: HashMap<&'a str, Vec<usize>>,
+    pub specs: Vec<ClusterSpec>,
+    by_key: HashMap<String, Option<ClusterId>>,
+}
+
+impl<'a> Clusters<'a> {
+    pub fn new(resources: &'a Resources, opts: &'a Options) -> Self {
+        let mut services: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, se) in resources.service_entries.iter().enumerate() {
+            if !exported_to(&se.spec.export_to, &se.namespace, &opts.proxy_namespace) {
+                continue;
+            }
+            for h in &se.spec.hosts {
+                services.entry(h.as_str()).or_default().push(i);
+            }
+        }
+        Clusters {
+            resources,
+            opts,
+            services,
+            specs: Vec::new(),
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Resolves a route destination on a listener port to a cluster (`None`: 503 `NC`).
+    pub fn resolve(
+        &mut self,
+        d: &DestinationTemplate,
+        listener_port: u16,
+        vs: &Resource<config::VirtualServiceSpec>,
+        report: &mut Report,
+    ) -> (Option<ClusterId>, Arc<str>) {
+        let service = self.services.get(d.host.as_str()).and_then(|list| {
+            list.iter()
+                .map(|&i| &self.resources.service_entries[i])
+                .find(|se| se.namespace == vs.namespace)
+                .or_else(|| list.first().map(|&i| &self.resources.service_entries[i]))
+        });
+        let port = d.port.unwrap_or_else(|| match service {
+            Some(se) if se.spec.ports.len() == 1 => {
+                se.spec.ports[0].number.unwrap_or(0).clamp(0, 65535) as u16
+            }
+            _ => listener_port,
+        });
+        let key = format!("outbound|{}|{}|{}", port, d.subset.as_deref().unwrap_or(""), d.host);
+        if let Some(id) = self.by_key.get(&key) {
+            return (*id, key.into());
+        }
+        let service_ns = match service {
+            Some(se) => se.namespace.as_str(),
+            None => d.host.split('.').nth(1).unwrap_or(&vs.namespace),
+        };
+        let rules = self.destination_rules(&d.host, service_ns);
+        let subset = match &d.subset {
+            None => None,
+            Some(name) => {
+                let found = rules.iter().find_map(|dr| {
+                    dr.spec.subsets.iter().find(|s| s.name.as_deref() == Some(name.as_str())).map(|s| (*dr, s))
+                });
+                if found.is_none() {
+                    report.warn(&vs.source, format!("{}.subset", d.field), ErrorKind::UnknownSubset {
+                        host: d.host.clone(),
+                        subset: name.clone(),
+                    });
+                    self.by_key.insert(key.clone(), None);
+                    return (None, key.into());
+                }
+                found
+            }
+        };
+        let spec = self.build(d, port, service, rules.first().copied(), subset, &key, vs, report);
+        let id = spec.map(|s| {
+            self.specs.push(s);
+            self.specs.len() - 1
+        });
+        self.by_key.insert(key.clone(), id);
+        (id, key.into())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        d: &DestinationTemplate,
+        port: u16,
+        service: Option<&Resource<config::ServiceEntrySpec>>,
+        rule: Option<&Resource<config::DestinationRuleSpec>>,
+        subset: Option<(&Resource<config::DestinationRuleSpec>, &config::Subset)>,
+        key: &str,
+        vs: &Resource<config::VirtualServiceSpec>,
+        report: &mut Report,
+    ) -> Option<ClusterSpec> {
+        let labels: BTreeMap<String, String> = subset.map(|(_, s)| s.labels.clone()).unwrap_or_default();
+        let policy = effective_policy(rule, subset.map(|(_, s)| s), port);
+        let mut unsupported = None;
+        if let Some(mode) = policy.tls_mode.as_deref() {
+            if matches!(mode, "SIMPLE" | "MUTUAL") {
+                let what = format!("TLS origination (DestinationRule tls.mode {mode}) to {}", d.host);
+                report.warn(
+                    &rule.map(|r| &r.source).unwrap_or(&vs.source).clone(),
+                    "spec.trafficPolicy.tls",
+                    ErrorKind::NotYetSupported { what: what.clone(), ignored: false },
+                );
+                unsupported = Some(what);
+            }
+        }
+        let mut protocol = if policy.h2_upgrade { Protocol::Http2 } else { Protocol::Http1 };
+        let discovery = match service {
+            Some(se) => {
+                let svc_port = se.spec.ports.iter().find(|p| p.number == Some(port as i64));
+                let Some(svc_port) = svc_port else {
+                    if !se.spec.ports.is_empty() {
+                        report.warn(&vs.source, d.field.clone(), ErrorKind::Note(format!(
+                            "port {port} is not declared by ServiceEntry {}/{}; requests get 503 (NC)",
+                            se.namespace, se.name
+                        )));
+                        return None;
+                    }
+                    return Some(self.spec(key, d, port, Discovery::Empty, protocol, policy.connect_timeout, unsupported));
+                };
+                if let Some(p) = &svc_port.protocol {
+                    if matches!(p.to_ascii_uppercase().as_str(), "HTTP2" | "GRPC" | "GRPC-WEB") {
+                        protocol = Protocol::Http2;
+                    }
+                }
+                let target = |ep: &config::WorkloadEntry| -> u16 {
+                    svc_port.name.as_ref().and_then(|n| ep.ports.get(n)).copied()
+                        .or(svc_port.target_port)
+                        .unwrap_or(port as i64)
+                        .clamp(1, 65535) as u16
+                };
+                let selected: Vec<&config::WorkloadEntry> = se.spec.endpoints.iter()
+                    .filter(|ep| labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
+                    .collect();
+                let weight = |ep: &config::WorkloadEntry| ep.weight.unwrap_or(1).clamp(1, u32::MAX as i64) as u32;
+                match se.spec.resolution.as_deref().unwrap_or("NONE") {
+                    "STATIC" => Discovery::Static(selected.iter().filter_map(|ep| {
+                        let ip: IpAddr = ep.address.as_deref()?.parse().ok()?;
+                        Some(EndpointSpec { addr: SocketAddr::new(ip, target(ep)), weight: weight(ep) })
+                    }).collect()),
+                    "DNS" | "DNS_ROUND_ROBIN" => {
+                        if se.spec.endpoints.is_empty() {
+                            let target_port = svc_port.target_port.unwrap_or(port as i64).clamp(1, 65535) as u16;
+                            Discovery::Dns { names: vec![(d.host.clone(), target_port, 1)], first_only: false }
+                        } else if selected.is_empty() {
+                            // istiod creates no DNS cluster without endpoints: 503 NC.
+                            return None;
+                        } else {
+                            Discovery::Dns {
+                                names: selected.iter().filter_map(|ep| Some((ep.address.clone()?, target(ep), weight(ep)))).collect(),
+                                first_only: false,
+                            }
+                        }
+                    }
+                    "DYNAMIC_DNS" => {
+                        report.warn(&se.source, "spec.resolution", ErrorKind::NotYetSupported { what: "DYNAMIC_DNS resolution".into(), ignored: false });
+                        return None;
+                    }
+                    _ => Discovery::Empty,
+                }
+            }
+            None => {
+                if !labels.is_empty() {
+                    report.warn(&vs.source, format!("{}.subset", d.field), ErrorKind::Note(format!(
+                        "subset {:?} selects endpoints by labels, but {} is resolved through DNS (no ServiceEntry), so no endpoint has labels; requests get 503 (NC)",
+                        d.subset.as_deref().unwrap_or(""), d.host
+                    )));
+                    return None;
+                }
+                // A Kubernetes Service name: the FQDN first, then the name as written.
+                let mut names = vec![(d.host.clone(), port, 1)];
+                if let Some(short) = d.host.strip_suffix(".svc.cluster.local").and_then(|h| h.split('.').next()) {
+                    names.push((short.to_owned(), port, 1));
+                }
+                Discovery::Dns { names, first_only: true }
+            }
+        };
+        Some(self.spec(key, d, port, discovery, protocol, policy.connect_timeout, unsupported))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spec(
+        &self,
+        key: &str,
+        d: &DestinationTemplate,
+        port: u16,
+        discovery: Discovery,
+        protocol: Protocol,
+        connect_timeout: Option<std::time::Duration>,
+        unsupported: Option<String>,
+    ) -> ClusterSpec {
+        ClusterSpec {
+            key: key.to_owned(),
+            host: d.host.clone(),
+            port,
+            subset: d.subset.clone(),
+            discovery,
+            protocol,
+            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            unsupported,
+        }
+    }
+
+    /// DestinationRules for a host, in Istio's lookup order: proxy namespace, the service's
+    /// namespace, the root namespace; the first namespace with a match wins, and within it the
+    /// exact host beats the longest wildcard. Several rules for the same host are merged in order.
+    fn destination_rules(&self, host: &str, service_ns: &str) -> Vec<&'a Resource<config::DestinationRuleSpec>> {
+        let proxy_ns = self.opts.proxy_namespace.as_str();
+        let order = [proxy_ns, service_ns, ROOT_NAMESPACE];
+        for (i, ns) in order.iter().enumerate() {
+            if order[..i].contains(ns) {
+                continue;
+            }
+            let mut best: Option<(usize, String)> = None;
+            let mut found = Vec::new();
+            for dr in self.resources.destination_rules.iter().filter(|dr| dr.namespace == *ns) {
+                if *ns != proxy_ns && !exported_to(&dr.spec.export_to, &dr.namespace, proxy_ns) {
+                    continue;
+                }
+                let Some(dr_host) = dr.spec.host.as_deref() else { continue };
+                let dr_host = resolve_short_name(&dr_host.to_ascii_lowercase(), &dr.namespace);
+                if !host_within(host, &dr_host) {
+                    continue;
+                }
+                let rank = if dr_host == host { usize::MAX } else { dr_host.len() };
+                match &best {
+                    Some((r, h)) if *r > rank || (*r == rank && *h != dr_host) => continue,
+                    Some((r, _)) if *r < rank => found.clear(),
+                    _ => {}
+                }
+                best = Some((rank, dr_host));
+                found.push(dr);
+            }
+            if !found.is_empty() {
+                return found;
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// The parts of a DestinationRule policy this stage uses, after Istio's precedence
+/// (subset port-level > subset > port-level > top-level; whole fields replaced, never merged).
+#[derive(Default)]
+struct Policy {
+    tls_mode: Option<String>,
+    h2_upgrade: bool,
+    connect_timeout: Option<std::time::Duration>,
+}
+
+fn effective_policy(
+    rule: Option<&Resource<config::DestinationRuleSpec>>,
+    subset: Option<&config::Subset>,
+    port: u16,
+) -> Policy {
+    type Parts<'p> = (Option<&'p config::ClientTlsSettings>, Option<&'p config::ConnectionPoolSettings>);
+    fn from_policy(tp: &config::TrafficPolicy, port: u16) -> (Parts<'_>, bool) {
+        match tp.port_level_settings.iter().find(|p| p.port.as_ref().and_then(|p| p.number) == Some(port as i64)) {
+            Some(pl) => ((pl.tls.as_ref(), pl.connection_pool.as_ref()), true),
+            None => ((tp.tls.as_ref(), tp.connection_pool.as_ref()), false),
+        }
+    }
+    let mut parts: Parts<'_> = (None, None);
+    if let Some(tp) = rule.and_then(|r| r.spec.traffic_policy.as_ref()) {
+        parts = from_policy(tp, port).0;
+    }
+    if let Some(tp) = subset.and_then(|s| s.traffic_policy.as_ref()) {
+        let ((tls, pool), port_level) = from_policy(tp, port);
+        if port_level {
+            parts = (tls, pool);
+        } else {
+            if tls.is_some() {
+                parts.0 = tls;
+            }
+            if pool.is_some() {
+                parts.1 = pool;
+            }
+        }
+    }
+    Policy {
+        tls_mode: parts.0.and_then(|t| t.mode.clone()),
+        h2_upgrade: parts.1.and_then(|p| p.http.as_ref()).and_then(|h| h.h2_upgrade_policy.as_deref()) == Some("UPGRADE"),
+        connect_timeout: parts.1
+            .and_then(|p| p.tcp.as_ref())
+            .and_then(|t| t.connect_timeout.as_deref())
+            .and_then(|t| crate::config::duration::parse(t).ok()),
+    }
+}

@@ -1,0 +1,157 @@
+//! Typed model → compiled route tables and cluster specs. Pure and synchronous.
+//! Owns validation, cross-resource lookups (VirtualService → Gateway, subset → DestinationRule),
+//! defaults, and the order rules of Istio. May not touch: sockets, ArcSwap, clocks, files.
+//!
+//! Flow: `validate` each resource → `routes::compile_http` per VirtualService (port-independent
+//! templates) → `listeners::build` per Gateway server port (host intersection, per-port
+//! instantiation, destinations resolved through `clusters`).
+
+mod clusters;
+mod headers;
+mod listeners;
+mod names;
+mod routes;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::{ErrorKind, Report, Resources, Source};
+use crate::route::RouteTable;
+use crate::upstream::ClusterSpec;
+
+pub use names::{host_within, resolve_short_name};
+
+/// Where meshgate sits, as Istio would see the gateway pod.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace of the gateway "pod": scopes exportTo and DestinationRule lookup.
+    /// Default is `istio-system`.
+    pub proxy_namespace: String,
+    /// Labels of the gateway "pod", for `sourceLabels` matches.
+    /// Default is `{istio: ingressgateway, app: istio-ingressgateway}`.
+    pub proxy_labels: BTreeMap<String, String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            proxy_namespace: "istio-system".into(),
+            proxy_labels: [("istio", "ingressgateway"), ("app", "istio-ingressgateway")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// The compiled config: one route table per listener port, and every cluster routes refer to.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<ClusterSpec>,
+    pub summary: Summary,
+}
+
+/// A listener port (a Gateway server `port.number`) and its routes.
+#[derive(Debug)]
+pub struct Listener {
+    pub port: u16,
+    pub table: RouteTable,
+}
+
+/// Counts for the one-line summary of `meshgate validate` and reload logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub gateways: usize,
+    pub virtual_services: usize,
+    pub destination_rules: usize,
+    pub service_entries: usize,
+    pub listeners: usize,
+    pub virtual_hosts: usize,
+    pub routes: usize,
+    pub clusters: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} Gateways, {} VirtualServices, {} DestinationRules, {} ServiceEntries → {} listeners, {} virtual hosts, {} routes, {} clusters",
+            self.gateways,
+            self.virtual_services,
+            self.destination_rules,
+            self.service_entries,
+            self.listeners,
+            self.virtual_hosts,
+            self.routes,
+            self.clusters
+        )
+    }
+}
+
+/// Validates and compiles. Returns `None` when there is any error; the report has them all.
+pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Report) {
+    let mut report = Report::default();
+    for gw in &resources.gateways {
+        validate::gateway(gw, &mut Ctx::new(&gw.source, &mut report));
+    }
+    for dr in &resources.destination_rules {
+        validate::destination_rule(dr, &mut Ctx::new(&dr.source, &mut report));
+    }
+    for se in &resources.service_entries {
+        validate::service_entry(se, &mut Ctx::new(&se.source, &mut report));
+    }
+    let templates = listeners::virtual_services(resources, &mut report);
+    if !report.is_ok() {
+        return (None, report);
+    }
+    let compiled = listeners::build(resources, &templates, opts, &mut report);
+    if !report.is_ok() {
+        return (None, report);
+    }
+    (Some(compiled), report)
+}
+
+/// Report helper bound to one resource.
+pub(crate) struct Ctx<'a> {
+    source: &'a Source,
+    report: &'a mut Report,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(source: &'a Source, report: &'a mut Report) -> Self {
+        Ctx { source, report }
+    }
+
+    fn error(&mut self, field: &str, kind: ErrorKind) {
+        self.report.error(self.source, field, kind);
+    }
+
+    fn warn(&mut self, field: &str, kind: ErrorKind) {
+        self.report.warn(self.source, field, kind);
+    }
+
+    fn error_count(&self) -> usize {
+        self.report.errors.len()
+    }
+}
+
+/// Parses a duration field that Istio requires to be ≥ 1 ms and a whole number of milliseconds.
+fn duration_field(value: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Duration> {
+    match crate::config::duration::parse(value) {
+        Ok(d) if d < Duration::from_millis(1) => {
+            cx.error(field, ErrorKind::BadDuration { value: value.into(), why: "must be at least 1ms" });
+            None
+        }
+        Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
+            cx.error(field, ErrorKind::BadDuration { value: value.into(), why: "must be a whole number of milliseconds" });
+            None
+        }
+        Ok(d) => Some(d),
+        Err(why) => {
+            cx.error(field, ErrorKind::BadDuration { value: value.into(), why });
+            None
+        }
+    }
+}

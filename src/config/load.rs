@@ -1,0 +1,400 @@
+//! Reading YAML from disk: files → documents → typed resources, each with its `Source`.
+//!
+//! Every problem is collected (never stop at the first) so `meshgate validate` can print them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::{ErrorKind, Kind, Report, Resource, ResourceId, Resources, Source, KNOWN_FIELDS};
+
+const API_GROUP: &str = "networking.istio.io/";
+const API_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+
+/// Loads every `*.yaml`/`*.yml` file under `path` (or `path` itself when it is a file).
+///
+/// Directories are walked recursively in sorted order; entries whose name starts with `.` are
+/// skipped, which also skips the `..data` / `..<timestamp>` folders of a Kubernetes ConfigMap
+/// volume while the visible symlinks into them are read.
+pub fn load_path(path: &Path, default_namespace: &str) -> (Resources, Report) {
+    let mut report = Report::default();
+    let mut files = Vec::new();
+    collect_files(path, &mut files, &mut report, true);
+    files.sort();
+    let mut loader = Loader::new(default_namespace);
+    for file in files {
+        let source_file = Arc::new(file.clone());
+        match fs::read_to_string(&file) {
+            Ok(text) => loader.load_text(&text, source_file, &mut report),
+            Err(e) => report.error(
+                &Source::new(source_file, 0),
+                "",
+                ErrorKind::Io(e.to_string()),
+            ),
+        }
+    }
+    (loader.finish(), report)
+}
+
+/// Loads resources from YAML text, as if read from a file called `name`.
+pub fn load_str(text: &str, name: &str, default_namespace: &str) -> (Resources, Report) {
+    let mut report = Report::default();
+    let mut loader = Loader::new(default_namespace);
+    loader.load_text(text, Arc::new(PathBuf::from(name)), &mut report);
+    (loader.finish(), report)
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>, report: &mut Report, top: bool) {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            report.error(
+                &Source::new(Arc::new(path.to_path_buf()), 0),
+                "",
+                ErrorKind::Io(e.to_string()),
+            );
+            return;
+        }
+    };
+    if meta.is_file() {
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if top || is_yaml {
+            out.push(path.to_path_buf());
+        }
+        return;
+    }
+    let entries = match fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => {
+            report.error(
+                &Source::new(Arc::new(path.to_path_buf()), 0),
+                "",
+                ErrorKind::Io(e.to_string()),
+            );
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        collect_files(&entry.path(), out, report, false);
+    }
+}
+
+/// Accumulates resources; a later definition of the same identity replaces the earlier one.
+struct Loader<'a> {
+    default_namespace: &'a str,
+    resources: Resources,
+    seen: HashMap<ResourceId, Source>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Metadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(default_namespace: &'a str) -> Self {
+        Loader {
+            default_namespace,
+            resources: Resources::default(),
+            seen: HashMap::new(),
+        }
+    }
+
+    fn finish(self) -> Resources {
+        self.resources
+    }
+
+    fn load_text(&mut self, text: &str, file: Arc<PathBuf>, report: &mut Report) {
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let source = Source::new(file.clone(), i + 1);
+            match Value::deserialize(doc) {
+                Ok(value) => self.load_doc(value, source, report),
+                Err(e) => {
+                    report.error(&source, "", ErrorKind::Syntax(e.to_string()));
+                    // The parser cannot resynchronise after a syntax error.
+                    break;
+                }
+            }
+        }
+    }
+
+    fn load_doc(&mut self, value: Value, mut source: Source, report: &mut Report) {
+        let map = match value {
+            Value::Null => return, // empty document (trailing `---`, comments only)
+            Value::Mapping(m) => m,
+            other => {
+                report.error(
+                    &source,
+                    "",
+                    ErrorKind::Type(format!(
+                        "a resource must be a mapping, found {}",
+                        type_name(&other)
+                    )),
+                );
+                return;
+            }
+        };
+        let get_str = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
+        let api_version = get_str("apiVersion").unwrap_or_default();
+        let kind_str = get_str("kind").unwrap_or_default();
+        let Some(version) = api_version.strip_prefix(API_GROUP) else {
+            tracing::debug!(file = %source.location(), kind = %kind_str, api_version, "skipping non-Istio resource");
+            return;
+        };
+        let kind = match kind_str.as_str() {
+            "Gateway" => Kind::Gateway,
+            "VirtualService" => Kind::VirtualService,
+            "DestinationRule" => Kind::DestinationRule,
+            "ServiceEntry" => Kind::ServiceEntry,
+            _ => {
+                report.warn(
+                    &source,
+                    "kind",
+                    ErrorKind::UnknownKind {
+                        kind: kind_str,
+                        api_version,
+                    },
+                );
+                return;
+            }
+        };
+        if !API_VERSIONS.contains(&version) {
+            report.error(
+                &source,
+                "apiVersion",
+                ErrorKind::Invalid {
+                    what: "apiVersion",
+                    value: api_version,
+                    why: "use networking.istio.io/v1, v1beta1 or v1alpha3".into(),
+                },
+            );
+            return;
+        }
+
+        let meta: Metadata = match map.get("metadata") {
+            Some(m) => match deserialize(m.clone(), "metadata", &source, report) {
+                Some(m) => m,
+                None => return,
+            },
+            None => Metadata::default(),
+        };
+        let Some(name) = meta.name.filter(|n| !n.is_empty()) else {
+            report.error(&source, "metadata.name", ErrorKind::Missing);
+            return;
+        };
+        let namespace = meta
+            .namespace
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.default_namespace.to_owned());
+        let id = ResourceId {
+            kind,
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        source.resource = Some(id.clone());
+
+        let spec = map.get("spec").cloned().unwrap_or(Value::Null);
+        let spec = if spec.is_null() {
+            Value::Mapping(Default::default())
+        } else {
+            spec
+        };
+        for key in map.keys().filter_map(Value::as_str) {
+            if !matches!(key, "apiVersion" | "kind" | "metadata" | "spec" | "status") {
+                report.warn(&source, key, ErrorKind::UnknownField { suggestion: None });
+            }
+        }
+
+        if let Some(first) = self.seen.get(&id) {
+            report.warn(
+                &source,
+                "",
+                ErrorKind::Redefined {
+                    kind,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    first: first.location(),
+                },
+            );
+        }
+        self.seen.insert(id, source.clone());
+
+        macro_rules! push {
+            ($list:ident) => {{
+                let Some(spec) = deserialize(spec, "spec", &source, report) else {
+                    return;
+                };
+                let res = Resource {
+                    namespace,
+                    name,
+                    labels: meta.labels,
+                    annotations: meta.annotations,
+                    source,
+                    spec,
+                };
+                let list = &mut self.resources.$list;
+                match list
+                    .iter()
+                    .position(|r| r.namespace == res.namespace && r.name == res.name)
+                {
+                    Some(i) => list[i] = res,
+                    None => list.push(res),
+                }
+            }};
+        }
+        match kind {
+            Kind::Gateway => push!(gateways),
+            Kind::VirtualService => push!(virtual_services),
+            Kind::DestinationRule => push!(destination_rules),
+            Kind::ServiceEntry => push!(service_entries),
+        }
+    }
+}
+
+/// Deserializes `value` into `T`, reporting type errors with their field path and unknown fields
+/// as warnings (with the nearest known field name, as kubectl's warnings do).
+fn deserialize<T: DeserializeOwned>(
+    value: Value,
+    prefix: &str,
+    source: &Source,
+    report: &mut Report,
+) -> Option<T> {
+    let mut unknown = Vec::new();
+    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
+    let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    for (path, last) in unknown {
+        let suggestion = suggest(&last);
+        report.warn(
+            source,
+            join(prefix, &path),
+            ErrorKind::UnknownField { suggestion },
+        );
+    }
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            report.error(
+                source,
+                join(prefix, &path),
+                ErrorKind::Type(e.into_inner().to_string()),
+            );
+            None
+        }
+    }
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    if path.is_empty() {
+        prefix.to_owned()
+    } else if path.starts_with('[') {
+        format!("{prefix}{path}")
+    } else {
+        format!("{prefix}.{path}")
+    }
+}
+
+/// Formats a serde_ignored path as `http[0].rout`, returning it with its last key.
+fn ignored_path(path: &serde_ignored::Path) -> (String, String) {
+    fn walk(path: &serde_ignored::Path, out: &mut String, last: &mut String) {
+        use serde_ignored::Path as P;
+        match path {
+            P::Root => {}
+            P::Seq { parent, index } => {
+                walk(parent, out, last);
+                out.push_str(&format!("[{index}]"));
+            }
+            P::Map { parent, key } => {
+                walk(parent, out, last);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+                *last = key.clone();
+            }
+            P::Some { parent }
+            | P::NewtypeStruct { parent }
+            | P::NewtypeVariant { parent } => walk(parent, out, last),
+        }
+    }
+    let mut out = String::new();
+    let mut last = String::new();
+    walk(path, &mut out, &mut last);
+    (out, last)
+}
+
+fn suggest(field: &str) -> Option<String> {
+    KNOWN_FIELDS
+        .iter()
+        .map(|k| (strsim::levenshtein(field, k), *k))
+        .filter(|(d, k)| *d > 0 && *d <= 2.max(k.len() / 5))
+        .min()
+        .map(|(_, k)| k.to_owned())
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_is_a_warning_with_suggestion() {
+        let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [a.example.com]
+  http:
+  - retries: {attempts: 2, perTryTimout: 1s}
+    route: [{destination: {host: x}}]
+"#;
+        let (res, report) = load_str(yaml, "t.yaml", "default");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(res.virtual_services.len(), 1);
+        let w = report.warnings[0].to_string();
+        assert_eq!(
+            w,
+            "t.yaml#1 VirtualService default/r: spec.http[0].retries.perTryTimout: unknown field (did you mean `perTryTimeout`?)"
+        );
+    }
+
+    #[test]
+    fn type_error_names_field() {
+        let yaml = "apiVersion: networking.istio.io/v1beta1\nkind: Gateway\nmetadata: {name: g, namespace: ns}\nspec:\n  servers:\n  - port: {number: eighty}\n";
+        let (_, report) = load_str(yaml, "g.yaml", "default");
+        let e = report.errors[0].to_string();
+        assert!(
+            e.starts_with("g.yaml#1 Gateway ns/g: spec.servers[0].port.number: invalid type"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! meshgate: an ingress gateway that serves Istio networking config from files.
+//!
+//! The flow, one way:
+//!
+//! ```text
+//! YAML files ──config::load_path──▶ Resources (serde model, with file/doc/field context)
+//!            ──compile::compile───▶ Compiled (route tables per port + cluster specs; every error)
+//!            ──Snapshot::build────▶ Snapshot (live clusters from upstream::Registry)
+//!            ──gateway (ArcSwap)──▶ proxy::serve → proxy::service::handle
+//!                                    → route::RouteTable::find → proxy::forward → upstream
+//! ```
+//!
+//! Where a request is routed: `proxy/service.rs` (`route_request`), then `route/mod.rs` (`find`).
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod config;
+pub mod gateway;
+pub mod proxy;
+pub mod route;
+pub mod snapshot;
+pub mod upstream;
+
+pub use gateway::{load_and_compile, Gateway, Settings, StartError};

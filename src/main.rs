@@ -1,0 +1,169 @@
+//! The `meshgate` command: run the gateway, or validate config. No logic of its own.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use meshgate::{Gateway, Settings, StartError};
+
+#[derive(Parser, Debug)]
+#[command(name = "meshgate", version, about = "An ingress gateway that serves Istio Gateway/VirtualService/DestinationRule/ServiceEntry config")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file or directory (every *.yaml / *.yml below it, recursively).
+    #[arg(long, short = 'c', env = "MESHGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address every listener binds to.
+    #[arg(long, default_value = "0.0.0.0", env = "MESHGATE_BIND")]
+    bind: IpAddr,
+    /// Serve a Gateway port on another local address, e.g. `--listen 80=127.0.0.1:8080`. Repeatable.
+    #[arg(long, value_parser = parse_listen)]
+    listen: Vec<(u16, SocketAddr)>,
+    /// Value of the `server` response header (empty: pass the upstream's through).
+    #[arg(long, default_value = "istio-envoy")]
+    server_header: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct Common {
+    /// Namespace of resources without metadata.namespace.
+    #[arg(long, default_value = "default", env = "MESHGATE_DEFAULT_NAMESPACE")]
+    default_namespace: String,
+    /// Namespace the gateway runs in, as Istio sees the gateway pod (exportTo, DestinationRule lookup).
+    #[arg(long, default_value = "istio-system", env = "MESHGATE_PROXY_NAMESPACE")]
+    proxy_namespace: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check config: print every error and warning; exit 1 on any error.
+    Validate {
+        /// Config file or directory.
+        path: PathBuf,
+        /// Treat warnings (unknown fields, unsupported features) as errors.
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
+    let (port, addr) = s.split_once('=').ok_or("expected PORT=ADDR:PORT, e.g. 80=127.0.0.1:8080")?;
+    let port = port.parse().map_err(|e| format!("bad gateway port {port:?}: {e}"))?;
+    let addr = addr.parse().map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    Ok((port, addr))
+}
+
+fn compile_options(common: &Common) -> meshgate::compile::Options {
+    meshgate::compile::Options {
+        proxy_namespace: common.proxy_namespace.clone(),
+        ..Default::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Some(Command::Validate { path, strict, common }) => validate(&path, strict, &common),
+        None => {
+            let Some(config) = cli.config.clone() else {
+                eprintln!("meshgate: --config <dir|file> is required (or use `meshgate validate <path>`)");
+                return ExitCode::from(2);
+            };
+            run(cli, config)
+        }
+    }
+}
+
+fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {
+    let (compiled, report) = meshgate::load_and_compile(path, &common.default_namespace, &compile_options(common));
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    let failed = !report.errors.is_empty() || (strict && !report.warnings.is_empty());
+    match compiled {
+        Some(c) if !failed => {
+            println!("ok: {} ({} warnings)", c.summary, report.warnings.len());
+            ExitCode::SUCCESS
+        }
+        _ => {
+            println!(
+                "invalid: {} errors, {} warnings{}",
+                report.errors.len(),
+                report.warnings.len(),
+                if strict && report.errors.is_empty() { " (--strict)" } else { "" }
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli, config: PathBuf) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meshgate: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let mut settings = Settings::new(config);
+        settings.bind = cli.bind;
+        settings.listen = cli.listen.into_iter().collect::<HashMap<_, _>>();
+        settings.server_header = (!cli.server_header.is_empty()).then_some(cli.server_header);
+        settings.default_namespace = cli.common.default_namespace.clone();
+        settings.compile = compile_options(&cli.common);
+        let gateway = match Gateway::start(settings).await {
+            Ok(g) => g,
+            Err(StartError::Config(report)) => {
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("meshgate: not started: {} config error(s)", report.errors.len());
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("meshgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        wait_for_signals(&gateway).await;
+        tracing::info!("shutting down");
+        gateway.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGHUP reloads the config; SIGINT/SIGTERM stop the gateway.
+async fn wait_for_signals(gateway: &Gateway) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = gateway.reload().await;
+            }
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Accepting connections on one listener socket and serving HTTP/1.1 and h2c on it.
+
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::service::{handle, Conn};
+use super::Shared;
+
+/// Envoy's limit on request header size at an Istio gateway (60 KiB).
+const MAX_HEADER_BYTES: usize = 60 * 1024;
+/// Envoy's limit on the number of request headers.
+const MAX_HEADERS: usize = 100;
+
+/// Serves `listener` until `stop` turns true; then stops accepting and lets open connections
+/// finish their in-flight requests (graceful shutdown).
+pub async fn serve(listener: TcpListener, gateway_port: u16, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(MAX_HEADER_BYTES.max(8192) + 8192)
+        .max_headers(MAX_HEADERS)
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(1 << 21)
+        .max_concurrent_streams(1024);
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or similar: log and keep accepting.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let conn = Conn { peer, gateway_port };
+            let svc = service_fn(move |req| handle(shared.clone(), conn, req));
+            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            tokio::pin!(served);
+            tokio::select! {
+                res = served.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection error");
+                    }
+                }
+                _ = stop.changed() => {
+                    served.as_mut().graceful_shutdown();
+                    let _ = served.await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,33 @@
+//! The request path: accept connections, route each request, forward it, answer.
+//! May not touch: `config::*`, YAML files. Reads the snapshot once per request.
+
+mod error;
+mod forward;
+mod headers;
+mod listener;
+mod path;
+mod service;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+
+use crate::snapshot::Snapshot;
+use crate::upstream::Clients;
+
+pub use error::ProxyError;
+pub use listener::serve;
+pub use path::normalize as normalize_path;
+
+/// State shared by every connection: the current snapshot and the upstream clients.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub clients: Clients,
+    /// Value of the `server` header on every response. Default is `istio-envoy`.
+    pub server_header: Option<HeaderValue>,
+    /// For `%HOSTNAME%` in header templates.
+    pub hostname: String,
+}
+
+/// Body of every response meshgate sends.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

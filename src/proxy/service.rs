@@ -1,0 +1,185 @@
+//! One request, start to finish: take the snapshot, route, then redirect / answer / forward.
+//! This is the place to read first: every step of the request path is a named call below.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::route::{
+    Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView, Route, RouteAction,
+    StrMatch, TemplateContext,
+};
+
+use super::error::{local_reply, ProxyError, ResponseFlag};
+use super::{forward, path, Body, Shared};
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    /// The Gateway server port this listener serves (not the local socket port).
+    pub gateway_port: u16,
+}
+
+/// Handles one request. Never fails: every error becomes Envoy's local reply.
+pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path_for_log = req.uri().path().to_owned();
+    let mut resp = match route_request(&shared, conn, req, start).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, flag = e.response_flag(), "local reply");
+            e.into_response()
+        }
+    };
+    if let Some(server) = &shared.server_header {
+        resp.headers_mut().insert(header::SERVER, server.clone());
+    }
+    if method == http::Method::HEAD {
+        // HEAD: headers only (hyper drops any body for HEAD on its own).
+    }
+    tracing::trace!(%method, path = %path_for_log, status = resp.status().as_u16(), flag = resp.extensions().get::<ResponseFlag>().map(|f| f.0).unwrap_or("-"), "request");
+    Ok(resp)
+}
+
+async fn route_request(shared: &Shared, conn: Conn, req: Request<Incoming>, start: Instant) -> Result<Response<Body>, ProxyError> {
+    if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
+        return Err(ProxyError::Http10);
+    }
+    let snapshot = shared.snapshot.load_full();
+    let Some(table) = snapshot.table(conn.gateway_port) else {
+        return Err(ProxyError::NoRoute);
+    };
+    let authority = request_authority(&req).ok_or(ProxyError::MissingHost)?;
+    let norm_path = path::normalize(req.uri().path()).map_err(|()| ProxyError::BadPath)?;
+    let view = RequestView {
+        method: req.method(),
+        scheme: "http",
+        authority: &authority,
+        path: &norm_path,
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let route = match table.find(&view) {
+        Decision::NoRoute => return Err(ProxyError::NoRoute),
+        Decision::RequireTls => return Ok(https_redirect(&authority, req.uri())),
+        Decision::Route(route) => route,
+    };
+    let ctx = TemplateContext {
+        remote: conn.peer,
+        request_headers: req.headers(),
+        hostname: &shared.hostname,
+        start_time: "",
+    };
+    match &*route.action {
+        RouteAction::Direct(d) => Ok(direct_response(d, &ctx)),
+        RouteAction::Redirect(r) => Ok(redirect(r, route, &authority, &norm_path, req.uri().query(), &ctx)),
+        RouteAction::Forward(f) => {
+            let norm_path = norm_path.into_owned();
+            let authority = authority.into_owned();
+            forward::forward(shared, &snapshot, conn, route, f, req, &authority, &norm_path, start).await
+        }
+    }
+}
+
+/// `:authority` (HTTP/2, absolute-form) or `Host` (HTTP/1.1).
+fn request_authority(req: &Request<Incoming>) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(a) = req.uri().authority() {
+        return Some(std::borrow::Cow::Borrowed(a.as_str()));
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    (!host.is_empty()).then_some(std::borrow::Cow::Borrowed(host))
+}
+
+fn direct_response(d: &DirectResponse, ctx: &TemplateContext<'_>) -> Response<Body> {
+    let mut resp = local_reply(d.status, d.body.clone());
+    d.headers.response.apply(resp.headers_mut(), ctx);
+    resp
+}
+
+/// `tls.httpsRedirect`: 301 to `https://<host, :80 dropped><path?query>`.
+fn https_redirect(authority: &str, uri: &http::Uri) -> Response<Body> {
+    let host = authority.strip_suffix(":80").unwrap_or(authority);
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    location_reply(StatusCode::MOVED_PERMANENTLY, &format!("https://{host}{pq}"))
+}
+
+/// Builds the `location` of a VirtualService redirect the way Envoy does.
+fn redirect(r: &Redirect, route: &Route, authority: &str, path: &str, query: Option<&str>, ctx: &TemplateContext<'_>) -> Response<Body> {
+    let req_scheme = "http";
+    let scheme = r.scheme.as_deref().unwrap_or(req_scheme);
+    let (req_host, req_port) = split_host_port(authority);
+    let host = r.authority.as_deref().unwrap_or(req_host);
+    let port: Option<u16> = match r.port {
+        RedirectPort::Explicit(p) => Some(p),
+        RedirectPort::ProtocolDefault => None,
+        RedirectPort::Keep => {
+            if r.authority.is_some() {
+                None
+            } else {
+                // Drop the request's port when the scheme changes and it was the old default.
+                req_port.filter(|p| !(scheme != req_scheme && *p == default_port(req_scheme)))
+            }
+        }
+    };
+    let port = port.filter(|p| *p != default_port(scheme));
+    let new_path: std::borrow::Cow<'_, str> = match &r.path {
+        RedirectPath::Keep => path.into(),
+        RedirectPath::Replace(p) => p.as_ref().into(),
+        RedirectPath::Prefix(p) => {
+            let matched = match route.matcher.path.as_ref().map(|m| &m.kind) {
+                Some(StrMatch::Prefix(pre)) => pre.len().min(path.len()),
+                _ => 0,
+            };
+            format!("{p}{}", &path[matched..]).into()
+        }
+    };
+    let mut location = format!("{scheme}://{host}");
+    if let Some(p) = port {
+        location.push_str(&format!(":{p}"));
+    }
+    location.push_str(&new_path);
+    let uri_has_query = matches!(&r.path, RedirectPath::Replace(p) if p.contains('?'));
+    if let (Some(q), false) = (query, uri_has_query) {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = location_reply(r.code, &location);
+    r.headers.response.apply(resp.headers_mut(), ctx);
+    resp
+}
+
+fn location_reply(code: StatusCode, location: &str) -> Response<Body> {
+    let mut resp = local_reply(code, Bytes::new());
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => *resp.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    resp
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse() {
+            Ok(port) if !h.is_empty() => (h, Some(port)),
+            _ => (authority, None),
+        },
+        _ => (authority, None),
+    }
+}

@@ -1,0 +1,127 @@
+//! Virtual-host lookup by `Host` header: exact names in a hash map, `*.suffix` wildcards by
+//! walking the name's dots (longest suffix first), then `*`. No allocation per lookup.
+
+use std::collections::HashMap;
+
+/// Host name → index of the virtual host in `RouteTable::vhosts`.
+#[derive(Debug, Default)]
+pub struct HostTable {
+    exact: HashMap<Box<str>, usize>,
+    /// Keyed by the suffix including its leading dot: `*.example.com` is stored as `.example.com`.
+    suffix: HashMap<Box<str>, usize>,
+    any: Option<usize>,
+}
+
+/// Longest host name accepted for lookup; longer ones cannot be valid DNS names anyway.
+const MAX_HOST: usize = 255;
+
+impl HostTable {
+    /// Adds a (lowercase) domain: `*`, `*.suffix` or an exact name.
+    pub fn insert(&mut self, domain: &str, vhost: usize) {
+        if domain == "*" {
+            self.any = Some(vhost);
+        } else if let Some(suffix) = domain.strip_prefix('*') {
+            self.suffix.insert(suffix.into(), vhost);
+        } else {
+            self.exact.insert(domain.into(), vhost);
+        }
+    }
+
+    /// Looks up a raw `Host` value: the port is stripped and the name compared case-insensitively.
+    pub fn find(&self, authority: &str) -> Option<usize> {
+        let host = strip_port(authority);
+        let mut buf = [0u8; MAX_HOST];
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            if host.len() > MAX_HOST {
+                return self.any;
+            }
+            let out = &mut buf[..host.len()];
+            out.copy_from_slice(host.as_bytes());
+            out.make_ascii_lowercase();
+            // Lowercasing ASCII letters keeps the bytes valid UTF-8.
+            std::str::from_utf8(out).ok()?
+        } else {
+            host
+        };
+        if let Some(&i) = self.exact.get(host) {
+            return Some(i);
+        }
+        if !self.suffix.is_empty() {
+            // A wildcard never matches an empty label: start after the first character.
+            for (i, b) in host.bytes().enumerate().skip(1) {
+                if b == b'.' {
+                    if let Some(&v) = self.suffix.get(&host[i..]) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        self.any
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.suffix.len() + usize::from(self.any.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rfind(':') {
+        Some(i) if authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &authority[..i],
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> HostTable {
+        let mut t = HostTable::default();
+        t.insert("api.example.com", 0);
+        t.insert("*.example.com", 1);
+        t.insert("*.b.example.com", 2);
+        t.insert("*", 3);
+        t
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard() {
+        assert_eq!(table().find("api.example.com"), Some(0));
+    }
+
+    #[test]
+    fn longest_suffix_wins() {
+        assert_eq!(table().find("a.b.example.com"), Some(2));
+        assert_eq!(table().find("x.example.com"), Some(1));
+    }
+
+    #[test]
+    fn port_is_ignored_and_case_folded() {
+        assert_eq!(table().find("API.Example.COM:8080"), Some(0));
+        assert_eq!(table().find("[::1]:80"), Some(3));
+    }
+
+    #[test]
+    fn wildcard_does_not_match_bare_suffix() {
+        let mut t = HostTable::default();
+        t.insert("*.example.com", 1);
+        assert_eq!(t.find("example.com"), None);
+        assert_eq!(t.find(".example.com"), None);
+    }
+
+    #[test]
+    fn star_is_the_fallback() {
+        assert_eq!(table().find("other.org"), Some(3));
+    }
+}
