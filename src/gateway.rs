@@ -28,6 +28,9 @@ pub struct Settings {
     pub bind: IpAddr,
     /// Per Gateway port, a different local address (`--listen 80=127.0.0.1:8080`); port 0 picks one.
     pub listen: HashMap<u16, SocketAddr>,
+    /// Bind every listener without its own `listen` entry to port 0 on `bind` (tests, side-by-side
+    /// runs); `Gateway::addr` tells where each Gateway port ended up. Default is `false`.
+    pub ephemeral_ports: bool,
     /// `server` response header; `None` leaves the upstream's. Default is `istio-envoy`.
     pub server_header: Option<String>,
     /// Namespace of resources that do not set one. Default is `default`.
@@ -41,6 +44,7 @@ impl Settings {
             config: config.into(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             listen: HashMap::new(),
+            ephemeral_ports: false,
             server_header: Some("istio-envoy".into()),
             default_namespace: "default".into(),
             compile: compile::Options::default(),
@@ -108,7 +112,8 @@ impl Gateway {
         let mut addrs = BTreeMap::new();
         let mut tasks = Vec::new();
         for port in ports {
-            let addr = settings.listen.get(&port).copied().unwrap_or(SocketAddr::new(settings.bind, port));
+            let default_port = if settings.ephemeral_ports { 0 } else { port };
+            let addr = settings.listen.get(&port).copied().unwrap_or(SocketAddr::new(settings.bind, default_port));
             let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { port, addr, source })?;
             let local = listener.local_addr().map_err(|source| StartError::Bind { port, addr, source })?;
             tracing::info!(gateway_port = port, addr = %local, "listening");
