@@ -39,6 +39,8 @@ pub enum ProxyError {
     Http10,
     #[error("bad request path")]
     BadPath,
+    #[error("request headers larger than 60 KiB")]
+    HeadersTooLarge,
 }
 
 impl ProxyError {
@@ -56,6 +58,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::MissingHost | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::Http10 => StatusCode::UPGRADE_REQUIRED,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -70,7 +73,7 @@ impl ProxyError {
             ProxyError::RemoteReset { .. } => "UR",
             ProxyError::Protocol { .. } => "UPE",
             ProxyError::UpstreamTimeout { .. } => "UT",
-            ProxyError::MissingHost | ProxyError::Http10 | ProxyError::BadPath => "DPE",
+            ProxyError::MissingHost | ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge => "DPE",
         }
     }
 
@@ -92,12 +95,13 @@ impl ProxyError {
             }
             ProxyError::Http10 => "Upgrade Required".into(),
             ProxyError::BadPath => "Bad Request".into(),
+            ProxyError::HeadersTooLarge => "Request Header Fields Too Large".into(),
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
         let mut resp = local_reply(self.status(), Bytes::from(self.body()));
-        if matches!(self, ProxyError::Http10 | ProxyError::BadPath) {
+        if matches!(self, ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge) {
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp.extensions_mut().insert(ResponseFlag(self.response_flag()));

@@ -18,6 +18,9 @@ use crate::route::{
 use super::error::{local_reply, ProxyError, ResponseFlag};
 use super::{forward, path, Body, Shared};
 
+/// Envoy's `max_request_headers_kb` at an Istio gateway.
+const MAX_HEADER_BYTES: usize = 60 * 1024;
+
 /// The connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
@@ -51,6 +54,11 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
 async fn route_request(shared: &Shared, conn: Conn, req: Request<Incoming>, start: Instant) -> Result<Response<Body>, ProxyError> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return Err(ProxyError::Http10);
+    }
+    // hyper's buffer limit is not an exact header limit; Envoy's is 60 KiB.
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(ProxyError::HeadersTooLarge);
     }
     let snapshot = shared.snapshot.load_full();
     let Some(table) = snapshot.table(conn.gateway_port) else {

@@ -1,0 +1,155 @@
+//! Protocols and bodies end to end: h2c downstream, streamed 50 MB bodies with bounded memory,
+//! WebSocket upgrade, HTTP/1.0 and malformed requests, path normalisation, DNS destinations.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::{gateway_yaml, static_service, Client, TestGateway, Upstream};
+
+const MB: usize = 1024 * 1024;
+
+async fn one_upstream(route: &str) -> (TestGateway, Upstream) {
+    let a = Upstream::start("a").await;
+    let yaml = gateway_yaml(&["*"])
+        + &static_service("a.svc", &[(&a, &[])])
+        + &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n{route}");
+    (TestGateway::start(&yaml).await, a)
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<usize>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_downstream() {
+    let (gw, _a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
+    let c = Client::h2c(gw.addr());
+    let r = c.send(c.request("ignored", "/h2").version(http::Version::HTTP_2).body(Default::default()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream(), "a");
+    // Upstream is HTTP/1.1 (service port protocol HTTP), with a Host header made from :authority.
+    assert_eq!(r.field("version"), Some("HTTP/1.1"));
+    assert_eq!(r.field("h:host"), Some(gw.addr().to_string().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_with_bounded_memory() {
+    let (gw, _a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
+    let before = peak_rss();
+    // 50 MB request body, generated chunk by chunk: never held whole by the client either.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let chunks = 50 * MB / chunk.len();
+    let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::post(format!("http://{}/count", gw.addr()))
+        .header("host", "x")
+        .body(StreamBody::new(stream))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), format!("bytes={}", 50 * MB));
+
+    // 50 MB response body, read frame by frame.
+    let req = http::Request::get(format!("http://{}/stream/{}", gw.addr(), 50 * MB))
+        .header("host", "x")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let client2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut body = client2.request(req).await.unwrap().into_body();
+    let mut total = 0;
+    while let Some(f) = body.frame().await {
+        total += f.unwrap().data_ref().map(|d| d.len()).unwrap_or(0);
+    }
+    assert_eq!(total, 50 * MB);
+    // Client, gateway and upstream share this process: buffering either body whole would add
+    // at least 50 MB to the peak.
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 30 * MB, "peak RSS grew by {} MB", grown / MB);
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled() {
+    let (gw, _a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed during the handshake");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    // The upstream echoes upper-cased bytes over the upgraded connection.
+    s.write_all(b"hello tunnel").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 12 {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got, b"HELLO TUNNEL");
+}
+
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn http10_gets_426_and_bad_requests_get_400() {
+    let (gw, a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
+    let r = raw(gw.addr(), b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.0 426") || r.starts_with("HTTP/1.1 426"), "{r}");
+    assert!(r.ends_with("Upgrade Required"), "{r}");
+    let r = raw(gw.addr(), b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "missing Host: {r}");
+    let r = raw(gw.addr(), b"GET /a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "NUL in path: {r}");
+    let r = raw(gw.addr(), b"THIS IS NOT HTTP\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "garbage: {r}");
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let r = raw(gw.addr(), big.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "oversized headers: {}", &r[..r.len().min(80)]);
+    assert_eq!(a.hits(), 0, "none of these reached the upstream");
+}
+
+#[tokio::test]
+async fn paths_are_normalised_before_routing_and_forwarding() {
+    let (gw, _a) = one_upstream("  - match: [{uri: {prefix: /public/}}]\n    route: [{destination: {host: a.svc}}]\n").await;
+    let c = Client::http1(gw.addr());
+    let r = c.get("x", "/public/../public/%61bc?q=/../x").await;
+    assert_eq!(r.field("path"), Some("/public/abc?q=/../x"));
+    assert_eq!(c.get("x", "/public/../private/secret").await.status, 404, "dot-segments cannot escape the prefix");
+}
+
+#[tokio::test]
+async fn dns_service_entry_and_kubernetes_style_names_resolve() {
+    let a = Upstream::start("a").await;
+    let port = a.addr.port();
+    let yaml = gateway_yaml(&["*"])
+        + &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: dns}}\nspec:\n  hosts: [dns.example]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: DNS\n  endpoints: [{{address: localhost, ports: {{http: {port}}}}}]\n---\n")
+        + &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - match: [{{uri: {{prefix: /dns}}}}]\n    route: [{{destination: {{host: dns.example}}}}]\n  - route: [{{destination: {{host: localhost, port: {{number: {port}}}}}}}]\n");
+    let gw = TestGateway::start(&yaml).await;
+    let c = Client::http1(gw.addr());
+    assert_eq!(c.get("x", "/dns").await.upstream(), "a");
+    // No ServiceEntry: `localhost` is tried as localhost.default.svc.cluster.local, then as written.
+    assert_eq!(c.get("x", "/k8s").await.upstream(), "a");
+}
