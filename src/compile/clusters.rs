@@ -155,7 +155,7 @@ impl<'a> Clusters<'a> {
                 let selected: Vec<&config::WorkloadEntry> = se.spec.endpoints.iter()
                     .filter(|ep| labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
                     .collect();
-                let weight = |ep: &config::WorkloadEntry| ep.weight.unwrap_or(1).clamp(1, u32::MAX as i64) as u32;
+                let weight = |ep: &config::WorkloadEntry| ep.weight.unwrap_or(1).clamp(1, i32::MAX as i64) as u32;
                 match se.spec.resolution.as_deref().unwrap_or("NONE") {
                     "STATIC" => Discovery::Static(selected.iter().filter_map(|ep| {
                         let ip: IpAddr = ep.address.as_deref()?.parse().ok()?;

@@ -260,7 +260,7 @@ fn instantiate(
                         host_rewrite: d.host_rewrite.clone(),
                     });
                 }
-                let total_weight = weighted.iter().map(|w| w.weight).sum::<u32>().max(1);
+                let total_weight = weighted.iter().map(|w| u64::from(w.weight)).sum::<u64>().max(1);
                 RouteAction::Forward(Forward {
                     clusters: weighted,
                     total_weight,

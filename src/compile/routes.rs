@@ -407,7 +407,8 @@ fn compile_destination(
             cx.error(&format!("{field}.weight"), invalid("weight", &w.to_string(), "must be >= 0"));
             0
         }
-        Some(w) => w.min(u32::MAX as i64) as u32,
+        // Istio weights are int32.
+        Some(w) => w.min(i32::MAX as i64) as u32,
         None => 0,
     };
     let (headers, host_rewrite) = compile_headers(d.headers.as_ref(), &format!("{field}.headers"), cx);

@@ -62,7 +62,12 @@ pub async fn forward(
         .build()
         .map_err(|_| ProxyError::BadPath)?;
 
-    let ctx_headers = parts.headers.clone();
+    // Templates like %REQ(x)% read the client's headers as they arrived; copy them only if needed.
+    let dynamic = action.headers.request.is_dynamic()
+        || action.headers.response.is_dynamic()
+        || target.headers.request.is_dynamic()
+        || target.headers.response.is_dynamic();
+    let ctx_headers = if dynamic { parts.headers.clone() } else { http::HeaderMap::new() };
     let ctx = TemplateContext {
         remote: conn.peer,
         request_headers: &ctx_headers,
@@ -122,10 +127,10 @@ fn pick_weighted(action: &Forward) -> &WeightedCluster {
     }
     let mut n = rand::thread_rng().gen_range(0..action.total_weight);
     for c in &action.clusters {
-        if n < c.weight {
+        if n < u64::from(c.weight) {
             return c;
         }
-        n -= c.weight;
+        n -= u64::from(c.weight);
     }
     &action.clusters[action.clusters.len() - 1]
 }

@@ -32,8 +32,6 @@ pub struct Conn {
 /// Handles one request. Never fails: every error becomes Envoy's local reply.
 pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
-    let method = req.method().clone();
-    let path_for_log = req.uri().path().to_owned();
     let mut resp = match route_request(&shared, conn, req, start).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -44,10 +42,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     if let Some(server) = &shared.server_header {
         resp.headers_mut().insert(header::SERVER, server.clone());
     }
-    if method == http::Method::HEAD {
-        // HEAD: headers only (hyper drops any body for HEAD on its own).
-    }
-    tracing::trace!(%method, path = %path_for_log, status = resp.status().as_u16(), flag = resp.extensions().get::<ResponseFlag>().map(|f| f.0).unwrap_or("-"), "request");
+    tracing::trace!(status = resp.status().as_u16(), flag = resp.extensions().get::<ResponseFlag>().map(|f| f.0).unwrap_or("-"), "request");
     Ok(resp)
 }
 

@@ -23,7 +23,7 @@ pub enum RouteAction {
 pub struct Forward {
     pub clusters: Vec<WeightedCluster>,
     /// Sum of `clusters[..].weight`; at least 1.
-    pub total_weight: u32,
+    pub total_weight: u64,
     pub rewrite: Option<Arc<PathRewrite>>,
     /// `rewrite.authority` or a `host` header set on the route.
     pub host_rewrite: Option<HeaderValue>,
@@ -130,6 +130,11 @@ pub struct TemplateContext<'a> {
 impl HeaderOpList {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Does any value use a `%VARIABLE%`?
+    pub fn is_dynamic(&self) -> bool {
+        self.set.iter().chain(&self.add).any(|(_, t)| matches!(t, HeaderTemplate::Dynamic(_)))
     }
 
     /// Applies remove, then set, then add (Envoy order: removals first, appends last).

@@ -133,17 +133,17 @@ impl Cluster {
                 Pick::NoCluster
             };
         }
-        let total: u32 = eps.iter().map(|e| e.weight).sum();
+        let total: u64 = eps.iter().map(|e| u64::from(e.weight)).sum();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        if total as usize == eps.len() {
+        if total == eps.len() as u64 {
             return Pick::Endpoint(eps[n % eps.len()].clone());
         }
-        let mut slot = (n % total as usize) as u32;
+        let mut slot = n as u64 % total;
         for e in eps.iter() {
-            if slot < e.weight {
+            if slot < u64::from(e.weight) {
                 return Pick::Endpoint(e.clone());
             }
-            slot -= e.weight;
+            slot -= u64::from(e.weight);
         }
         Pick::Endpoint(eps[0].clone())
     }
