@@ -77,7 +77,11 @@ pub struct Gateway {
 }
 
 /// Loads and compiles the config at `path`: everything `meshgate validate` checks.
-pub fn load_and_compile(path: &Path, default_namespace: &str, opts: &compile::Options) -> (Option<Compiled>, Report) {
+pub fn load_and_compile(
+    path: &Path,
+    default_namespace: &str,
+    opts: &compile::Options,
+) -> (Option<Compiled>, Report) {
     let (resources, mut report) = config::load_path(path, default_namespace);
     if !report.is_ok() {
         return (None, report);
@@ -90,7 +94,11 @@ pub fn load_and_compile(path: &Path, default_namespace: &str, opts: &compile::Op
 impl Gateway {
     /// Loads the config and starts serving. Fails on any config error or bind failure.
     pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
-        let (compiled, report) = load_and_compile(&settings.config, &settings.default_namespace, &settings.compile);
+        let (compiled, report) = load_and_compile(
+            &settings.config,
+            &settings.default_namespace,
+            &settings.compile,
+        );
         for w in &report.warnings {
             tracing::warn!("{w}");
         }
@@ -105,7 +113,10 @@ impl Gateway {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             clients: Clients::new(),
-            server_header: settings.server_header.as_deref().and_then(|s| HeaderValue::from_str(s).ok()),
+            server_header: settings
+                .server_header
+                .as_deref()
+                .and_then(|s| HeaderValue::from_str(s).ok()),
             hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "meshgate".into()),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -113,12 +124,26 @@ impl Gateway {
         let mut tasks = Vec::new();
         for port in ports {
             let default_port = if settings.ephemeral_ports { 0 } else { port };
-            let addr = settings.listen.get(&port).copied().unwrap_or(SocketAddr::new(settings.bind, default_port));
-            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { port, addr, source })?;
-            let local = listener.local_addr().map_err(|source| StartError::Bind { port, addr, source })?;
+            let addr = settings
+                .listen
+                .get(&port)
+                .copied()
+                .unwrap_or(SocketAddr::new(settings.bind, default_port));
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { port, addr, source })?;
+            let local =
+                listener
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { port, addr, source })?;
             tracing::info!(gateway_port = port, addr = %local, "listening");
             addrs.insert(port, local);
-            tasks.push(tokio::spawn(proxy::serve(listener, port, shared.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(proxy::serve(
+                listener,
+                port,
+                shared.clone(),
+                stop_rx.clone(),
+            )));
         }
         Ok(Gateway {
             shared,
@@ -158,7 +183,10 @@ impl Gateway {
             for e in &report.errors {
                 tracing::error!("{e}");
             }
-            tracing::error!("config reload failed; still serving generation {}", self.generation.load(Ordering::Relaxed));
+            tracing::error!(
+                "config reload failed; still serving generation {}",
+                self.generation.load(Ordering::Relaxed)
+            );
             return Err(report);
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use meshgate::{Gateway, Settings, StartError};
 
 #[derive(Parser, Debug)]
-#[command(name = "meshgate", version, about = "An ingress gateway that serves Istio Gateway/VirtualService/DestinationRule/ServiceEntry config")]
+#[command(
+    name = "meshgate",
+    version,
+    about = "An ingress gateway that serves Istio Gateway/VirtualService/DestinationRule/ServiceEntry config"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -55,9 +59,15 @@ enum Command {
 }
 
 fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
-    let (port, addr) = s.split_once('=').ok_or("expected PORT=ADDR:PORT, e.g. 80=127.0.0.1:8080")?;
-    let port = port.parse().map_err(|e| format!("bad gateway port {port:?}: {e}"))?;
-    let addr = addr.parse().map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    let (port, addr) = s
+        .split_once('=')
+        .ok_or("expected PORT=ADDR:PORT, e.g. 80=127.0.0.1:8080")?;
+    let port = port
+        .parse()
+        .map_err(|e| format!("bad gateway port {port:?}: {e}"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
     Ok((port, addr))
 }
 
@@ -78,10 +88,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Some(Command::Validate { path, strict, common }) => validate(&path, strict, &common),
+        Some(Command::Validate {
+            path,
+            strict,
+            common,
+        }) => validate(&path, strict, &common),
         None => {
             let Some(config) = cli.config.clone() else {
-                eprintln!("meshgate: --config <dir|file> is required (or use `meshgate validate <path>`)");
+                eprintln!(
+                    "meshgate: --config <dir|file> is required (or use `meshgate validate <path>`)"
+                );
                 return ExitCode::from(2);
             };
             run(cli, config)
@@ -90,7 +106,8 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {
-    let (compiled, report) = meshgate::load_and_compile(path, &common.default_namespace, &compile_options(common));
+    let (compiled, report) =
+        meshgate::load_and_compile(path, &common.default_namespace, &compile_options(common));
     for e in &report.errors {
         println!("error: {e}");
     }
@@ -108,7 +125,11 @@ fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {
                 "invalid: {} errors, {} warnings{}",
                 report.errors.len(),
                 report.warnings.len(),
-                if strict && report.errors.is_empty() { " (--strict)" } else { "" }
+                if strict && report.errors.is_empty() {
+                    " (--strict)"
+                } else {
+                    ""
+                }
             );
             ExitCode::from(1)
         }
@@ -116,7 +137,10 @@ fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {
 }
 
 fn run(cli: Cli, config: PathBuf) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("meshgate: cannot start the runtime: {e}");
@@ -136,7 +160,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
                 for e in &report.errors {
                     eprintln!("error: {e}");
                 }
-                eprintln!("meshgate: not started: {} config error(s)", report.errors.len());
+                eprintln!(
+                    "meshgate: not started: {} config error(s)",
+                    report.errors.len()
+                );
                 return ExitCode::from(1);
             }
             Err(e) => {
@@ -154,7 +181,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
 /// SIGHUP reloads the config; SIGINT/SIGTERM stop the gateway.
 async fn wait_for_signals(gateway: &Gateway) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+    let (Ok(mut hup), Ok(mut term)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

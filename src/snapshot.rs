@@ -25,7 +25,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot: live clusters come from `registry` (unchanged ones are reused), and new
     /// DNS clusters get up to 5 s for their first answer so the first requests do not fail.
-    pub async fn build(compiled: Compiled, generation: u64, registry: &Registry, resolver: &Resolver) -> Snapshot {
+    pub async fn build(
+        compiled: Compiled,
+        generation: u64,
+        registry: &Registry,
+        resolver: &Resolver,
+    ) -> Snapshot {
         let clusters: Vec<Arc<Cluster>> = compiled
             .clusters
             .iter()
@@ -34,14 +39,21 @@ impl Snapshot {
         futures_util::future::join_all(clusters.iter().map(|c| c.ready(DNS_WAIT))).await;
         Snapshot {
             generation,
-            listeners: compiled.listeners.into_iter().map(|l| (l.port, l.table)).collect(),
+            listeners: compiled
+                .listeners
+                .into_iter()
+                .map(|l| (l.port, l.table))
+                .collect(),
             clusters,
             summary: compiled.summary,
         }
     }
 
     pub fn table(&self, port: u16) -> Option<&RouteTable> {
-        self.listeners.iter().find(|(p, _)| *p == port).map(|(_, t)| t)
+        self.listeners
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, t)| t)
     }
 
     pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {

@@ -21,7 +21,11 @@ impl Drop for Child {
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -49,8 +53,14 @@ fn serves_the_example_config() {
     });
     // The gateway logs `listening gateway_port=8080 addr=127.0.0.1:NNNNN` once it accepts.
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("no `listening` line from meshgate");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no `listening` line from meshgate");
+        if let Some(rest) = line
+            .split("addr=")
+            .nth(1)
+            .filter(|_| line.contains("listening"))
+        {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
@@ -70,7 +80,12 @@ fn refuses_to_start_on_a_broken_config_and_names_every_error() {
     )
     .unwrap();
     let out = Command::new(BIN)
-        .args(["--config", dir.path().to_str().unwrap(), "--listen", "8080=127.0.0.1:0"])
+        .args([
+            "--config",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "8080=127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -82,8 +97,13 @@ fn refuses_to_start_on_a_broken_config_and_names_every_error() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{prefix}spec.http[0].match[0].uri.regex: invalid regex \"/items/[0-9+\"")),
+        stderr.contains(&format!(
+            "{prefix}spec.http[0].match[0].uri.regex: invalid regex \"/items/[0-9+\""
+        )),
         "{stderr}"
     );
-    assert!(stderr.contains("not started: 2 config error(s)"), "{stderr}");
+    assert!(
+        stderr.contains("not started: 2 config error(s)"),
+        "{stderr}"
+    );
 }

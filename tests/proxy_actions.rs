@@ -32,7 +32,11 @@ async fn weighted_split_follows_weights() {
 
 #[tokio::test]
 async fn weights_need_not_sum_to_100_and_zero_weight_gets_nothing() {
-    let (a, b, z) = (Upstream::start("a").await, Upstream::start("b").await, Upstream::start("z").await);
+    let (a, b, z) = (
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("z").await,
+    );
     let mut yaml = gateway_yaml(&["*"]);
     for (u, h) in [(&a, "a.svc"), (&b, "b.svc"), (&z, "z.svc")] {
         yaml.push_str(&static_service(h, &[(u, &[])]));
@@ -52,7 +56,10 @@ async fn weights_need_not_sum_to_100_and_zero_weight_gets_nothing() {
 async fn subsets_select_endpoints_by_label() {
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
     let mut yaml = gateway_yaml(&["*"]);
-    yaml.push_str(&static_service("reviews.svc", &[(&v1, &[("version", "v1")]), (&v2, &[("version", "v2")])]));
+    yaml.push_str(&static_service(
+        "reviews.svc",
+        &[(&v1, &[("version", "v1")]), (&v2, &[("version", "v2")])],
+    ));
     yaml.push_str("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews.svc\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n  - {name: v3, labels: {version: v3}}\n---\n");
     yaml.push_str(&vs(concat!(
         "  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews.svc, subset: v2}}]\n",
@@ -65,11 +72,18 @@ async fn subsets_select_endpoints_by_label() {
     for _ in 0..5 {
         assert_eq!(c.get("x", "/").await.upstream(), "v1");
     }
-    let req = c.request("x", "/").header("end-user", "jason").body(Default::default()).unwrap();
+    let req = c
+        .request("x", "/")
+        .header("end-user", "jason")
+        .body(Default::default())
+        .unwrap();
     assert_eq!(c.send(req).await.upstream(), "v2");
     // Defined subset, no endpoint has its labels: the cluster exists but is empty → UH.
     let r = c.get("x", "/v3").await;
-    assert_eq!((r.status.as_u16(), r.body.as_str()), (503, "no healthy upstream"));
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, "no healthy upstream")
+    );
     // Subset the DestinationRule does not define: no cluster → 503 NC, empty body.
     let r = c.get("x", "/nosuch").await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (503, ""));
@@ -88,21 +102,39 @@ async fn redirects_build_location_like_envoy() {
     let c = Client::http1(gw.addr());
     let r = c.get("shop.example.com", "/old?x=1").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("http://shop.example.com/new?x=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("http://shop.example.com/new?x=1")
+    );
     assert_eq!(r.body, "");
     let r = c.get("shop.example.com", "/docs/a/b").await;
     assert_eq!(r.status, 308);
-    assert_eq!(r.header("location"), Some("http://shop.example.com/documentation/a/b"));
+    assert_eq!(
+        r.header("location"),
+        Some("http://shop.example.com/documentation/a/b")
+    );
     // Scheme change drops the old scheme's default port, keeps others.
     let r = c.get("shop.example.com:80", "/secure").await;
-    assert_eq!(r.header("location"), Some("https://shop.example.com/secure"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://shop.example.com/secure")
+    );
     let r = c.get("shop.example.com:8080", "/secure").await;
-    assert_eq!(r.header("location"), Some("https://shop.example.com:8080/secure"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://shop.example.com:8080/secure")
+    );
     let r = c.get("shop.example.com:8080", "/elsewhere").await;
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location"), Some("http://other.example.com:8443/elsewhere"));
+    assert_eq!(
+        r.header("location"),
+        Some("http://other.example.com:8443/elsewhere")
+    );
     let r = c.get("shop.example.com", "/req-port").await;
-    assert_eq!(r.header("location"), Some("http://b.example.com:8080/req-port"));
+    assert_eq!(
+        r.header("location"),
+        Some("http://b.example.com:8080/req-port")
+    );
 }
 
 #[tokio::test]
@@ -146,9 +178,15 @@ async fn rewrite_uri_regex_and_authority() {
     let r = c.get("shop", "/exact").await;
     assert_eq!(r.field("path"), Some("/replaced"));
     assert_eq!(r.field("h:host"), Some("backend.internal"));
-    assert_eq!(c.get("shop", "/users/ann/profile").await.field("path"), Some("/profiles/ann"));
+    assert_eq!(
+        c.get("shop", "/users/ann/profile").await.field("path"),
+        Some("/profiles/ann")
+    );
     // Prefix "/" replaced by "/v2": Istio's documented gotcha.
-    assert_eq!(c.get("shop", "/orders").await.field("path"), Some("/v2orders"));
+    assert_eq!(
+        c.get("shop", "/orders").await.field("path"),
+        Some("/v2orders")
+    );
 }
 
 #[tokio::test]
@@ -161,7 +199,13 @@ async fn header_operations_route_and_destination_level() {
     ));
     let gw = TestGateway::start(&yaml).await;
     let c = Client::http1(gw.addr());
-    let req = c.request("x", "/").header("x-secret", "s").header("x-src", "copied").header("x-set", "client").body(Default::default()).unwrap();
+    let req = c
+        .request("x", "/")
+        .header("x-secret", "s")
+        .header("x-src", "copied")
+        .header("x-set", "client")
+        .body(Default::default())
+        .unwrap();
     let r = c.send(req).await;
     assert_eq!(r.field("h:x-set"), Some("route"));
     assert_eq!(r.field("h:x-client-ip"), Some("127.0.0.1"));
@@ -178,7 +222,9 @@ async fn header_operations_route_and_destination_level() {
 #[tokio::test]
 async fn forwarding_headers_like_an_istio_gateway() {
     let a = Upstream::start("a").await;
-    let yaml = gateway_yaml(&["*"]) + &static_service("a.svc", &[(&a, &[])]) + &vs("  - route: [{destination: {host: a.svc}}]\n");
+    let yaml = gateway_yaml(&["*"])
+        + &static_service("a.svc", &[(&a, &[])])
+        + &vs("  - route: [{destination: {host: a.svc}}]\n");
     let gw = TestGateway::start(&yaml).await;
     let c = Client::http1(gw.addr());
     let req = c
@@ -196,14 +242,30 @@ async fn forwarding_headers_like_an_istio_gateway() {
     assert_eq!(r.field("h:x-envoy-external-address"), Some("127.0.0.1"));
     assert_eq!(r.field("h:x-envoy-attempt-count"), Some("1"));
     assert_eq!(r.field("h:x-request-id").map(str::len), Some(36));
-    assert_eq!(r.field("h:x-envoy-retry-on"), None, "internal x-envoy-* headers from clients are dropped");
-    assert_eq!(r.field("h:x-private"), None, "headers nominated by Connection are hop-by-hop");
+    assert_eq!(
+        r.field("h:x-envoy-retry-on"),
+        None,
+        "internal x-envoy-* headers from clients are dropped"
+    );
+    assert_eq!(
+        r.field("h:x-private"),
+        None,
+        "headers nominated by Connection are hop-by-hop"
+    );
     // A client's request id is kept.
-    let req = c.request("x", "/").header("x-request-id", "abc-123").body(Default::default()).unwrap();
+    let req = c
+        .request("x", "/")
+        .header("x-request-id", "abc-123")
+        .body(Default::default())
+        .unwrap();
     assert_eq!(c.send(req).await.field("h:x-request-id"), Some("abc-123"));
     // Response side: server overwritten, service time added, hop-by-hop removed.
     assert_eq!(r.header("server"), Some("istio-envoy"));
-    assert!(r.header("x-envoy-upstream-service-time").unwrap().parse::<u64>().is_ok());
+    assert!(r
+        .header("x-envoy-upstream-service-time")
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
     assert_eq!(r.header("x-upstream"), Some("a"));
 }
 
@@ -231,13 +293,27 @@ async fn envoy_error_replies() {
         r.body
     );
     assert_eq!(r.header("content-type"), Some("text/plain"));
-    assert!(r.header("x-envoy-upstream-service-time").is_none(), "local replies carry no service time");
+    assert!(
+        r.header("x-envoy-upstream-service-time").is_none(),
+        "local replies carry no service time"
+    );
     let r = c.get("x", "/none").await;
-    assert_eq!((r.status.as_u16(), r.body.as_str()), (503, "no healthy upstream"));
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, "no healthy upstream")
+    );
     let r = c.get("x", "/badport").await;
-    assert_eq!((r.status.as_u16(), r.body.as_str()), (503, ""), "port the service does not declare: NC");
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, ""),
+        "port the service does not declare: NC"
+    );
     let r = c.get("x", "/unresolvable").await;
-    assert_eq!((r.status.as_u16(), r.body.as_str()), (503, ""), "a name that does not resolve: NC");
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (503, ""),
+        "a name that does not resolve: NC"
+    );
     let r = c.get("x", "/nothing-matches").await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (404, ""));
 }

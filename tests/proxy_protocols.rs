@@ -27,7 +27,13 @@ fn peak_rss() -> usize {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<usize>().ok())
+        .and_then(|v| {
+            v.trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
@@ -36,7 +42,14 @@ fn peak_rss() -> usize {
 async fn h2c_prior_knowledge_downstream() {
     let (gw, _a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
     let c = Client::h2c(gw.addr());
-    let r = c.send(c.request("ignored", "/h2").version(http::Version::HTTP_2).body(Default::default()).unwrap()).await;
+    let r = c
+        .send(
+            c.request("ignored", "/h2")
+                .version(http::Version::HTTP_2)
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.upstream(), "a");
     // Upstream is HTTP/1.1 (service port protocol HTTP), with a Host header made from :authority.
@@ -51,8 +64,11 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
     // 50 MB request body, generated chunk by chunk: never held whole by the client either.
     let chunk = Bytes::from(vec![7u8; 64 * 1024]);
     let chunks = 50 * MB / chunk.len();
-    let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))));
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))),
+    );
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     let req = http::Request::post(format!("http://{}/count", gw.addr()))
         .header("host", "x")
         .body(StreamBody::new(stream))
@@ -66,7 +82,8 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
         .header("host", "x")
         .body(http_body_util::Empty::<Bytes>::new())
         .unwrap();
-    let client2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     let mut body = client2.request(req).await.unwrap().into_body();
     let mut total = 0;
     while let Some(f) = body.frame().await {
@@ -117,27 +134,48 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
 async fn http10_gets_426_and_bad_requests_get_400() {
     let (gw, a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
     let r = raw(gw.addr(), b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
-    assert!(r.starts_with("HTTP/1.0 426") || r.starts_with("HTTP/1.1 426"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.0 426") || r.starts_with("HTTP/1.1 426"),
+        "{r}"
+    );
     assert!(r.ends_with("Upgrade Required"), "{r}");
     let r = raw(gw.addr(), b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 400"), "missing Host: {r}");
-    let r = raw(gw.addr(), b"GET /a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let r = raw(
+        gw.addr(),
+        b"GET /a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 400"), "NUL in path: {r}");
     let r = raw(gw.addr(), b"THIS IS NOT HTTP\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 400"), "garbage: {r}");
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     let r = raw(gw.addr(), big.as_bytes()).await;
-    assert!(r.starts_with("HTTP/1.1 431"), "oversized headers: {}", &r[..r.len().min(80)]);
+    assert!(
+        r.starts_with("HTTP/1.1 431"),
+        "oversized headers: {}",
+        &r[..r.len().min(80)]
+    );
     assert_eq!(a.hits(), 0, "none of these reached the upstream");
 }
 
 #[tokio::test]
 async fn paths_are_normalised_before_routing_and_forwarding() {
-    let (gw, _a) = one_upstream("  - match: [{uri: {prefix: /public/}}]\n    route: [{destination: {host: a.svc}}]\n").await;
+    let (gw, _a) = one_upstream(
+        "  - match: [{uri: {prefix: /public/}}]\n    route: [{destination: {host: a.svc}}]\n",
+    )
+    .await;
     let c = Client::http1(gw.addr());
     let r = c.get("x", "/public/../public/%61bc?q=/../x").await;
     assert_eq!(r.field("path"), Some("/public/abc?q=/../x"));
-    assert_eq!(c.get("x", "/public/../private/secret").await.status, 404, "dot-segments cannot escape the prefix");
+    assert_eq!(
+        c.get("x", "/public/../private/secret").await.status,
+        404,
+        "dot-segments cannot escape the prefix"
+    );
 }
 
 #[tokio::test]

@@ -15,22 +15,56 @@ fn to(host: &str) -> String {
 
 #[tokio::test]
 async fn exact_beats_longest_wildcard_beats_star() {
-    let (a, b, c, d) = (Upstream::start("exact").await, Upstream::start("wild").await, Upstream::start("longer-wild").await, Upstream::start("star").await);
+    let (a, b, c, d) = (
+        Upstream::start("exact").await,
+        Upstream::start("wild").await,
+        Upstream::start("longer-wild").await,
+        Upstream::start("star").await,
+    );
     let mut yaml = support::gateway_yaml(&["*"]);
     for (u, h) in [(&a, "a.svc"), (&b, "b.svc"), (&c, "c.svc"), (&d, "d.svc")] {
         yaml.push_str(&static_service(h, &[(u, &[])]));
     }
-    yaml.push_str(&vs("v1", "default", "[api.example.com]", "[gw]", &to("a.svc")));
-    yaml.push_str(&vs("v2", "default", "[\"*.example.com\"]", "[gw]", &to("b.svc")));
-    yaml.push_str(&vs("v3", "default", "[\"*.eu.example.com\"]", "[gw]", &to("c.svc")));
+    yaml.push_str(&vs(
+        "v1",
+        "default",
+        "[api.example.com]",
+        "[gw]",
+        &to("a.svc"),
+    ));
+    yaml.push_str(&vs(
+        "v2",
+        "default",
+        "[\"*.example.com\"]",
+        "[gw]",
+        &to("b.svc"),
+    ));
+    yaml.push_str(&vs(
+        "v3",
+        "default",
+        "[\"*.eu.example.com\"]",
+        "[gw]",
+        &to("c.svc"),
+    ));
     yaml.push_str(&vs("v4", "default", "[\"*\"]", "[gw]", &to("d.svc")));
     let gw = TestGateway::start(&yaml).await;
     let cl = Client::http1(gw.addr());
     assert_eq!(cl.get("api.example.com", "/").await.upstream(), "exact");
-    assert_eq!(cl.get("API.Example.com:8080", "/").await.upstream(), "exact", "port stripped, case folded");
+    assert_eq!(
+        cl.get("API.Example.com:8080", "/").await.upstream(),
+        "exact",
+        "port stripped, case folded"
+    );
     assert_eq!(cl.get("www.example.com", "/").await.upstream(), "wild");
-    assert_eq!(cl.get("x.eu.example.com", "/").await.upstream(), "longer-wild");
-    assert_eq!(cl.get("example.com", "/").await.upstream(), "star", "*.example.com does not contain example.com");
+    assert_eq!(
+        cl.get("x.eu.example.com", "/").await.upstream(),
+        "longer-wild"
+    );
+    assert_eq!(
+        cl.get("example.com", "/").await.upstream(),
+        "star",
+        "*.example.com does not contain example.com"
+    );
     assert_eq!(cl.get("other.org", "/").await.upstream(), "star");
 }
 
@@ -40,8 +74,20 @@ async fn no_fallback_to_another_virtual_host() {
     let mut yaml = support::gateway_yaml(&["*"]);
     yaml.push_str(&static_service("a.svc", &[(&a, &[])]));
     yaml.push_str(&static_service("b.svc", &[(&b, &[])]));
-    yaml.push_str(&vs("v1", "default", "[api.example.com]", "[gw]", "  - match: [{uri: {prefix: /only}}]\n    route: [{destination: {host: a.svc}}]\n"));
-    yaml.push_str(&vs("v2", "default", "[\"*.example.com\"]", "[gw]", &to("b.svc")));
+    yaml.push_str(&vs(
+        "v1",
+        "default",
+        "[api.example.com]",
+        "[gw]",
+        "  - match: [{uri: {prefix: /only}}]\n    route: [{destination: {host: a.svc}}]\n",
+    ));
+    yaml.push_str(&vs(
+        "v2",
+        "default",
+        "[\"*.example.com\"]",
+        "[gw]",
+        &to("b.svc"),
+    ));
     let gw = TestGateway::start(&yaml).await;
     let cl = Client::http1(gw.addr());
     assert_eq!(cl.get("api.example.com", "/only").await.upstream(), "a");
@@ -58,17 +104,43 @@ async fn gateway_hosts_intersect_virtual_service_hosts() {
     yaml.push_str(&static_service("a.svc", &[(&a, &[])]));
     yaml.push_str(&static_service("b.svc", &[(&b, &[])]));
     // VS host "*" narrows to the server's "*.example.com".
-    yaml.push_str(&vs("star", "default", "[\"*\"]", "[default/gw]", &to("a.svc")));
+    yaml.push_str(&vs(
+        "star",
+        "default",
+        "[\"*\"]",
+        "[default/gw]",
+        &to("a.svc"),
+    ));
     // Server host team/*.team.io only admits VirtualServices from namespace "team".
-    yaml.push_str(&vs("wrong-ns", "default", "[other.team.io]", "[default/gw]", &to("a.svc")));
-    yaml.push_str(&vs("team", "team", "[app.team.io]", "[default/gw]", &to("b.svc.default.svc.cluster.local")));
+    yaml.push_str(&vs(
+        "wrong-ns",
+        "default",
+        "[other.team.io]",
+        "[default/gw]",
+        &to("a.svc"),
+    ));
+    yaml.push_str(&vs(
+        "team",
+        "team",
+        "[app.team.io]",
+        "[default/gw]",
+        &to("b.svc.default.svc.cluster.local"),
+    ));
     yaml = yaml.replace("hosts: [b.svc]", "hosts: [b.svc.default.svc.cluster.local]");
     let gw = TestGateway::start(&yaml).await;
     let cl = Client::http1(gw.addr());
     assert_eq!(cl.get("shop.example.com", "/").await.upstream(), "a");
-    assert_eq!(cl.get("shop.example.org", "/").await.status, 404, "outside the server's hosts");
+    assert_eq!(
+        cl.get("shop.example.org", "/").await.status,
+        404,
+        "outside the server's hosts"
+    );
     assert_eq!(cl.get("app.team.io", "/").await.upstream(), "b");
-    assert_eq!(cl.get("other.team.io", "/").await.status, 404, "VS from namespace default is not admitted");
+    assert_eq!(
+        cl.get("other.team.io", "/").await.status,
+        404,
+        "VS from namespace default is not admitted"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +159,12 @@ async fn virtual_service_without_gateways_is_mesh_only() {
 async fn https_redirect_server_answers_301() {
     let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: [secure.example.com]\n    tls: {httpsRedirect: true}\n";
     let gw = TestGateway::start(yaml).await;
-    let r = Client::http1(gw.addr()).get("secure.example.com", "/a/b?x=1").await;
+    let r = Client::http1(gw.addr())
+        .get("secure.example.com", "/a/b?x=1")
+        .await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://secure.example.com/a/b?x=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://secure.example.com/a/b?x=1")
+    );
 }

@@ -35,9 +35,16 @@ async fn uri_exact_prefix_regex() {
     let (gw, _u) = setup(&http).await;
     let c = Client::http1(gw.addr());
     assert_eq!(c.get("x", "/exact").await.upstream(), "a");
-    assert_eq!(c.get("x", "/exact?q=1").await.upstream(), "a", "query is not part of the path");
+    assert_eq!(
+        c.get("x", "/exact?q=1").await.upstream(),
+        "a",
+        "query is not part of the path"
+    );
     assert_eq!(c.get("x", "/exact/more").await.status, 404);
-    assert_eq!(c.get("x", "/prefix-is-not-segment-aware").await.upstream(), "b");
+    assert_eq!(
+        c.get("x", "/prefix-is-not-segment-aware").await.upstream(),
+        "b"
+    );
     assert_eq!(c.get("x", "/items/123").await.upstream(), "c");
     // Regex is a full match (anchored), as Envoy's safe_regex.
     assert_eq!(c.get("x", "/items/123/x").await.status, 404);
@@ -78,16 +85,36 @@ async fn headers_exact_prefix_regex_presence_and_without() {
     let (gw, _u) = setup(&http).await;
     let c = Client::http1(gw.addr());
     let get = |k: &'static str, v: &'static str, path: &'static str| {
-        let req = c.request("x", path).header(k, v).body(Default::default()).unwrap();
+        let req = c
+            .request("x", path)
+            .header(k, v)
+            .body(Default::default())
+            .unwrap();
         c.send(req)
     };
     assert_eq!(get("end-user", "jason", "/").await.upstream(), "a");
-    assert_eq!(get("end-user", "Jason", "/").await.status, 404, "exact is case-sensitive");
+    assert_eq!(
+        get("end-user", "Jason", "/").await.status,
+        404,
+        "exact is case-sensitive"
+    );
     assert_eq!(get("x-tenant", "acme-prod", "/").await.upstream(), "b");
     assert_eq!(get("x-version", "v12", "/").await.upstream(), "c");
-    assert_eq!(get("x-version", "v12-beta", "/").await.status, 404, "regex is anchored");
-    assert_eq!(get("x-debug", "", "/").await.upstream(), "d", "{{}} means present, any value");
-    assert_eq!(c.get("x", "/without").await.upstream(), "e", "absent header satisfies withoutHeaders");
+    assert_eq!(
+        get("x-version", "v12-beta", "/").await.status,
+        404,
+        "regex is anchored"
+    );
+    assert_eq!(
+        get("x-debug", "", "/").await.upstream(),
+        "d",
+        "{{}} means present, any value"
+    );
+    assert_eq!(
+        c.get("x", "/without").await.upstream(),
+        "e",
+        "absent header satisfies withoutHeaders"
+    );
     assert_eq!(get("x-block", "no", "/without").await.upstream(), "e");
     assert_eq!(get("x-block", "yes", "/without").await.status, 404);
     // Header names match case-insensitively (HTTP/1 names are case-insensitive on the wire).
@@ -110,14 +137,26 @@ async fn method_authority_and_query_params() {
     );
     let (gw, _u) = setup(&http).await;
     let c = Client::http1(gw.addr());
-    let post = c.request("x", "/m").method("POST").body(Default::default()).unwrap();
+    let post = c
+        .request("x", "/m")
+        .method("POST")
+        .body(Default::default())
+        .unwrap();
     assert_eq!(c.send(post).await.upstream(), "a");
-    assert_eq!(c.get("x", "/m").await.status, 404, "GET does not match method POST");
+    assert_eq!(
+        c.get("x", "/m").await.status,
+        404,
+        "GET does not match method POST"
+    );
     // authority keeps its port, unlike virtual-host selection.
     assert_eq!(c.get("api.example.com:8080", "/").await.upstream(), "b");
     assert_eq!(c.get("api.example.com", "/").await.status, 404);
     assert_eq!(c.get("x", "/q?debug=1&v=abc").await.upstream(), "c");
-    assert_eq!(c.get("x", "/q?debug=1&v=ABC").await.status, 404, "both parameters must hold (AND)");
+    assert_eq!(
+        c.get("x", "/q?debug=1&v=ABC").await.status,
+        404,
+        "both parameters must hold (AND)"
+    );
     assert_eq!(c.get("x", "/q?flag").await.upstream(), "d");
     assert_eq!(c.get("x", "/q?flag=anything").await.upstream(), "d");
 }
@@ -136,10 +175,22 @@ async fn matches_are_or_conditions_are_and_first_match_wins() {
     );
     let (gw, _u) = setup(&http).await;
     let c = Client::http1(gw.addr());
-    let req = c.request("x", "/both").header("x-a", "1").body(Default::default()).unwrap();
+    let req = c
+        .request("x", "/both")
+        .header("x-a", "1")
+        .body(Default::default())
+        .unwrap();
     assert_eq!(c.send(req).await.upstream(), "a");
-    assert_eq!(c.get("x", "/both").await.upstream(), "b", "AND: header missing, falls to the next route");
-    assert_eq!(c.get("x", "/alt").await.upstream(), "a", "OR: the second match entry");
+    assert_eq!(
+        c.get("x", "/both").await.upstream(),
+        "b",
+        "AND: header missing, falls to the next route"
+    );
+    assert_eq!(
+        c.get("x", "/alt").await.upstream(),
+        "a",
+        "OR: the second match entry"
+    );
 }
 
 #[tokio::test]
@@ -183,8 +234,16 @@ async fn match_port_and_gateway_conditions_are_applied_at_build_time() {
     yaml.push_str(&format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw, other-gw]\n  http:\n{http}"));
     let gw = TestGateway::start(&yaml).await;
     let c = Client::http1(gw.addr());
-    assert_eq!(c.get("x", "/p").await.upstream(), "b", "port 9999 entry is dropped on port 8080");
-    assert_eq!(c.get("x", "/g").await.upstream(), "d", "gateways: [other-gw] entry is not on gw");
+    assert_eq!(
+        c.get("x", "/p").await.upstream(),
+        "b",
+        "port 9999 entry is dropped on port 8080"
+    );
+    assert_eq!(
+        c.get("x", "/g").await.upstream(),
+        "d",
+        "gateways: [other-gw] entry is not on gw"
+    );
     let c9090 = Client::http1(gw.port(9090));
     assert_eq!(c9090.get("x", "/g").await.upstream(), "c");
 }

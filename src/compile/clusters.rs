@@ -66,7 +66,12 @@ impl<'a> Clusters<'a> {
             }
             _ => listener_port,
         });
-        let key = format!("outbound|{}|{}|{}", port, d.subset.as_deref().unwrap_or(""), d.host);
+        let key = format!(
+            "outbound|{}|{}|{}",
+            port,
+            d.subset.as_deref().unwrap_or(""),
+            d.host
+        );
         if let Some(id) = self.by_key.get(&key) {
             return (*id, key.into());
         }
@@ -79,20 +84,37 @@ impl<'a> Clusters<'a> {
             None => None,
             Some(name) => {
                 let found = rules.iter().find_map(|dr| {
-                    dr.spec.subsets.iter().find(|s| s.name.as_deref() == Some(name.as_str())).map(|s| (*dr, s))
+                    dr.spec
+                        .subsets
+                        .iter()
+                        .find(|s| s.name.as_deref() == Some(name.as_str()))
+                        .map(|s| (*dr, s))
                 });
                 if found.is_none() {
-                    report.warn(&vs.source, format!("{}.subset", d.field), ErrorKind::UnknownSubset {
-                        host: d.host.clone(),
-                        subset: name.clone(),
-                    });
+                    report.warn(
+                        &vs.source,
+                        format!("{}.subset", d.field),
+                        ErrorKind::UnknownSubset {
+                            host: d.host.clone(),
+                            subset: name.clone(),
+                        },
+                    );
                     self.by_key.insert(key.clone(), None);
                     return (None, key.into());
                 }
                 found
             }
         };
-        let spec = self.build(d, port, service, rules.first().copied(), subset, &key, vs, report);
+        let spec = self.build(
+            d,
+            port,
+            service,
+            rules.first().copied(),
+            subset,
+            &key,
+            vs,
+            report,
+        );
         let id = spec.map(|s| {
             self.specs.push(s);
             self.specs.len() - 1
@@ -113,21 +135,32 @@ impl<'a> Clusters<'a> {
         vs: &Resource<config::VirtualServiceSpec>,
         report: &mut Report,
     ) -> Option<ClusterSpec> {
-        let labels: BTreeMap<String, String> = subset.map(|(_, s)| s.labels.clone()).unwrap_or_default();
+        let labels: BTreeMap<String, String> =
+            subset.map(|(_, s)| s.labels.clone()).unwrap_or_default();
         let policy = effective_policy(rule, subset.map(|(_, s)| s), port);
         let mut unsupported = None;
         if let Some(mode) = policy.tls_mode.as_deref() {
             if matches!(mode, "SIMPLE" | "MUTUAL") {
-                let what = format!("TLS origination (DestinationRule tls.mode {mode}) to {}", d.host);
+                let what = format!(
+                    "TLS origination (DestinationRule tls.mode {mode}) to {}",
+                    d.host
+                );
                 report.warn(
                     &rule.map(|r| &r.source).unwrap_or(&vs.source).clone(),
                     "spec.trafficPolicy.tls",
-                    ErrorKind::NotYetSupported { what: what.clone(), ignored: false },
+                    ErrorKind::NotYetSupported {
+                        what: what.clone(),
+                        ignored: false,
+                    },
                 );
                 unsupported = Some(what);
             }
         }
-        let mut protocol = if policy.h2_upgrade { Protocol::Http2 } else { Protocol::Http1 };
+        let mut protocol = if policy.h2_upgrade {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
         let discovery = match service {
             Some(se) => {
                 let svc_port = se.spec.ports.iter().find(|p| p.number == Some(port as i64));
@@ -139,44 +172,88 @@ impl<'a> Clusters<'a> {
                         )));
                         return None;
                     }
-                    return Some(self.spec(key, d, port, Discovery::Empty, protocol, policy.connect_timeout, unsupported));
+                    return Some(self.spec(
+                        key,
+                        d,
+                        port,
+                        Discovery::Empty,
+                        protocol,
+                        policy.connect_timeout,
+                        unsupported,
+                    ));
                 };
                 if let Some(p) = &svc_port.protocol {
-                    if matches!(p.to_ascii_uppercase().as_str(), "HTTP2" | "GRPC" | "GRPC-WEB") {
+                    if matches!(
+                        p.to_ascii_uppercase().as_str(),
+                        "HTTP2" | "GRPC" | "GRPC-WEB"
+                    ) {
                         protocol = Protocol::Http2;
                     }
                 }
                 let target = |ep: &config::WorkloadEntry| -> u16 {
-                    svc_port.name.as_ref().and_then(|n| ep.ports.get(n)).copied()
+                    svc_port
+                        .name
+                        .as_ref()
+                        .and_then(|n| ep.ports.get(n))
+                        .copied()
                         .or(svc_port.target_port)
                         .unwrap_or(port as i64)
                         .clamp(1, 65535) as u16
                 };
-                let selected: Vec<&config::WorkloadEntry> = se.spec.endpoints.iter()
+                let selected: Vec<&config::WorkloadEntry> = se
+                    .spec
+                    .endpoints
+                    .iter()
                     .filter(|ep| labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
                     .collect();
-                let weight = |ep: &config::WorkloadEntry| ep.weight.unwrap_or(1).clamp(1, i32::MAX as i64) as u32;
+                let weight = |ep: &config::WorkloadEntry| {
+                    ep.weight.unwrap_or(1).clamp(1, i32::MAX as i64) as u32
+                };
                 match se.spec.resolution.as_deref().unwrap_or("NONE") {
-                    "STATIC" => Discovery::Static(selected.iter().filter_map(|ep| {
-                        let ip: IpAddr = ep.address.as_deref()?.parse().ok()?;
-                        Some(EndpointSpec { addr: SocketAddr::new(ip, target(ep)), weight: weight(ep) })
-                    }).collect()),
+                    "STATIC" => Discovery::Static(
+                        selected
+                            .iter()
+                            .filter_map(|ep| {
+                                let ip: IpAddr = ep.address.as_deref()?.parse().ok()?;
+                                Some(EndpointSpec {
+                                    addr: SocketAddr::new(ip, target(ep)),
+                                    weight: weight(ep),
+                                })
+                            })
+                            .collect(),
+                    ),
                     "DNS" | "DNS_ROUND_ROBIN" => {
                         if se.spec.endpoints.is_empty() {
-                            let target_port = svc_port.target_port.unwrap_or(port as i64).clamp(1, 65535) as u16;
-                            Discovery::Dns { names: vec![(d.host.clone(), target_port, 1)], first_only: false }
+                            let target_port =
+                                svc_port.target_port.unwrap_or(port as i64).clamp(1, 65535) as u16;
+                            Discovery::Dns {
+                                names: vec![(d.host.clone(), target_port, 1)],
+                                first_only: false,
+                            }
                         } else if selected.is_empty() {
                             // istiod creates no DNS cluster without endpoints: 503 NC.
                             return None;
                         } else {
                             Discovery::Dns {
-                                names: selected.iter().filter_map(|ep| Some((ep.address.clone()?, target(ep), weight(ep)))).collect(),
+                                names: selected
+                                    .iter()
+                                    .filter_map(|ep| {
+                                        Some((ep.address.clone()?, target(ep), weight(ep)))
+                                    })
+                                    .collect(),
                                 first_only: false,
                             }
                         }
                     }
                     "DYNAMIC_DNS" => {
-                        report.warn(&se.source, "spec.resolution", ErrorKind::NotYetSupported { what: "DYNAMIC_DNS resolution".into(), ignored: false });
+                        report.warn(
+                            &se.source,
+                            "spec.resolution",
+                            ErrorKind::NotYetSupported {
+                                what: "DYNAMIC_DNS resolution".into(),
+                                ignored: false,
+                            },
+                        );
                         return None;
                     }
                     _ => Discovery::Empty,
@@ -192,13 +269,28 @@ impl<'a> Clusters<'a> {
                 }
                 // A Kubernetes Service name: the FQDN first, then the name as written.
                 let mut names = vec![(d.host.clone(), port, 1)];
-                if let Some(short) = d.host.strip_suffix(".svc.cluster.local").and_then(|h| h.split('.').next()) {
+                if let Some(short) = d
+                    .host
+                    .strip_suffix(".svc.cluster.local")
+                    .and_then(|h| h.split('.').next())
+                {
                     names.push((short.to_owned(), port, 1));
                 }
-                Discovery::Dns { names, first_only: true }
+                Discovery::Dns {
+                    names,
+                    first_only: true,
+                }
             }
         };
-        Some(self.spec(key, d, port, discovery, protocol, policy.connect_timeout, unsupported))
+        Some(self.spec(
+            key,
+            d,
+            port,
+            discovery,
+            protocol,
+            policy.connect_timeout,
+            unsupported,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -227,7 +319,11 @@ impl<'a> Clusters<'a> {
     /// DestinationRules for a host, in Istio's lookup order: proxy namespace, the service's
     /// namespace, the root namespace; the first namespace with a match wins, and within it the
     /// exact host beats the longest wildcard. Several rules for the same host are merged in order.
-    fn destination_rules(&self, host: &str, service_ns: &str) -> Vec<&'a Resource<config::DestinationRuleSpec>> {
+    fn destination_rules(
+        &self,
+        host: &str,
+        service_ns: &str,
+    ) -> Vec<&'a Resource<config::DestinationRuleSpec>> {
         let proxy_ns = self.opts.proxy_namespace.as_str();
         let order = [proxy_ns, service_ns, ROOT_NAMESPACE];
         for (i, ns) in order.iter().enumerate() {
@@ -236,16 +332,27 @@ impl<'a> Clusters<'a> {
             }
             let mut best: Option<(usize, String)> = None;
             let mut found = Vec::new();
-            for dr in self.resources.destination_rules.iter().filter(|dr| dr.namespace == *ns) {
+            for dr in self
+                .resources
+                .destination_rules
+                .iter()
+                .filter(|dr| dr.namespace == *ns)
+            {
                 if *ns != proxy_ns && !exported_to(&dr.spec.export_to, &dr.namespace, proxy_ns) {
                     continue;
                 }
-                let Some(dr_host) = dr.spec.host.as_deref() else { continue };
+                let Some(dr_host) = dr.spec.host.as_deref() else {
+                    continue;
+                };
                 let dr_host = resolve_short_name(&dr_host.to_ascii_lowercase(), &dr.namespace);
                 if !host_within(host, &dr_host) {
                     continue;
                 }
-                let rank = if dr_host == host { usize::MAX } else { dr_host.len() };
+                let rank = if dr_host == host {
+                    usize::MAX
+                } else {
+                    dr_host.len()
+                };
                 match &best {
                     Some((r, h)) if *r > rank || (*r == rank && *h != dr_host) => continue,
                     Some((r, _)) if *r < rank => found.clear(),
@@ -276,9 +383,16 @@ fn effective_policy(
     subset: Option<&config::Subset>,
     port: u16,
 ) -> Policy {
-    type Parts<'p> = (Option<&'p config::ClientTlsSettings>, Option<&'p config::ConnectionPoolSettings>);
+    type Parts<'p> = (
+        Option<&'p config::ClientTlsSettings>,
+        Option<&'p config::ConnectionPoolSettings>,
+    );
     fn from_policy(tp: &config::TrafficPolicy, port: u16) -> (Parts<'_>, bool) {
-        match tp.port_level_settings.iter().find(|p| p.port.as_ref().and_then(|p| p.number) == Some(port as i64)) {
+        match tp
+            .port_level_settings
+            .iter()
+            .find(|p| p.port.as_ref().and_then(|p| p.number) == Some(port as i64))
+        {
             Some(pl) => ((pl.tls.as_ref(), pl.connection_pool.as_ref()), true),
             None => ((tp.tls.as_ref(), tp.connection_pool.as_ref()), false),
         }
@@ -302,8 +416,13 @@ fn effective_policy(
     }
     Policy {
         tls_mode: parts.0.and_then(|t| t.mode.clone()),
-        h2_upgrade: parts.1.and_then(|p| p.http.as_ref()).and_then(|h| h.h2_upgrade_policy.as_deref()) == Some("UPGRADE"),
-        connect_timeout: parts.1
+        h2_upgrade: parts
+            .1
+            .and_then(|p| p.http.as_ref())
+            .and_then(|h| h.h2_upgrade_policy.as_deref())
+            == Some("UPGRADE"),
+        connect_timeout: parts
+            .1
             .and_then(|p| p.tcp.as_ref())
             .and_then(|t| t.connect_timeout.as_deref())
             .and_then(|t| crate::config::duration::parse(t).ok()),

@@ -19,7 +19,13 @@ pub(super) fn compile_headers(
     };
     let mut host_rewrite = None;
     let request = match &h.request {
-        Some(ops) => ops_list(ops, &format!("{field}.request"), true, &mut host_rewrite, cx),
+        Some(ops) => ops_list(
+            ops,
+            &format!("{field}.request"),
+            true,
+            &mut host_rewrite,
+            cx,
+        ),
         None => HeaderOpList::default(),
     };
     let response = match &h.response {
@@ -46,7 +52,10 @@ fn ops_list(
                 match HeaderValue::from_str(value) {
                     Ok(v) if host_rewrite.is_none() => *host_rewrite = Some(v),
                     Ok(_) => {}
-                    Err(_) => cx.error(&f, invalid("header value", value, "not a valid header value")),
+                    Err(_) => cx.error(
+                        &f,
+                        invalid("header value", value, "not a valid header value"),
+                    ),
                 }
                 continue;
             }
@@ -82,11 +91,17 @@ fn header_name(name: &str, field: &str, request: bool, cx: &mut Ctx<'_>) -> Opti
         return None;
     }
     if name.starts_with(':') {
-        cx.error(field, invalid("header name", name, "pseudo-headers cannot be changed"));
+        cx.error(
+            field,
+            invalid("header name", name, "pseudo-headers cannot be changed"),
+        );
         return None;
     }
     if !request && name.eq_ignore_ascii_case("host") {
-        cx.error(field, invalid("header name", name, "`host` is not a response header"));
+        cx.error(
+            field,
+            invalid("header name", name, "`host` is not a response header"),
+        );
         return None;
     }
     match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
@@ -103,14 +118,20 @@ fn header_name(name: &str, field: &str, request: bool, cx: &mut Ctx<'_>) -> Opti
 /// `%%` is a literal `%`.
 pub(super) fn template(value: &str, field: &str, cx: &mut Ctx<'_>) -> Option<HeaderTemplate> {
     if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        cx.error(field, invalid("header value", value, "control characters are not allowed"));
+        cx.error(
+            field,
+            invalid("header value", value, "control characters are not allowed"),
+        );
         return None;
     }
     if !value.contains('%') {
         return match HeaderValue::from_str(value) {
             Ok(v) => Some(HeaderTemplate::Static(v)),
             Err(_) => {
-                cx.error(field, invalid("header value", value, "not a valid header value"));
+                cx.error(
+                    field,
+                    invalid("header value", value, "not a valid header value"),
+                );
                 None
             }
         };
@@ -127,7 +148,14 @@ pub(super) fn template(value: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Hea
             continue;
         }
         let Some(end) = rest.find('%') else {
-            cx.error(field, invalid("header value", value, "lone `%` (write `%%` for a literal percent sign)"));
+            cx.error(
+                field,
+                invalid(
+                    "header value",
+                    value,
+                    "lone `%` (write `%%` for a literal percent sign)",
+                ),
+            );
             return None;
         };
         let var = &rest[..end];
@@ -141,7 +169,10 @@ pub(super) fn template(value: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Hea
                 match HeaderName::from_bytes(v[4..v.len() - 1].to_ascii_lowercase().as_bytes()) {
                     Ok(h) => Segment::Request(h),
                     Err(_) => {
-                        cx.error(field, invalid("header value", value, "bad header name in %REQ(...)%"));
+                        cx.error(
+                            field,
+                            invalid("header value", value, "bad header name in %REQ(...)%"),
+                        );
                         return None;
                     }
                 }

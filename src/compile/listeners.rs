@@ -9,11 +9,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource, Resources};
-use crate::route::{Forward, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster, RedirectPort};
+use crate::route::{
+    Forward, RedirectPort, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster,
+};
 
 use super::clusters::Clusters;
 use super::headers::invalid;
-use super::names::{exported_to, host_error, intersect, resolve_gateway_ref, resolve_short_name, split_server_host};
+use super::names::{
+    exported_to, host_error, intersect, resolve_gateway_ref, resolve_short_name, split_server_host,
+};
 use super::routes::{compile_http, ActionTemplate, RouteTemplate};
 use super::validate;
 use super::{Compiled, Ctx, Listener, Options, Summary};
@@ -37,10 +41,19 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
         let mut cx = Ctx::new(&vs.source, report);
         let spec = &vs.spec;
         if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
-            cx.error("spec", ErrorKind::Note("one of http, tcp or tls must be provided".into()));
+            cx.error(
+                "spec",
+                ErrorKind::Note("one of http, tcp or tls must be provided".into()),
+            );
         }
         if spec.hosts.is_empty() {
-            cx.error("spec.hosts", ErrorKind::NotYetSupported { what: "a VirtualService without hosts (delegate)".into(), ignored: false });
+            cx.error(
+                "spec.hosts",
+                ErrorKind::NotYetSupported {
+                    what: "a VirtualService without hosts (delegate)".into(),
+                    ignored: false,
+                },
+            );
         }
         let mut hosts = Vec::new();
         for (i, h) in spec.hosts.iter().enumerate() {
@@ -50,16 +63,33 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
                 continue;
             }
             let resolved = resolve_short_name(h, &vs.namespace);
-            if let Some(j) = hosts.iter().position(|o: &String| super::names::host_within(&resolved, o) || super::names::host_within(o, &resolved)) {
-                cx.error(&f, ErrorKind::Duplicate { what: "host (overlaps another host of this VirtualService)", value: h.clone(), first: Some(format!("spec.hosts[{j}]")) });
+            if let Some(j) = hosts.iter().position(|o: &String| {
+                super::names::host_within(&resolved, o) || super::names::host_within(o, &resolved)
+            }) {
+                cx.error(
+                    &f,
+                    ErrorKind::Duplicate {
+                        what: "host (overlaps another host of this VirtualService)",
+                        value: h.clone(),
+                        first: Some(format!("spec.hosts[{j}]")),
+                    },
+                );
             }
             hosts.push(resolved);
         }
         let mut resolved_gateways = Vec::new();
         for (i, g) in spec.gateways.iter().enumerate() {
-            let Some(r) = resolve_gateway_ref(g, &vs.namespace) else { continue };
+            let Some(r) = resolve_gateway_ref(g, &vs.namespace) else {
+                continue;
+            };
             if !gateways.contains(&r) {
-                cx.error(&format!("spec.gateways[{i}]"), ErrorKind::UnknownGateway { gateway: g.clone(), resolved: r.clone() });
+                cx.error(
+                    &format!("spec.gateways[{i}]"),
+                    ErrorKind::UnknownGateway {
+                        gateway: g.clone(),
+                        resolved: r.clone(),
+                    },
+                );
             }
             resolved_gateways.push(r);
         }
@@ -68,7 +98,13 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
                 for (gi, g) in m.gateways.iter().enumerate() {
                     if let Some(rg) = resolve_gateway_ref(g, &vs.namespace) {
                         if !gateways.contains(&rg) {
-                            cx.error(&format!("spec.http[{ri}].match[{mi}].gateways[{gi}]"), ErrorKind::UnknownGateway { gateway: g.clone(), resolved: rg });
+                            cx.error(
+                                &format!("spec.http[{ri}].match[{mi}].gateways[{gi}]"),
+                                ErrorKind::UnknownGateway {
+                                    gateway: g.clone(),
+                                    resolved: rg,
+                                },
+                            );
                         }
                     }
                 }
@@ -76,19 +112,40 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
         }
         validate::export_to(&spec.export_to, false, &mut cx);
         if !spec.tcp.is_empty() {
-            cx.warn("spec.tcp", ErrorKind::NotYetSupported { what: "tcp routes".into(), ignored: true });
+            cx.warn(
+                "spec.tcp",
+                ErrorKind::NotYetSupported {
+                    what: "tcp routes".into(),
+                    ignored: true,
+                },
+            );
         }
         if !spec.tls.is_empty() {
-            cx.warn("spec.tls", ErrorKind::NotYetSupported { what: "tls (SNI passthrough) routes".into(), ignored: true });
+            cx.warn(
+                "spec.tls",
+                ErrorKind::NotYetSupported {
+                    what: "tls (SNI passthrough) routes".into(),
+                    ignored: true,
+                },
+            );
         }
         let routes = compile_http(spec, &vs.namespace, &vs.name, &mut cx);
-        out.push(VsTemplate { hosts, gateways: resolved_gateways, routes });
+        out.push(VsTemplate {
+            hosts,
+            gateways: resolved_gateways,
+            routes,
+        });
     }
     out
 }
 
 /// Builds the listeners. Errors have already been ruled out; this only adds warnings.
-pub(super) fn build(resources: &Resources, templates: &[VsTemplate], opts: &Options, report: &mut Report) -> Compiled {
+pub(super) fn build(
+    resources: &Resources,
+    templates: &[VsTemplate],
+    opts: &Options,
+    report: &mut Report,
+) -> Compiled {
     let mut gw_order: Vec<usize> = (0..resources.gateways.len()).collect();
     gw_order.sort_by(|&a, &b| {
         let (a, b) = (&resources.gateways[a], &resources.gateways[b]);
@@ -96,7 +153,10 @@ pub(super) fn build(resources: &Resources, templates: &[VsTemplate], opts: &Opti
     });
     let mut vs_order: Vec<usize> = (0..resources.virtual_services.len()).collect();
     vs_order.sort_by(|&a, &b| {
-        let (a, b) = (&resources.virtual_services[a], &resources.virtual_services[b]);
+        let (a, b) = (
+            &resources.virtual_services[a],
+            &resources.virtual_services[b],
+        );
         (&a.name, &a.namespace).cmp(&(&b.name, &b.namespace))
     });
 
@@ -112,19 +172,37 @@ pub(super) fn build(resources: &Resources, templates: &[VsTemplate], opts: &Opti
             match proto.as_str() {
                 "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => {}
                 "HTTPS" | "TLS" => {
-                    report.warn(&gw.source, f, ErrorKind::NotYetSupported { what: format!("{proto} servers (port {number})"), ignored: true });
+                    report.warn(
+                        &gw.source,
+                        f,
+                        ErrorKind::NotYetSupported {
+                            what: format!("{proto} servers (port {number})"),
+                            ignored: true,
+                        },
+                    );
                     continue;
                 }
                 other => {
-                    report.warn(&gw.source, f, ErrorKind::NotYetSupported { what: format!("{other} servers (port {number})"), ignored: true });
+                    report.warn(
+                        &gw.source,
+                        f,
+                        ErrorKind::NotYetSupported {
+                            what: format!("{other} servers (port {number})"),
+                            ignored: true,
+                        },
+                    );
                     continue;
                 }
             }
             if server.bind.is_some() {
-                report.warn(&gw.source, format!("spec.servers[{s}].bind"), ErrorKind::NotYetSupported {
-                    what: "per-server bind addresses (use --bind / --listen)".into(),
-                    ignored: true,
-                });
+                report.warn(
+                    &gw.source,
+                    format!("spec.servers[{s}].bind"),
+                    ErrorKind::NotYetSupported {
+                        what: "per-server bind addresses (use --bind / --listen)".into(),
+                        ignored: true,
+                    },
+                );
             }
             ports.entry(number).or_default().push((g, s));
         }
@@ -151,14 +229,20 @@ pub(super) fn build(resources: &Resources, templates: &[VsTemplate], opts: &Opti
             let require_tls = server.tls.as_ref().is_some_and(|t| t.https_redirect);
             let mut vhost = |name: String, vhosts: &mut Vec<VirtualHost>| -> usize {
                 *by_name.entry(name.clone()).or_insert_with(|| {
-                    vhosts.push(VirtualHost { name: name.into(), require_tls: false, routes: Vec::new() });
+                    vhosts.push(VirtualHost {
+                        name: name.into(),
+                        require_tls: false,
+                        routes: Vec::new(),
+                    });
                     vhosts.len() - 1
                 })
             };
             for &v in &vs_order {
                 let vs = &resources.virtual_services[v];
                 let t = &templates[v];
-                if !t.gateways.contains(&gw_ref) || !exported_to(&vs.spec.export_to, &vs.namespace, &opts.proxy_namespace) {
+                if !t.gateways.contains(&gw_ref)
+                    || !exported_to(&vs.spec.export_to, &vs.namespace, &opts.proxy_namespace)
+                {
                     continue;
                 }
                 let mut names = Vec::new();
@@ -179,9 +263,9 @@ pub(super) fn build(resources: &Resources, templates: &[VsTemplate], opts: &Opti
                 if names.is_empty() {
                     continue;
                 }
-                let routes = instantiated
-                    .entry((v, gw_ref.clone()))
-                    .or_insert_with(|| instantiate(vs, t, port, &gw_ref, opts, &mut clusters, report));
+                let routes = instantiated.entry((v, gw_ref.clone())).or_insert_with(|| {
+                    instantiate(vs, t, port, &gw_ref, opts, &mut clusters, report)
+                });
                 for n in names {
                     let i = vhost(n, &mut vhosts);
                     vhosts[i].require_tls |= require_tls;
@@ -211,7 +295,11 @@ pub(super) fn build(resources: &Resources, templates: &[VsTemplate], opts: &Opti
     }
     summary.listeners = listeners.len();
     summary.clusters = clusters.specs.len();
-    Compiled { listeners, clusters: clusters.specs, summary }
+    Compiled {
+        listeners,
+        clusters: clusters.specs,
+        summary,
+    }
 }
 
 /// Routes of one VirtualService for one (port, gateway): build-time conditions applied,
@@ -227,15 +315,23 @@ fn instantiate(
 ) -> Vec<Route> {
     let mut out = Vec::new();
     for rt in &t.routes {
-        let kept: Vec<_> = rt.matches.iter().filter(|m| {
-            m.port.is_none_or(|p| p == port)
-                && if m.gateways.is_empty() {
-                    m.source_labels.iter().all(|(k, v)| opts.proxy_labels.get(k) == Some(v))
-                        && m.source_namespace.as_ref().is_none_or(|ns| *ns == opts.proxy_namespace)
-                } else {
-                    m.gateways.iter().any(|g| g == gw_ref)
-                }
-        }).collect();
+        let kept: Vec<_> = rt
+            .matches
+            .iter()
+            .filter(|m| {
+                m.port.is_none_or(|p| p == port)
+                    && if m.gateways.is_empty() {
+                        m.source_labels
+                            .iter()
+                            .all(|(k, v)| opts.proxy_labels.get(k) == Some(v))
+                            && m.source_namespace
+                                .as_ref()
+                                .is_none_or(|ns| *ns == opts.proxy_namespace)
+                    } else {
+                        m.gateways.iter().any(|g| g == gw_ref)
+                    }
+            })
+            .collect();
         if kept.is_empty() {
             continue;
         }
@@ -260,7 +356,11 @@ fn instantiate(
                         host_rewrite: d.host_rewrite.clone(),
                     });
                 }
-                let total_weight = weighted.iter().map(|w| u64::from(w.weight)).sum::<u64>().max(1);
+                let total_weight = weighted
+                    .iter()
+                    .map(|w| u64::from(w.weight))
+                    .sum::<u64>()
+                    .max(1);
                 RouteAction::Forward(Forward {
                     clusters: weighted,
                     total_weight,
@@ -273,8 +373,16 @@ fn instantiate(
         });
         let mut catch_all = false;
         for m in kept {
-            catch_all |= m.matcher.is_catch_all() && m.matcher.path.as_ref().is_none_or(|p| !matches!(&p.kind, crate::route::StrMatch::Exact(_)));
-            out.push(Route { name: rt.name.clone(), matcher: m.matcher.clone(), action: action.clone() });
+            catch_all |= m.matcher.is_catch_all()
+                && m.matcher
+                    .path
+                    .as_ref()
+                    .is_none_or(|p| !matches!(&p.kind, crate::route::StrMatch::Exact(_)));
+            out.push(Route {
+                name: rt.name.clone(),
+                matcher: m.matcher.clone(),
+                action: action.clone(),
+            });
         }
         if catch_all {
             // istiod stops emitting a VirtualService's routes after a catch-all: they can never match.

@@ -141,16 +141,34 @@ impl<'a> Ctx<'a> {
 fn duration_field(value: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Duration> {
     match crate::config::duration::parse(value) {
         Ok(d) if d < Duration::from_millis(1) => {
-            cx.error(field, ErrorKind::BadDuration { value: value.into(), why: "must be at least 1ms" });
+            cx.error(
+                field,
+                ErrorKind::BadDuration {
+                    value: value.into(),
+                    why: "must be at least 1ms",
+                },
+            );
             None
         }
         Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
-            cx.error(field, ErrorKind::BadDuration { value: value.into(), why: "must be a whole number of milliseconds" });
+            cx.error(
+                field,
+                ErrorKind::BadDuration {
+                    value: value.into(),
+                    why: "must be a whole number of milliseconds",
+                },
+            );
             None
         }
         Ok(d) => Some(d),
         Err(why) => {
-            cx.error(field, ErrorKind::BadDuration { value: value.into(), why });
+            cx.error(
+                field,
+                ErrorKind::BadDuration {
+                    value: value.into(),
+                    why,
+                },
+            );
             None
         }
     }

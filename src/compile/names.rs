@@ -4,7 +4,8 @@
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -39,7 +40,9 @@ pub fn host_error(host: &str) -> Option<&'static str> {
     }
     let rest = rest.strip_suffix('.').unwrap_or(rest);
     if !rest.split('.').all(is_host_label) {
-        return Some("each label must be 1-63 letters, digits or '-', not starting or ending with '-'");
+        return Some(
+            "each label must be 1-63 letters, digits or '-', not starting or ending with '-'",
+        );
     }
     None
 }
@@ -126,8 +129,14 @@ mod tests {
 
     #[test]
     fn intersection_keeps_the_more_specific() {
-        assert_eq!(intersect("*.example.com", "api.example.com").as_deref(), Some("api.example.com"));
-        assert_eq!(intersect("*.example.com", "*").as_deref(), Some("*.example.com"));
+        assert_eq!(
+            intersect("*.example.com", "api.example.com").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            intersect("*.example.com", "*").as_deref(),
+            Some("*.example.com")
+        );
         assert_eq!(intersect("*.example.com", "example.com"), None);
         assert_eq!(intersect("*", "*").as_deref(), Some("*"));
         assert_eq!(intersect("*.com", "*.b.com").as_deref(), Some("*.b.com"));
@@ -135,7 +144,10 @@ mod tests {
 
     #[test]
     fn short_names() {
-        assert_eq!(resolve_short_name("reviews", "ns"), "reviews.ns.svc.cluster.local");
+        assert_eq!(
+            resolve_short_name("reviews", "ns"),
+            "reviews.ns.svc.cluster.local"
+        );
         assert_eq!(resolve_short_name("reviews.prod", "ns"), "reviews.prod");
         assert_eq!(resolve_short_name("10.0.0.1", "ns"), "10.0.0.1");
     }
@@ -143,9 +155,15 @@ mod tests {
     #[test]
     fn gateway_refs() {
         assert_eq!(resolve_gateway_ref("gw", "ns").as_deref(), Some("ns/gw"));
-        assert_eq!(resolve_gateway_ref("other/gw", "ns").as_deref(), Some("other/gw"));
+        assert_eq!(
+            resolve_gateway_ref("other/gw", "ns").as_deref(),
+            Some("other/gw")
+        );
         assert_eq!(resolve_gateway_ref("./gw", "ns").as_deref(), Some("ns/gw"));
-        assert_eq!(resolve_gateway_ref("gw.other.svc.cluster.local", "ns").as_deref(), Some("other/gw"));
+        assert_eq!(
+            resolve_gateway_ref("gw.other.svc.cluster.local", "ns").as_deref(),
+            Some("other/gw")
+        );
         assert_eq!(resolve_gateway_ref("mesh", "ns"), None);
     }
 

@@ -161,10 +161,13 @@ fn compile_match(
         for (name, sm) in map {
             let f = format!("{field}.{key}.{name}");
             if name.starts_with("@request.auth.claims") {
-                cx.warn(&f, ErrorKind::Unsupported {
-                    what: "JWT claim matching".into(),
-                    why: "it needs RequestAuthentication; this condition never matches",
-                });
+                cx.warn(
+                    &f,
+                    ErrorKind::Unsupported {
+                        what: "JWT claim matching".into(),
+                        why: "it needs RequestAuthentication; this condition never matches",
+                    },
+                );
             }
             let hname = match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
                 Ok(h) => h,
@@ -174,7 +177,10 @@ fn compile_match(
                 }
             };
             let Some(sm) = sm else {
-                cx.error(&f, invalid("header match", "null", "use {} to match presence"));
+                cx.error(
+                    &f,
+                    invalid("header match", "null", "use {} to match presence"),
+                );
                 continue;
             };
             if let Some(kind) = str_match(sm, &f, false, invert, cx) {
@@ -207,7 +213,10 @@ fn compile_match(
     };
     if let Some(ns) = &m.source_namespace {
         if !is_dns_label(ns) {
-            cx.error(&format!("{field}.sourceNamespace"), invalid("namespace", ns, "not a DNS-1123 label"));
+            cx.error(
+                &format!("{field}.sourceNamespace"),
+                invalid("namespace", ns, "not a DNS-1123 label"),
+            );
         }
     }
     let gateways = m
@@ -248,7 +257,14 @@ fn str_match(
         .filter(|b| **b)
         .count();
     if set > 1 {
-        cx.error(field, invalid("string match", &format!("{sm:?}"), "use only one of exact, prefix, regex"));
+        cx.error(
+            field,
+            invalid(
+                "string match",
+                &format!("{sm:?}"),
+                "use only one of exact, prefix, regex",
+            ),
+        );
         return None;
     }
     if let Some(e) = &sm.exact {
@@ -256,7 +272,10 @@ fn str_match(
     }
     if let Some(p) = &sm.prefix {
         if p.is_empty() && !allow_empty_prefix {
-            cx.error(&format!("{field}.prefix"), invalid("prefix", p, "must not be empty"));
+            cx.error(
+                &format!("{field}.prefix"),
+                invalid("prefix", p, "must not be empty"),
+            );
             return None;
         }
         return Some(StrMatch::Prefix(p.as_str().into()));
@@ -271,27 +290,57 @@ fn str_match(
 }
 
 /// Compiles an RE2-syntax regex; `anchored` wraps it as a full match, as Envoy's `safe_regex`.
-pub(super) fn compile_regex(pattern: &str, field: &str, anchored: bool, cx: &mut Ctx<'_>) -> Option<Regex> {
+pub(super) fn compile_regex(
+    pattern: &str,
+    field: &str,
+    anchored: bool,
+    cx: &mut Ctx<'_>,
+) -> Option<Regex> {
     if pattern.is_empty() {
-        cx.error(field, ErrorKind::BadRegex { pattern: pattern.into(), reason: "empty regex".into() });
+        cx.error(
+            field,
+            ErrorKind::BadRegex {
+                pattern: pattern.into(),
+                reason: "empty regex".into(),
+            },
+        );
         return None;
     }
     if pattern.len() > MAX_REGEX {
-        cx.error(field, ErrorKind::BadRegex {
-            pattern: format!("{}…", &pattern[..pattern.floor_char_boundary(40)]),
-            reason: format!("longer than {MAX_REGEX} characters"),
-        });
+        cx.error(
+            field,
+            ErrorKind::BadRegex {
+                pattern: format!("{}…", &pattern[..pattern.floor_char_boundary(40)]),
+                reason: format!("longer than {MAX_REGEX} characters"),
+            },
+        );
         return None;
     }
-    let full = if anchored { format!("^(?:{pattern})$") } else { pattern.to_owned() };
+    let full = if anchored {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_owned()
+    };
     match regex::RegexBuilder::new(&full).size_limit(1 << 20).build() {
         Ok(r) => Some(r),
         Err(e) => {
             let reason = match e {
-                regex::Error::Syntax(s) => s.lines().last().unwrap_or("syntax error").trim().to_owned(),
+                regex::Error::Syntax(s) => s
+                    .lines()
+                    .last()
+                    .unwrap_or("syntax error")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
                 other => other.to_string(),
             };
-            cx.error(field, ErrorKind::BadRegex { pattern: pattern.into(), reason });
+            cx.error(
+                field,
+                ErrorKind::BadRegex {
+                    pattern: pattern.into(),
+                    reason,
+                },
+            );
             None
         }
     }
@@ -301,7 +350,14 @@ fn port_number(p: i64, field: &str, cx: &mut Ctx<'_>) -> Option<u16> {
     if (1..=65535).contains(&p) {
         Some(p as u16)
     } else {
-        cx.error(field, ErrorKind::OutOfRange { value: p, min: 1, max: 65535 });
+        cx.error(
+            field,
+            ErrorKind::OutOfRange {
+                value: p,
+                min: 1,
+                max: 65535,
+            },
+        );
         None
     }
 }
@@ -310,13 +366,21 @@ fn conflict(a: &'static str, b: &'static str) -> ErrorKind {
     ErrorKind::Conflict(ConflictKind { a, b })
 }
 
-fn compile_action(route: &HttpRoute, field: &str, namespace: &str, cx: &mut Ctx<'_>) -> Option<ActionTemplate> {
+fn compile_action(
+    route: &HttpRoute,
+    field: &str,
+    namespace: &str,
+    cx: &mut Ctx<'_>,
+) -> Option<ActionTemplate> {
     let errors_before = cx.error_count();
     if route.delegate.is_some() {
-        cx.error(&format!("{field}.delegate"), ErrorKind::NotYetSupported {
-            what: "VirtualService delegation".into(),
-            ignored: false,
-        });
+        cx.error(
+            &format!("{field}.delegate"),
+            ErrorKind::NotYetSupported {
+                what: "VirtualService delegation".into(),
+                ignored: false,
+            },
+        );
         return None;
     }
     let has_route = !route.route.is_empty();
@@ -344,18 +408,28 @@ fn compile_action(route: &HttpRoute, field: &str, namespace: &str, cx: &mut Ctx<
         }
     }
     if !has_route && route.redirect.is_none() && route.direct_response.is_none() {
-        cx.error(&format!("{field}.route"), ErrorKind::Note(
-            "one of route, redirect or directResponse is required".into(),
-        ));
+        cx.error(
+            &format!("{field}.route"),
+            ErrorKind::Note("one of route, redirect or directResponse is required".into()),
+        );
     }
-    let (headers, header_host) = compile_headers(route.headers.as_ref(), &format!("{field}.headers"), cx);
-    let rewrite = route.rewrite.as_ref().and_then(|r| compile_rewrite(r, &format!("{field}.rewrite"), cx));
-    let timeout = route.timeout.as_deref().and_then(|t| duration_field(t, &format!("{field}.timeout"), cx));
+    let (headers, header_host) =
+        compile_headers(route.headers.as_ref(), &format!("{field}.headers"), cx);
+    let rewrite = route
+        .rewrite
+        .as_ref()
+        .and_then(|r| compile_rewrite(r, &format!("{field}.rewrite"), cx));
+    let timeout = route
+        .timeout
+        .as_deref()
+        .and_then(|t| duration_field(t, &format!("{field}.timeout"), cx));
 
     let action = if let Some(r) = &route.redirect {
-        compile_redirect(r, route, &format!("{field}.redirect"), headers, cx).map(ActionTemplate::Redirect)
+        compile_redirect(r, route, &format!("{field}.redirect"), headers, cx)
+            .map(ActionTemplate::Redirect)
     } else if let Some(d) = &route.direct_response {
-        compile_direct(d, &format!("{field}.directResponse"), headers, cx).map(|d| ActionTemplate::Direct(Arc::new(d)))
+        compile_direct(d, &format!("{field}.directResponse"), headers, cx)
+            .map(|d| ActionTemplate::Direct(Arc::new(d)))
     } else {
         let mut destinations = Vec::new();
         for (i, d) in route.route.iter().enumerate() {
@@ -379,7 +453,10 @@ fn compile_action(route: &HttpRoute, field: &str, namespace: &str, cx: &mut Ctx<
             None => (None, None),
         };
         if rewrite_host.is_some() && header_host.is_some() {
-            cx.error(field, conflict("rewrite.authority", "headers.request.set.host"));
+            cx.error(
+                field,
+                conflict("rewrite.authority", "headers.request.set.host"),
+            );
         }
         Some(ActionTemplate::Forward(ForwardTemplate {
             destinations,
@@ -404,14 +481,18 @@ fn compile_destination(
     let errors_before = cx.error_count();
     let weight = match d.weight {
         Some(w) if w < 0 => {
-            cx.error(&format!("{field}.weight"), invalid("weight", &w.to_string(), "must be >= 0"));
+            cx.error(
+                &format!("{field}.weight"),
+                invalid("weight", &w.to_string(), "must be >= 0"),
+            );
             0
         }
         // Istio weights are int32.
         Some(w) => w.min(i32::MAX as i64) as u32,
         None => 0,
     };
-    let (headers, host_rewrite) = compile_headers(d.headers.as_ref(), &format!("{field}.headers"), cx);
+    let (headers, host_rewrite) =
+        compile_headers(d.headers.as_ref(), &format!("{field}.headers"), cx);
     let Some(dest) = &d.destination else {
         cx.error(&format!("{field}.destination"), ErrorKind::Missing);
         return None;
@@ -443,7 +524,10 @@ pub(super) fn destination(
         return None;
     };
     if host == "*" {
-        cx.error(&format!("{field}.host"), invalid("destination host", host, "wildcards are not allowed"));
+        cx.error(
+            &format!("{field}.host"),
+            invalid("destination host", host, "wildcards are not allowed"),
+        );
         return None;
     }
     if let Some(why) = host_error(host) {
@@ -451,12 +535,18 @@ pub(super) fn destination(
         return None;
     }
     if host.starts_with("*.") {
-        cx.error(&format!("{field}.host"), invalid("destination host", host, "wildcards are not allowed"));
+        cx.error(
+            &format!("{field}.host"),
+            invalid("destination host", host, "wildcards are not allowed"),
+        );
         return None;
     }
     if let Some(s) = &dest.subset {
         if !is_dns_label(s) {
-            cx.error(&format!("{field}.subset"), invalid("subset name", s, "not a DNS-1123 label"));
+            cx.error(
+                &format!("{field}.subset"),
+                invalid("subset name", s, "not a DNS-1123 label"),
+            );
             return None;
         }
     }
@@ -481,7 +571,10 @@ fn compile_rewrite(
         return None;
     }
     if r.uri.is_none() && r.uri_regex_rewrite.is_none() && r.authority.is_none() {
-        cx.error(field, ErrorKind::Note("one of uri, uriRegexRewrite or authority is required".into()));
+        cx.error(
+            field,
+            ErrorKind::Note("one of uri, uriRegexRewrite or authority is required".into()),
+        );
         return None;
     }
     let path = if let Some(uri) = &r.uri {
@@ -489,7 +582,10 @@ fn compile_rewrite(
     } else if let Some(rr) = &r.uri_regex_rewrite {
         let f = format!("{field}.uriRegexRewrite");
         let (Some(m), Some(rw)) = (&rr.pattern, &rr.rewrite) else {
-            cx.error(&f, ErrorKind::Note("both match and rewrite are required".into()));
+            cx.error(
+                &f,
+                ErrorKind::Note("both match and rewrite are required".into()),
+            );
             return None;
         };
         let pattern = compile_regex(m, &format!("{f}.match"), false, cx)?;
@@ -498,7 +594,10 @@ fn compile_rewrite(
             .expect("static regex")
             .replace_all(&rw.replace('$', "$$"), "$${$1}")
             .into_owned();
-        Some(PathRewrite::Regex { pattern, replacement })
+        Some(PathRewrite::Regex {
+            pattern,
+            replacement,
+        })
     } else {
         None
     };
@@ -506,7 +605,10 @@ fn compile_rewrite(
         Some(a) => match HeaderValue::from_str(a) {
             Ok(v) if !a.is_empty() => Some(v),
             _ => {
-                cx.error(&format!("{field}.authority"), invalid("authority", a, "not a valid host"));
+                cx.error(
+                    &format!("{field}.authority"),
+                    invalid("authority", a, "not a valid host"),
+                );
                 return None;
             }
         },
@@ -527,34 +629,54 @@ fn compile_redirect(
         cx.error(field, conflict("uri", "prefixRewrite"));
     }
     if r.prefix_rewrite.is_some()
-        && route.matches.iter().any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none()))
+        && route
+            .matches
+            .iter()
+            .any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none()))
     {
-        cx.error(&format!("{field}.prefixRewrite"), ErrorKind::Note(
-            "prefixRewrite needs every uri match of the route to be a prefix match".into(),
-        ));
+        cx.error(
+            &format!("{field}.prefixRewrite"),
+            ErrorKind::Note(
+                "prefixRewrite needs every uri match of the route to be a prefix match".into(),
+            ),
+        );
     }
-    if r.uri.is_none() && r.prefix_rewrite.is_none() && r.authority.is_none() && r.scheme.is_none()
-        && r.port.is_none() && r.derive_port.is_none()
+    if r.uri.is_none()
+        && r.prefix_rewrite.is_none()
+        && r.authority.is_none()
+        && r.scheme.is_none()
+        && r.port.is_none()
+        && r.derive_port.is_none()
     {
-        cx.error(field, ErrorKind::Note(
-            "one of uri, prefixRewrite, authority, scheme, port or derivePort is required".into(),
-        ));
+        cx.error(
+            field,
+            ErrorKind::Note(
+                "one of uri, prefixRewrite, authority, scheme, port or derivePort is required"
+                    .into(),
+            ),
+        );
     }
     let code = match r.redirect_code.unwrap_or(0) {
         0 => StatusCode::MOVED_PERMANENTLY,
         c @ (301 | 302 | 303 | 307 | 308) => StatusCode::from_u16(c as u16).expect("valid code"),
         c => {
-            cx.error(&format!("{field}.redirectCode"), invalid(
-                "redirect code",
-                &c.to_string(),
-                "use 301, 302, 303, 307 or 308",
-            ));
+            cx.error(
+                &format!("{field}.redirectCode"),
+                invalid(
+                    "redirect code",
+                    &c.to_string(),
+                    "use 301, 302, 303, 307 or 308",
+                ),
+            );
             StatusCode::MOVED_PERMANENTLY
         }
     };
     if let Some(s) = &r.scheme {
         if s != "http" && s != "https" {
-            cx.error(&format!("{field}.scheme"), invalid("scheme", s, "use http or https"));
+            cx.error(
+                &format!("{field}.scheme"),
+                invalid("scheme", s, "use http or https"),
+            );
         }
     }
     let mut from_request_port = false;
@@ -573,11 +695,14 @@ fn compile_redirect(
             RedirectPort::Keep
         }
         (None, Some(other)) => {
-            cx.error(&format!("{field}.derivePort"), invalid(
-                "derivePort",
-                other,
-                "use FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT",
-            ));
+            cx.error(
+                &format!("{field}.derivePort"),
+                invalid(
+                    "derivePort",
+                    other,
+                    "use FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT",
+                ),
+            );
             RedirectPort::Keep
         }
         (None, None) => RedirectPort::Keep,
@@ -614,7 +739,14 @@ fn compile_direct(
         return None;
     };
     if !(200..=600).contains(&status) {
-        cx.error(&format!("{field}.status"), ErrorKind::OutOfRange { value: status, min: 200, max: 599 });
+        cx.error(
+            &format!("{field}.status"),
+            ErrorKind::OutOfRange {
+                value: status,
+                min: 200,
+                max: 599,
+            },
+        );
         return None;
     }
     let status = StatusCode::from_u16(status as u16).expect("in range");
@@ -626,10 +758,14 @@ fn compile_direct(
                 return None;
             }
             (Some(s), None) => Bytes::from(s.clone()),
-            (None, Some(b64)) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+            (None, Some(b64)) => match base64::engine::general_purpose::STANDARD.decode(b64.trim())
+            {
                 Ok(b) => Bytes::from(b),
                 Err(e) => {
-                    cx.error(&format!("{field}.body.bytes"), invalid("base64", "…", &e.to_string()));
+                    cx.error(
+                        &format!("{field}.body.bytes"),
+                        invalid("base64", "…", &e.to_string()),
+                    );
                     return None;
                 }
             },
@@ -637,17 +773,27 @@ fn compile_direct(
         },
     };
     if body.len() > MAX_DIRECT_BODY {
-        cx.error(&format!("{field}.body"), invalid(
-            "body",
-            &format!("{} bytes", body.len()),
-            "larger than 1 MiB",
-        ));
+        cx.error(
+            &format!("{field}.body"),
+            invalid(
+                "body",
+                &format!("{} bytes", body.len()),
+                "larger than 1 MiB",
+            ),
+        );
         return None;
     }
     if body.len() > 100 * 1024 {
-        cx.warn(&format!("{field}.body"), ErrorKind::Note("direct response body is larger than 100 KiB".into()));
+        cx.warn(
+            &format!("{field}.body"),
+            ErrorKind::Note("direct response body is larger than 100 KiB".into()),
+        );
     }
-    Some(DirectResponse { status, body, headers })
+    Some(DirectResponse {
+        status,
+        body,
+        headers,
+    })
 }
 
 /// Fields carried for the resilience work: validated now so a bad value is caught at load time.
@@ -656,10 +802,19 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
         let f = format!("{field}.retries");
         let attempts = r.attempts.unwrap_or(0);
         if attempts < 0 {
-            cx.error(&format!("{f}.attempts"), invalid("attempts", &attempts.to_string(), "must be >= 0"));
+            cx.error(
+                &format!("{f}.attempts"),
+                invalid("attempts", &attempts.to_string(), "must be >= 0"),
+            );
         }
-        if attempts == 0 && (r.per_try_timeout.is_some() || r.retry_on.is_some()) && r.attempts.is_some() {
-            cx.error(&f, ErrorKind::Note("perTryTimeout and retryOn need attempts > 0".into()));
+        if attempts == 0
+            && (r.per_try_timeout.is_some() || r.retry_on.is_some())
+            && r.attempts.is_some()
+        {
+            cx.error(
+                &f,
+                ErrorKind::Note("perTryTimeout and retryOn need attempts > 0".into()),
+            );
         }
         if let Some(t) = &r.per_try_timeout {
             duration_field(t, &format!("{f}.perTryTimeout"), cx);
@@ -672,14 +827,34 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
                 // Istio does not trim spaces around tokens.
                 let known = matches!(
                     token,
-                    "5xx" | "gateway-error" | "reset" | "reset-before-request" | "connect-failure"
-                        | "retriable-4xx" | "refused-stream" | "retriable-status-codes"
-                        | "retriable-headers" | "envoy-ratelimited" | "http3-post-connect-failure"
-                        | "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
+                    "5xx"
+                        | "gateway-error"
+                        | "reset"
+                        | "reset-before-request"
+                        | "connect-failure"
+                        | "retriable-4xx"
+                        | "refused-stream"
+                        | "retriable-status-codes"
+                        | "retriable-headers"
+                        | "envoy-ratelimited"
+                        | "http3-post-connect-failure"
+                        | "cancelled"
+                        | "deadline-exceeded"
+                        | "internal"
+                        | "resource-exhausted"
                         | "unavailable"
-                ) || token.parse::<u16>().is_ok_and(|c| StatusCode::from_u16(c).is_ok() && c >= 100);
+                ) || token
+                    .parse::<u16>()
+                    .is_ok_and(|c| StatusCode::from_u16(c).is_ok() && c >= 100);
                 if !known {
-                    cx.error(&format!("{f}.retryOn"), invalid("retryOn condition", token, "not a status code nor a known condition"));
+                    cx.error(
+                        &format!("{f}.retryOn"),
+                        invalid(
+                            "retryOn condition",
+                            token,
+                            "not a status code nor a known condition",
+                        ),
+                    );
                 }
             }
         }
@@ -687,34 +862,52 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
     if let Some(fault) = &route.fault {
         let f = format!("{field}.fault");
         if fault.delay.is_none() && fault.abort.is_none() {
-            cx.error(&f, ErrorKind::Note("one of delay or abort is required".into()));
+            cx.error(
+                &f,
+                ErrorKind::Note("one of delay or abort is required".into()),
+            );
         }
         if let Some(d) = &fault.delay {
             if d.exponential_delay.is_some() {
-                cx.error(&format!("{f}.delay.exponentialDelay"), ErrorKind::Unsupported {
-                    what: "exponentialDelay".into(),
-                    why: "Istio rejects it",
-                });
+                cx.error(
+                    &format!("{f}.delay.exponentialDelay"),
+                    ErrorKind::Unsupported {
+                        what: "exponentialDelay".into(),
+                        why: "Istio rejects it",
+                    },
+                );
             }
             match &d.fixed_delay {
                 Some(t) => {
                     duration_field(t, &format!("{f}.delay.fixedDelay"), cx);
                 }
-                None if d.exponential_delay.is_none() => cx.error(&format!("{f}.delay.fixedDelay"), ErrorKind::Missing),
+                None if d.exponential_delay.is_none() => {
+                    cx.error(&format!("{f}.delay.fixedDelay"), ErrorKind::Missing)
+                }
                 None => {}
             }
             percentage(d.percentage.as_ref(), &format!("{f}.delay.percentage"), cx);
         }
         if let Some(a) = &fault.abort {
             if a.http2_error.is_some() {
-                cx.error(&format!("{f}.abort.http2Error"), ErrorKind::Unsupported {
-                    what: "http2Error".into(),
-                    why: "Istio rejects it",
-                });
+                cx.error(
+                    &format!("{f}.abort.http2Error"),
+                    ErrorKind::Unsupported {
+                        what: "http2Error".into(),
+                        why: "Istio rejects it",
+                    },
+                );
             }
             if let Some(s) = a.http_status {
                 if !(200..=600).contains(&s) {
-                    cx.error(&format!("{f}.abort.httpStatus"), ErrorKind::OutOfRange { value: s, min: 200, max: 599 });
+                    cx.error(
+                        &format!("{f}.abort.httpStatus"),
+                        ErrorKind::OutOfRange {
+                            value: s,
+                            min: 200,
+                            max: 599,
+                        },
+                    );
                 }
             }
             percentage(a.percentage.as_ref(), &format!("{f}.abort.percentage"), cx);
@@ -725,7 +918,10 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
     }
     if let Some(p) = &route.mirror_percentage {
         if !(0.0..=100.0).contains(&p.value) {
-            cx.error(&format!("{field}.mirrorPercentage.value"), invalid("percentage", &p.value.to_string(), "must be within 0-100"));
+            cx.error(
+                &format!("{field}.mirrorPercentage.value"),
+                invalid("percentage", &p.value.to_string(), "must be within 0-100"),
+            );
         }
     }
     if let Some(m) = &route.mirror {
@@ -741,7 +937,10 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
         }
         if let Some(p) = &m.percentage {
             if !(0.0..=100.0).contains(&p.value) {
-                cx.error(&format!("{f}.percentage.value"), invalid("percentage", &p.value.to_string(), "must be within 0-100"));
+                cx.error(
+                    &format!("{f}.percentage.value"),
+                    invalid("percentage", &p.value.to_string(), "must be within 0-100"),
+                );
             }
         }
     }
@@ -751,8 +950,23 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
             let _ = str_match(o, &format!("{f}.allowOrigins[{i}]"), false, false, cx);
         }
         for (i, m) in c.allow_methods.iter().enumerate() {
-            if !matches!(m.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "*") {
-                cx.error(&format!("{f}.allowMethods[{i}]"), invalid("method", m, "not an HTTP method"));
+            if !matches!(
+                m.as_str(),
+                "GET"
+                    | "HEAD"
+                    | "POST"
+                    | "PUT"
+                    | "PATCH"
+                    | "DELETE"
+                    | "CONNECT"
+                    | "OPTIONS"
+                    | "TRACE"
+                    | "*"
+            ) {
+                cx.error(
+                    &format!("{f}.allowMethods[{i}]"),
+                    invalid("method", m, "not an HTTP method"),
+                );
             }
         }
         if let Some(t) = &c.max_age {
@@ -764,7 +978,14 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
 fn percentage(p: Option<&config::Percent>, field: &str, cx: &mut Ctx<'_>) {
     if let Some(p) = p {
         if p.value != 0.0 && !(0.0001..=100.0).contains(&p.value) {
-            cx.error(&format!("{field}.value"), invalid("percentage", &p.value.to_string(), "must be 0 or within 0.0001-100"));
+            cx.error(
+                &format!("{field}.value"),
+                invalid(
+                    "percentage",
+                    &p.value.to_string(),
+                    "must be 0 or within 0.0001-100",
+                ),
+            );
         }
     }
 }

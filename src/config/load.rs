@@ -329,9 +329,9 @@ fn ignored_path(path: &serde_ignored::Path) -> (String, String) {
                 out.push_str(key);
                 *last = key.clone();
             }
-            P::Some { parent }
-            | P::NewtypeStruct { parent }
-            | P::NewtypeVariant { parent } => walk(parent, out, last),
+            P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+                walk(parent, out, last)
+            }
         }
     }
     let mut out = String::new();

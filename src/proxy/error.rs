@@ -8,7 +8,8 @@ use http_body_util::{BodyExt, Full};
 
 use super::Body;
 
-const RESET_PREFIX: &str = "upstream connect error or disconnect/reset before headers. reset reason: ";
+const RESET_PREFIX: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: ";
 
 /// One variant per failure a client can observe.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,10 @@ pub enum ProxyError {
     #[error("no healthy upstream in {key}")]
     NoHealthyUpstream { key: std::sync::Arc<str> },
     #[error("connect to {endpoint} failed: {detail}")]
-    Connect { endpoint: std::net::SocketAddr, detail: String },
+    Connect {
+        endpoint: std::net::SocketAddr,
+        detail: String,
+    },
     #[error("connect to {endpoint} timed out")]
     ConnectTimeout { endpoint: std::net::SocketAddr },
     #[error("upstream {endpoint} closed the connection before response headers")]
@@ -28,7 +32,10 @@ pub enum ProxyError {
     #[error("upstream {endpoint} reset the stream")]
     RemoteReset { endpoint: std::net::SocketAddr },
     #[error("upstream {endpoint} protocol error: {detail}")]
-    Protocol { endpoint: std::net::SocketAddr, detail: String },
+    Protocol {
+        endpoint: std::net::SocketAddr,
+        detail: String,
+    },
     #[error("upstream request timeout after {after:?}")]
     UpstreamTimeout { after: Duration },
     #[error("{what} is not supported yet")]
@@ -68,25 +75,36 @@ impl ProxyError {
             ProxyError::NoRoute => "NR",
             ProxyError::NoCluster { .. } => "NC",
             ProxyError::NoHealthyUpstream { .. } => "UH",
-            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::Unsupported { .. } => "UF",
+            ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::Unsupported { .. } => "UF",
             ProxyError::ConnectionTermination { .. } => "UC",
             ProxyError::RemoteReset { .. } => "UR",
             ProxyError::Protocol { .. } => "UPE",
             ProxyError::UpstreamTimeout { .. } => "UT",
-            ProxyError::MissingHost | ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge => "DPE",
+            ProxyError::MissingHost
+            | ProxyError::Http10
+            | ProxyError::BadPath
+            | ProxyError::HeadersTooLarge => "DPE",
         }
     }
 
     /// The body Envoy sends for this failure.
     pub fn body(&self) -> String {
         match self {
-            ProxyError::NoRoute | ProxyError::NoCluster { .. } | ProxyError::MissingHost => String::new(),
+            ProxyError::NoRoute | ProxyError::NoCluster { .. } | ProxyError::MissingHost => {
+                String::new()
+            }
             ProxyError::NoHealthyUpstream { .. } => "no healthy upstream".into(),
             ProxyError::Connect { detail, .. } => {
-                format!("{RESET_PREFIX}remote connection failure, transport failure reason: {detail}")
+                format!(
+                    "{RESET_PREFIX}remote connection failure, transport failure reason: {detail}"
+                )
             }
             ProxyError::ConnectTimeout { .. } => format!("{RESET_PREFIX}connection timeout"),
-            ProxyError::ConnectionTermination { .. } => format!("{RESET_PREFIX}connection termination"),
+            ProxyError::ConnectionTermination { .. } => {
+                format!("{RESET_PREFIX}connection termination")
+            }
             ProxyError::RemoteReset { .. } => format!("{RESET_PREFIX}remote reset"),
             ProxyError::Protocol { .. } => format!("{RESET_PREFIX}protocol error"),
             ProxyError::UpstreamTimeout { .. } => "upstream request timeout".into(),
@@ -101,10 +119,15 @@ impl ProxyError {
 
     pub fn into_response(self) -> Response<Body> {
         let mut resp = local_reply(self.status(), Bytes::from(self.body()));
-        if matches!(self, ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge) {
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if matches!(
+            self,
+            ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge
+        ) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        resp.extensions_mut().insert(ResponseFlag(self.response_flag()));
+        resp.extensions_mut()
+            .insert(ResponseFlag(self.response_flag()));
         resp
     }
 }
@@ -128,5 +151,7 @@ pub fn local_reply(status: StatusCode, body: Bytes) -> Response<Body> {
 }
 
 pub fn full(body: Bytes) -> Body {
-    Full::new(body).map_err(|never| match never {}).boxed_unsync()
+    Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }

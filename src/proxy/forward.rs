@@ -33,18 +33,29 @@ pub async fn forward(
     start: Instant,
 ) -> Result<Response<Body>, ProxyError> {
     let target = pick_weighted(action);
-    let cluster_id = target.cluster.ok_or_else(|| ProxyError::NoCluster { key: target.key.clone() })?;
+    let cluster_id = target.cluster.ok_or_else(|| ProxyError::NoCluster {
+        key: target.key.clone(),
+    })?;
     let cluster = &snapshot.clusters[cluster_id];
     if let Some(what) = &cluster.spec.unsupported {
         return Err(ProxyError::Unsupported { what: what.clone() });
     }
     let endpoint = match cluster.pick() {
         Pick::Endpoint(e) => e,
-        Pick::NoHealthy => return Err(ProxyError::NoHealthyUpstream { key: target.key.clone() }),
-        Pick::NoCluster => return Err(ProxyError::NoCluster { key: target.key.clone() }),
+        Pick::NoHealthy => {
+            return Err(ProxyError::NoHealthyUpstream {
+                key: target.key.clone(),
+            })
+        }
+        Pick::NoCluster => {
+            return Err(ProxyError::NoCluster {
+                key: target.key.clone(),
+            })
+        }
     };
 
-    let websocket = req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
+    let websocket =
+        req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
@@ -67,7 +78,11 @@ pub async fn forward(
         || action.headers.response.is_dynamic()
         || target.headers.request.is_dynamic()
         || target.headers.response.is_dynamic();
-    let ctx_headers = if dynamic { parts.headers.clone() } else { http::HeaderMap::new() };
+    let ctx_headers = if dynamic {
+        parts.headers.clone()
+    } else {
+        http::HeaderMap::new()
+    };
     let ctx = TemplateContext {
         remote: conn.peer,
         request_headers: &ctx_headers,
@@ -81,10 +96,16 @@ pub async fn forward(
             h.insert(X_ENVOY_ORIGINAL_PATH, v);
         }
     }
-    let host = target.host_rewrite.as_ref().or(action.host_rewrite.as_ref());
+    let host = target
+        .host_rewrite
+        .as_ref()
+        .or(action.host_rewrite.as_ref());
     match host {
         Some(v) => h.insert(header::HOST, v.clone()),
-        None => h.insert(header::HOST, HeaderValue::from_str(authority).map_err(|_| ProxyError::MissingHost)?),
+        None => h.insert(
+            header::HOST,
+            HeaderValue::from_str(authority).map_err(|_| ProxyError::MissingHost)?,
+        ),
     };
     action.headers.request.apply(h, &ctx);
     target.headers.request.apply(h, &ctx);
@@ -102,13 +123,17 @@ pub async fn forward(
         }
     };
 
-    let mut resp = client.request(up_req).await.map_err(|e| classify(&e, &endpoint))?;
+    let mut resp = client
+        .request(up_req)
+        .await
+        .map_err(|e| classify(&e, &endpoint))?;
     let elapsed = HeaderValue::from(start.elapsed().as_millis() as u64);
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             let up = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(down, up));
-            resp.headers_mut().insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
+            resp.headers_mut()
+                .insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
             return Ok(resp.map(|_| super::error::full(bytes::Bytes::new())));
         }
     }
@@ -117,7 +142,10 @@ pub async fn forward(
     parts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
     action.headers.response.apply(&mut parts.headers, &ctx);
     target.headers.response.apply(&mut parts.headers, &ctx);
-    Ok(Response::from_parts(parts, body.map_err(Into::into).boxed_unsync()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(Into::into).boxed_unsync(),
+    ))
 }
 
 /// Picks a destination at random, in proportion to its weight.
@@ -148,9 +176,10 @@ fn rewrite_path(route: &Route, rewrite: Option<&PathRewrite>, path: &str) -> Opt
             };
             Some(format!("{new}{}", &path[matched..]))
         }
-        PathRewrite::Regex { pattern, replacement } => {
-            Some(pattern.replace_all(path, replacement.as_str()).into_owned())
-        }
+        PathRewrite::Regex {
+            pattern,
+            replacement,
+        } => Some(pattern.replace_all(path, replacement.as_str()).into_owned()),
     }
 }
 
@@ -190,19 +219,30 @@ fn classify(e: &hyper_util::client::legacy::Error, endpoint: &Arc<Endpoint>) -> 
         source = s.source();
     }
     if e.is_connect() {
-        if io_kind == Some(std::io::ErrorKind::TimedOut) || detail.contains("timed out") || detail.contains("deadline") {
+        if io_kind == Some(std::io::ErrorKind::TimedOut)
+            || detail.contains("timed out")
+            || detail.contains("deadline")
+        {
             return ProxyError::ConnectTimeout { endpoint: addr };
         }
         let detail = match io_kind {
-            Some(std::io::ErrorKind::ConnectionRefused) => "delayed connect error: Connection refused".to_owned(),
+            Some(std::io::ErrorKind::ConnectionRefused) => {
+                "delayed connect error: Connection refused".to_owned()
+            }
             _ if detail.is_empty() => "connection failure".to_owned(),
             _ => format!("delayed connect error: {detail}"),
         };
-        return ProxyError::Connect { endpoint: addr, detail };
+        return ProxyError::Connect {
+            endpoint: addr,
+            detail,
+        };
     }
     if let Some(h) = hyper_err {
         if h.is_parse() || h.is_parse_status() {
-            return ProxyError::Protocol { endpoint: addr, detail: h.to_string() };
+            return ProxyError::Protocol {
+                endpoint: addr,
+                detail: h.to_string(),
+            };
         }
         if let Some(h2) = h.source().and_then(|s| s.downcast_ref::<h2::Error>()) {
             if h2.is_reset() {

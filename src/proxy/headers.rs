@@ -44,10 +44,12 @@ const ENVOY_INTERNAL: &[&str] = &[
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
+pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+    HeaderName::from_static("x-envoy-external-address");
 pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
-pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// Is this an HTTP/1.1 WebSocket upgrade request?
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
@@ -79,7 +81,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let te_trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     for name in nominated {
         headers.remove(name);
     }
@@ -118,7 +123,10 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
         let id = uuid::Uuid::new_v4();
         let mut buf = uuid::Uuid::encode_buffer();
         let s = id.hyphenated().encode_lower(&mut buf);
-        headers.insert(X_REQUEST_ID, HeaderValue::from_str(s).expect("uuid is ascii"));
+        headers.insert(
+            X_REQUEST_ID,
+            HeaderValue::from_str(s).expect("uuid is ascii"),
+        );
     }
     headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
 }
@@ -130,7 +138,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_nominated_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers, deflate"));

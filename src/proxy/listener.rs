@@ -18,7 +18,12 @@ const MAX_HEADERS: usize = 100;
 
 /// Serves `listener` until `stop` turns true; then stops accepting and lets open connections
 /// finish their in-flight requests (graceful shutdown).
-pub async fn serve(listener: TcpListener, gateway_port: u16, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway_port: u16,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

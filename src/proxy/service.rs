@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::route::{
-    Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView, Route, RouteAction,
-    StrMatch, TemplateContext,
+    Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView, Route,
+    RouteAction, StrMatch, TemplateContext,
 };
 
 use super::error::{local_reply, ProxyError, ResponseFlag};
@@ -30,7 +30,11 @@ pub struct Conn {
 }
 
 /// Handles one request. Never fails: every error becomes Envoy's local reply.
-pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let mut resp = match route_request(&shared, conn, req, start).await {
         Ok(resp) => resp,
@@ -42,16 +46,33 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     if let Some(server) = &shared.server_header {
         resp.headers_mut().insert(header::SERVER, server.clone());
     }
-    tracing::trace!(status = resp.status().as_u16(), flag = resp.extensions().get::<ResponseFlag>().map(|f| f.0).unwrap_or("-"), "request");
+    tracing::trace!(
+        status = resp.status().as_u16(),
+        flag = resp
+            .extensions()
+            .get::<ResponseFlag>()
+            .map(|f| f.0)
+            .unwrap_or("-"),
+        "request"
+    );
     Ok(resp)
 }
 
-async fn route_request(shared: &Shared, conn: Conn, req: Request<Incoming>, start: Instant) -> Result<Response<Body>, ProxyError> {
+async fn route_request(
+    shared: &Shared,
+    conn: Conn,
+    req: Request<Incoming>,
+    start: Instant,
+) -> Result<Response<Body>, ProxyError> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return Err(ProxyError::Http10);
     }
     // hyper's buffer limit is not an exact header limit; Envoy's is 60 KiB.
-    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
     if header_bytes > MAX_HEADER_BYTES {
         return Err(ProxyError::HeadersTooLarge);
     }
@@ -82,11 +103,21 @@ async fn route_request(shared: &Shared, conn: Conn, req: Request<Incoming>, star
     };
     match &*route.action {
         RouteAction::Direct(d) => Ok(direct_response(d, &ctx)),
-        RouteAction::Redirect(r) => Ok(redirect(r, route, &authority, &norm_path, req.uri().query(), &ctx)),
+        RouteAction::Redirect(r) => Ok(redirect(
+            r,
+            route,
+            &authority,
+            &norm_path,
+            req.uri().query(),
+            &ctx,
+        )),
         RouteAction::Forward(f) => {
             let norm_path = norm_path.into_owned();
             let authority = authority.into_owned();
-            forward::forward(shared, &snapshot, conn, route, f, req, &authority, &norm_path, start).await
+            forward::forward(
+                shared, &snapshot, conn, route, f, req, &authority, &norm_path, start,
+            )
+            .await
         }
     }
 }
@@ -110,11 +141,21 @@ fn direct_response(d: &DirectResponse, ctx: &TemplateContext<'_>) -> Response<Bo
 fn https_redirect(authority: &str, uri: &http::Uri) -> Response<Body> {
     let host = authority.strip_suffix(":80").unwrap_or(authority);
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    location_reply(StatusCode::MOVED_PERMANENTLY, &format!("https://{host}{pq}"))
+    location_reply(
+        StatusCode::MOVED_PERMANENTLY,
+        &format!("https://{host}{pq}"),
+    )
 }
 
 /// Builds the `location` of a VirtualService redirect the way Envoy does.
-fn redirect(r: &Redirect, route: &Route, authority: &str, path: &str, query: Option<&str>, ctx: &TemplateContext<'_>) -> Response<Body> {
+fn redirect(
+    r: &Redirect,
+    route: &Route,
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+    ctx: &TemplateContext<'_>,
+) -> Response<Body> {
     let req_scheme = "http";
     let scheme = r.scheme.as_deref().unwrap_or(req_scheme);
     let (req_host, req_port) = split_host_port(authority);

@@ -134,7 +134,10 @@ impl HeaderOpList {
 
     /// Does any value use a `%VARIABLE%`?
     pub fn is_dynamic(&self) -> bool {
-        self.set.iter().chain(&self.add).any(|(_, t)| matches!(t, HeaderTemplate::Dynamic(_)))
+        self.set
+            .iter()
+            .chain(&self.add)
+            .any(|(_, t)| matches!(t, HeaderTemplate::Dynamic(_)))
     }
 
     /// Applies remove, then set, then add (Envoy order: removals first, appends last).

@@ -113,13 +113,14 @@ impl RequestMatch {
                 return false;
             }
         }
-        self.headers.iter().all(|h| h.holds(req))
-            && self.query.iter().all(|q| q.holds(req.query))
+        self.headers.iter().all(|h| h.holds(req)) && self.query.iter().all(|q| q.holds(req.query))
     }
 
     /// Istio moves catch-all routes (path `/` or `.*`, no header/query conditions) to the end.
     pub fn is_catch_all(&self) -> bool {
-        self.path.as_ref().is_none_or(|p| p.kind.is_catch_all_path())
+        self.path
+            .as_ref()
+            .is_none_or(|p| p.kind.is_catch_all_path())
             && self.method.is_none()
             && self.scheme.is_none()
             && self.authority.is_none()

@@ -90,7 +90,10 @@ pub enum Pick {
 impl Cluster {
     fn new(spec: ClusterSpec) -> Self {
         let (endpoints, resolved) = match &spec.discovery {
-            Discovery::Static(eps) => (eps.iter().map(|e| endpoint(e.addr, e.weight)).collect(), true),
+            Discovery::Static(eps) => (
+                eps.iter().map(|e| endpoint(e.addr, e.weight)).collect(),
+                true,
+            ),
             Discovery::Empty => (Vec::new(), true),
             Discovery::Dns { .. } => (Vec::new(), false),
         };

@@ -63,7 +63,11 @@ impl Resolver {
                         if addrs.is_empty() {
                             addrs = lookup.iter().collect();
                         }
-                        out.extend(addrs.into_iter().map(|ip| (SocketAddr::new(ip, *port), *weight)));
+                        out.extend(
+                            addrs
+                                .into_iter()
+                                .map(|ip| (SocketAddr::new(ip, *port), *weight)),
+                        );
                     }
                     Err(e) => tracing::debug!(name, error = %e, "DNS lookup failed"),
                 }

@@ -6,5 +6,7 @@ mod cluster;
 mod dns;
 
 pub use client::{Clients, UpstreamBody, CONNECT_TIMEOUT};
-pub use cluster::{Cluster, ClusterSpec, Discovery, Endpoint, EndpointSpec, Pick, Protocol, Registry};
+pub use cluster::{
+    Cluster, ClusterSpec, Discovery, Endpoint, EndpointSpec, Pick, Protocol, Registry,
+};
 pub use dns::Resolver;

@@ -29,7 +29,9 @@ impl Reply {
 
     /// A `key=value` line of the echo body (`path`, `method`, or `h:<header>`).
     pub fn field(&self, key: &str) -> Option<&str> {
-        self.body.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        self.body
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -56,7 +58,12 @@ impl Client {
 
     /// GET `path` with `Host: host`.
     pub async fn get(&self, host: &str, path: &str) -> Reply {
-        self.send(self.request(host, path).body(Full::new(Bytes::new())).unwrap()).await
+        self.send(
+            self.request(host, path)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
     }
 
     /// A request builder aimed at the gateway, with the Host header set.
@@ -67,7 +74,11 @@ impl Client {
     }
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
-        let resp = self.inner.request(req).await.expect("request to the gateway failed");
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .expect("request to the gateway failed");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.expect("read body").to_bytes();
         Reply {

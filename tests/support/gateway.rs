@@ -12,7 +12,9 @@ pub struct TestGateway {
 impl TestGateway {
     /// Writes `yaml` to `<tmp>/config.yaml` and starts the gateway on it. Panics on config errors.
     pub async fn start(yaml: &str) -> TestGateway {
-        Self::try_start(yaml).await.unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+        Self::try_start(yaml)
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
     }
 
     pub async fn try_start(yaml: &str) -> Result<TestGateway, String> {
@@ -39,6 +41,8 @@ impl TestGateway {
     }
 
     pub fn port(&self, gateway_port: u16) -> SocketAddr {
-        self.gw.addr(gateway_port).expect("no listener for that Gateway port")
+        self.gw
+            .addr(gateway_port)
+            .expect("no listener for that Gateway port")
     }
 }

@@ -18,7 +18,10 @@ pub use upstream::Upstream;
 pub fn static_service(host: &str, endpoints: &[(&Upstream, &[(&str, &str)])]) -> String {
     let mut eps = String::new();
     for (u, labels) in endpoints {
-        eps.push_str(&format!("  - address: 127.0.0.1\n    ports: {{http: {}}}\n", u.addr.port()));
+        eps.push_str(&format!(
+            "  - address: 127.0.0.1\n    ports: {{http: {}}}\n",
+            u.addr.port()
+        ));
         if !labels.is_empty() {
             eps.push_str("    labels:\n");
             for (k, v) in labels.iter() {

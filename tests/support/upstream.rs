@@ -27,13 +27,17 @@ pub struct Upstream {
 impl Upstream {
     /// Starts an upstream on 127.0.0.1:0 (HTTP/1.1 and h2c).
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let (n, h) = (name.to_owned(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (n, h) = (n.clone(), h.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -46,7 +50,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { name: name.to_owned(), addr, hits, task }
+        Upstream {
+            name: name.to_owned(),
+            addr,
+            hits,
+            task,
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -66,12 +75,20 @@ impl Drop for Upstream {
 }
 
 fn text(status: StatusCode, name: &str, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
     *resp.status_mut() = status;
-    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
-    resp.headers_mut().insert("server", "test-upstream".parse().unwrap());
-    resp.headers_mut().insert("connection", "keep-alive".parse().unwrap());
-    resp.headers_mut().insert("x-hop", "should-not-leak".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream", name.parse().unwrap());
+    resp.headers_mut()
+        .insert("server", "test-upstream".parse().unwrap());
+    resp.headers_mut()
+        .insert("connection", "keep-alive".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-hop", "should-not-leak".parse().unwrap());
     resp
 }
 
@@ -95,10 +112,16 @@ async fn serve(name: String, mut req: Request<Incoming>) -> Result<Response<Body
                 }
             }
         });
-        let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync());
+        let mut resp = Response::new(
+            Full::new(Bytes::new())
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        );
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        resp.headers_mut().insert("upgrade", "websocket".parse().unwrap());
-        resp.headers_mut().insert("connection", "upgrade".parse().unwrap());
+        resp.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
         return Ok(resp);
     }
     if path == "/count" {
@@ -122,11 +145,16 @@ async fn serve(name: String, mut req: Request<Incoming>) -> Result<Response<Body
             Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len)))
         }));
         let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
-        resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+        resp.headers_mut()
+            .insert("x-upstream", name.parse().unwrap());
         return Ok(resp);
     }
     if let Some(code) = path.strip_prefix("/status/") {
-        let status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+        let status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::OK);
         return Ok(text(status, &name, format!("upstream={name}\n")));
     }
     let mut out = format!(
