@@ -1,20 +1,24 @@
 //! The running gateway: loads and compiles config, builds the snapshot, binds one listener per
-//! Gateway server port, and reloads. The only writer of the snapshot `ArcSwap`.
+//! Gateway server port, and applies reloads. The only writer of the snapshot `ArcSwap`.
+//!
+//! A reload is all or nothing: load → validate → compile → build the snapshot → bind listeners for
+//! new ports → one `ArcSwap::store` → stop listeners of removed ports (they drain). Any failure on
+//! the way leaves the running config untouched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::compile::{self, Compiled, Summary};
-use crate::config::{self, Report};
+use crate::config::{self, Diff, Report, Resources};
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
 use crate::upstream::{Clients, Registry, Resolver};
@@ -64,16 +68,56 @@ pub enum StartError {
     },
 }
 
+/// Why a reload was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the configuration has {} error(s); still serving generation {generation}", .report.errors.len())]
+    Config { report: Report, generation: u64 },
+    #[error("{source}; still serving generation {generation}")]
+    Bind { source: StartError, generation: u64 },
+}
+
+/// The outcome of the last reloads, published on a watch channel (tests and the future admin API
+/// wait on it; nothing polls).
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Generation of the active config; 1 at start, +1 per applied reload.
+    pub generation: u64,
+    /// `Resources::fingerprint` of the active config.
+    pub fingerprint: u64,
+    /// When the active config was applied.
+    pub applied_at: SystemTime,
+    pub successes: u64,
+    pub failures: u64,
+    /// Reloads that found nothing changed (not counted as successes).
+    pub unchanged: u64,
+    /// Errors of the last failed reload, cleared by the next success.
+    pub last_errors: Vec<String>,
+}
+
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
     settings: Settings,
     registry: Registry,
     resolver: Resolver,
-    generation: AtomicU64,
-    addrs: BTreeMap<u16, SocketAddr>,
+    /// Serialises reloads; holds what the next reload compares against.
+    state: Mutex<State>,
+    /// Gateway port → local address, for `addr()`. Swapped whole on reload.
+    addrs: ArcSwap<BTreeMap<u16, SocketAddr>>,
+    status: watch::Sender<Status>,
+}
+
+struct State {
+    resources: Resources,
+    listeners: BTreeMap<u16, Listener>,
+}
+
+/// One accept loop: its address, its stop switch and its task.
+struct Listener {
+    addr: SocketAddr,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
 }
 
 /// Loads and compiles the config at `path`: everything `meshgate validate` checks.
@@ -91,10 +135,35 @@ pub fn load_and_compile(
     (compiled, report)
 }
 
+fn load(
+    path: &Path,
+    default_namespace: &str,
+    opts: &compile::Options,
+) -> (Resources, Option<Compiled>, Report) {
+    let (resources, mut report) = config::load_path(path, default_namespace);
+    if report.is_ok() && resources.is_empty() {
+        // Most likely a file caught mid-edit (deleted before being re-created): serving nothing
+        // would close every listener.
+        report.error(
+            &config::Source::new(Arc::new(path.to_path_buf()), 0),
+            "",
+            config::ErrorKind::Note(
+                "no Istio networking resources found; an empty config is not applied".into(),
+            ),
+        );
+    }
+    if !report.is_ok() {
+        return (resources, None, report);
+    }
+    let (compiled, compile_report) = compile::compile(&resources, opts);
+    report.extend(compile_report);
+    (resources, compiled, report)
+}
+
 impl Gateway {
     /// Loads the config and starts serving. Fails on any config error or bind failure.
     pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
-        let (compiled, report) = load_and_compile(
+        let (resources, compiled, report) = load(
             &settings.config,
             &settings.default_namespace,
             &settings.compile,
@@ -119,51 +188,44 @@ impl Gateway {
                 .and_then(|s| HeaderValue::from_str(s).ok()),
             hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "meshgate".into()),
         });
-        let (stop, stop_rx) = watch::channel(false);
-        let mut addrs = BTreeMap::new();
-        let mut tasks = Vec::new();
+        let mut listeners = BTreeMap::new();
         for port in ports {
-            let default_port = if settings.ephemeral_ports { 0 } else { port };
-            let addr = settings
-                .listen
-                .get(&port)
-                .copied()
-                .unwrap_or(SocketAddr::new(settings.bind, default_port));
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { port, addr, source })?;
-            let local =
-                listener
-                    .local_addr()
-                    .map_err(|source| StartError::Bind { port, addr, source })?;
-            tracing::info!(gateway_port = port, addr = %local, "listening");
-            addrs.insert(port, local);
-            tasks.push(tokio::spawn(proxy::serve(
-                listener,
-                port,
-                shared.clone(),
-                stop_rx.clone(),
-            )));
+            let (listener, addr) = bind(&settings, port).await?;
+            listeners.insert(port, spawn_listener(listener, addr, port, &shared));
         }
+        let addrs = listeners.iter().map(|(p, l)| (*p, l.addr)).collect();
+        let status = Status {
+            generation: 1,
+            fingerprint: resources.fingerprint(),
+            applied_at: SystemTime::now(),
+            successes: 0,
+            failures: 0,
+            unchanged: 0,
+            last_errors: Vec::new(),
+        };
+        metrics::gauge!("meshgate_config_generation").set(1.0);
         Ok(Gateway {
             shared,
             settings,
             registry,
             resolver,
-            generation: AtomicU64::new(1),
-            addrs,
-            stop,
-            tasks,
+            state: Mutex::new(State {
+                resources,
+                listeners,
+            }),
+            addrs: ArcSwap::from_pointee(addrs),
+            status: watch::Sender::new(status),
         })
     }
 
     /// The local address serving a Gateway server port.
     pub fn addr(&self, gateway_port: u16) -> Option<SocketAddr> {
-        self.addrs.get(&gateway_port).copied()
+        self.addrs.load().get(&gateway_port).copied()
     }
 
-    pub fn addrs(&self) -> &BTreeMap<u16, SocketAddr> {
-        &self.addrs
+    /// Every Gateway port being served and its local address.
+    pub fn addrs(&self) -> BTreeMap<u16, SocketAddr> {
+        (**self.addrs.load()).clone()
     }
 
     /// The snapshot requests are served from now.
@@ -171,37 +233,164 @@ impl Gateway {
         self.shared.snapshot.load_full()
     }
 
-    /// Re-reads the config and swaps in the new routes. On any error the current config stays
-    /// and the errors are returned. (Listener ports are fixed at start for now.)
-    pub async fn reload(&self) -> Result<Summary, Report> {
+    /// Reload outcomes; `changed()` wakes on every reload attempt.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    /// Re-reads the config and applies it if it is valid and different. On any error the running
+    /// config stays, every error is logged, and the failure is counted.
+    pub async fn reload(&self) -> Result<Option<Diff>, ReloadError> {
+        let mut state = self.state.lock().await;
         let s = &self.settings;
-        let (compiled, report) = load_and_compile(&s.config, &s.default_namespace, &s.compile);
-        for w in &report.warnings {
-            tracing::warn!("{w}");
-        }
+        let current = self.status.borrow().generation;
+        let (resources, compiled, report) = load(&s.config, &s.default_namespace, &s.compile);
         let Some(compiled) = compiled else {
             for e in &report.errors {
                 tracing::error!("{e}");
             }
             tracing::error!(
-                "config reload failed; still serving generation {}",
-                self.generation.load(Ordering::Relaxed)
+                generation = current,
+                "config reload failed with {} error(s); still serving the last good config",
+                report.errors.len()
             );
-            return Err(report);
+            metrics::counter!("meshgate_config_reloads_total", "result" => "failure").increment(1);
+            self.status.send_modify(|st| {
+                st.failures += 1;
+                st.last_errors = report.errors.iter().map(|e| e.to_string()).collect();
+            });
+            return Err(ReloadError::Config {
+                report,
+                generation: current,
+            });
         };
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let diff = Diff::between(&state.resources, &resources);
+        if diff.is_empty() {
+            tracing::debug!("config unchanged; nothing to reload");
+            self.status.send_modify(|st| {
+                st.unchanged += 1;
+                st.last_errors.clear();
+            });
+            return Ok(None);
+        }
+        for w in &report.warnings {
+            tracing::warn!("{w}");
+        }
+
+        // Bind new ports before anything changes, so a bind failure changes nothing.
+        let generation = current + 1;
         let snapshot = Snapshot::build(compiled, generation, &self.registry, &self.resolver).await;
-        let summary = snapshot.summary.clone();
+        let mut new_sockets = Vec::new();
+        for port in snapshot
+            .ports()
+            .filter(|p| !state.listeners.contains_key(p))
+        {
+            match bind(s, port).await {
+                Ok(pair) => new_sockets.push((port, pair)),
+                Err(e) => {
+                    tracing::error!("{e}; config reload not applied");
+                    metrics::counter!("meshgate_config_reloads_total", "result" => "failure")
+                        .increment(1);
+                    self.status.send_modify(|st| {
+                        st.failures += 1;
+                        st.last_errors = vec![e.to_string()];
+                    });
+                    return Err(ReloadError::Bind {
+                        source: e,
+                        generation: current,
+                    });
+                }
+            }
+        }
+        let removed: Vec<u16> = state
+            .listeners
+            .keys()
+            .copied()
+            .filter(|p| snapshot.table(*p).is_none())
+            .collect();
+        let summary: Summary = snapshot.summary.clone();
+
         self.shared.snapshot.store(Arc::new(snapshot));
-        tracing::info!(generation, "config reloaded: {summary}");
-        Ok(summary)
+
+        for (port, (listener, addr)) in new_sockets {
+            state
+                .listeners
+                .insert(port, spawn_listener(listener, addr, port, &self.shared));
+        }
+        for port in &removed {
+            if let Some(l) = state.listeners.remove(port) {
+                tracing::info!(gateway_port = port, addr = %l.addr, "stopped listening (removed by reload); draining");
+                let _ = l.stop.send(true);
+                // The accept loop exits at once (open connections drain on their own tasks), so
+                // once reload returns the port no longer accepts.
+                let _ = l.task.await;
+            }
+        }
+        self.addrs.store(Arc::new(
+            state.listeners.iter().map(|(p, l)| (*p, l.addr)).collect(),
+        ));
+        let fingerprint = resources.fingerprint();
+        state.resources = resources;
+        drop(state);
+
+        metrics::counter!("meshgate_config_reloads_total", "result" => "success").increment(1);
+        metrics::gauge!("meshgate_config_generation").set(generation as f64);
+        metrics::gauge!("meshgate_config_last_reload_success_timestamp_seconds").set(unix_now());
+        tracing::info!(generation, "config reloaded: {diff}; {summary}");
+        self.status.send_modify(|st| {
+            st.generation = generation;
+            st.fingerprint = fingerprint;
+            st.applied_at = SystemTime::now();
+            st.successes += 1;
+            st.last_errors.clear();
+        });
+        Ok(Some(diff))
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the listeners to end.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+    /// Stops accepting on every port, lets in-flight requests finish, waits for the accept loops.
+    pub async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        let listeners = std::mem::take(&mut state.listeners);
+        for l in listeners.values() {
+            let _ = l.stop.send(true);
+        }
+        for (_, l) in listeners {
+            let _ = l.task.await;
         }
     }
+}
+
+async fn bind(settings: &Settings, port: u16) -> Result<(TcpListener, SocketAddr), StartError> {
+    let default_port = if settings.ephemeral_ports { 0 } else { port };
+    let addr = settings
+        .listen
+        .get(&port)
+        .copied()
+        .unwrap_or(SocketAddr::new(settings.bind, default_port));
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { port, addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { port, addr, source })?;
+    Ok((listener, local))
+}
+
+fn spawn_listener(
+    listener: TcpListener,
+    addr: SocketAddr,
+    port: u16,
+    shared: &Arc<Shared>,
+) -> Listener {
+    tracing::info!(gateway_port = port, %addr, "listening");
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(proxy::serve(listener, port, shared.clone(), stop_rx));
+    Listener { addr, stop, task }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

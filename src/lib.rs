@@ -21,4 +21,6 @@ pub mod route;
 pub mod snapshot;
 pub mod upstream;
 
-pub use gateway::{load_and_compile, Gateway, Settings, StartError};
+pub mod reload;
+
+pub use gateway::{load_and_compile, Gateway, ReloadError, Settings, StartError, Status};

@@ -27,6 +27,12 @@ struct Cli {
     /// Serve a Gateway port on another local address, e.g. `--listen 80=127.0.0.1:8080`. Repeatable.
     #[arg(long, value_parser = parse_listen)]
     listen: Vec<(u16, SocketAddr)>,
+    /// Do not watch the config path for changes (SIGHUP still reloads).
+    #[arg(long)]
+    no_watch: bool,
+    /// Quiet period after a file change before reloading, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    reload_debounce_ms: u64,
     /// Value of the `server` response header (empty: pass the upstream's through).
     #[arg(long, default_value = "istio-envoy")]
     server_header: String,
@@ -148,14 +154,14 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let mut settings = Settings::new(config);
+        let mut settings = Settings::new(config.clone());
         settings.bind = cli.bind;
         settings.listen = cli.listen.into_iter().collect::<HashMap<_, _>>();
         settings.server_header = (!cli.server_header.is_empty()).then_some(cli.server_header);
         settings.default_namespace = cli.common.default_namespace.clone();
         settings.compile = compile_options(&cli.common);
         let gateway = match Gateway::start(settings).await {
-            Ok(g) => g,
+            Ok(g) => std::sync::Arc::new(g),
             Err(StartError::Config(report)) => {
                 for e in &report.errors {
                     eprintln!("error: {e}");
@@ -169,6 +175,18 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             Err(e) => {
                 eprintln!("meshgate: {e}");
                 return ExitCode::from(1);
+            }
+        };
+        let _watcher = if cli.no_watch {
+            None
+        } else {
+            let debounce = std::time::Duration::from_millis(cli.reload_debounce_ms);
+            match meshgate::reload::watch(gateway.clone(), &config, debounce) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the config; reload with SIGHUP");
+                    None
+                }
             }
         };
         wait_for_signals(&gateway).await;

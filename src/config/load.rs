@@ -134,6 +134,12 @@ impl<'a> Loader<'a> {
     }
 
     fn load_doc(&mut self, value: Value, mut source: Source, report: &mut Report) {
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            value.hash(&mut h);
+            h.finish()
+        };
         let map = match value {
             Value::Null => return, // empty document (trailing `---`, comments only)
             Value::Mapping(m) => m,
@@ -245,6 +251,7 @@ impl<'a> Loader<'a> {
                     labels: meta.labels,
                     annotations: meta.annotations,
                     source,
+                    hash,
                     spec,
                 };
                 let list = &mut self.resources.$list;

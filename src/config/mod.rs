@@ -3,6 +3,7 @@
 //! May not touch: hyper, tokio, runtime types; no defaults resolution, no cross-references.
 
 mod destination_rule;
+mod diff;
 pub mod duration;
 mod error;
 mod gateway;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use destination_rule::*;
+pub use diff::Diff;
 pub use error::{ConfigError, ConflictKind, ErrorKind, Report, ResourceId, Source};
 pub use gateway::*;
 pub use load::{load_path, load_str};
@@ -48,6 +50,8 @@ pub struct Resource<T> {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub source: Source,
+    /// Hash of the whole YAML document: tells a changed resource from an unchanged one on reload.
+    pub hash: u64,
     pub spec: T,
 }
 
@@ -71,6 +75,39 @@ impl Resources {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// One hash over every resource (identity and content), in load order: equal fingerprints
+    /// mean a reload would change nothing.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (id, hash) in self.identities() {
+            id.hash(&mut h);
+            hash.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Every resource's identity with its content hash.
+    pub fn identities(&self) -> impl Iterator<Item = (ResourceId, u64)> + '_ {
+        fn ids<T>(
+            kind: Kind,
+            list: &[Resource<T>],
+        ) -> impl Iterator<Item = (ResourceId, u64)> + '_ {
+            list.iter().map(move |r| {
+                let id = ResourceId {
+                    kind,
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                };
+                (id, r.hash)
+            })
+        }
+        ids(Kind::Gateway, &self.gateways)
+            .chain(ids(Kind::VirtualService, &self.virtual_services))
+            .chain(ids(Kind::DestinationRule, &self.destination_rules))
+            .chain(ids(Kind::ServiceEntry, &self.service_entries))
     }
 }
 

@@ -74,17 +74,33 @@ impl Client {
     }
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
+        self.try_send(req)
+            .await
+            .expect("request to the gateway failed")
+    }
+
+    /// Like `send`, but a transport error is returned instead of panicking (load tests count them).
+    pub async fn try_send(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
         let resp = self
             .inner
             .request(req)
             .await
-            .expect("request to the gateway failed");
+            .map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.expect("read body").to_bytes();
-        Reply {
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
             status: parts.status,
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        })
+    }
+
+    pub async fn try_get(&self, host: &str, path: &str) -> Result<Reply, String> {
+        self.try_send(
+            self.request(host, path)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
     }
 }

@@ -2,6 +2,7 @@
 //! all on 127.0.0.1 with ephemeral ports. No tests in here.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod client;
 pub mod gateway;
 pub mod upstream;

@@ -1,0 +1,105 @@
+//! The real `meshgate` binary as a child process: started on a config, its Gateway port 8080 on an
+//! ephemeral 127.0.0.1 port, its log lines readable, killed (by PID, only this one) on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meshgate");
+
+pub struct Binary {
+    child: std::process::Child,
+    pub addr: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Binary {
+    /// Starts `meshgate --config <config> --listen 8080=127.0.0.1:0 <extra>` and waits (bounded)
+    /// for its `listening` log line.
+    pub fn start(config: &Path, extra: &[&str]) -> Binary {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", "8080=127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start meshgate");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut bin = Binary {
+            child,
+            addr: String::new(),
+            lines,
+        };
+        let line = bin.wait_line("listening");
+        bin.addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("addr= in the listening line")
+            .to_owned();
+        bin
+    }
+
+    /// Waits (at most 30 s) for a log line containing `needle`.
+    pub fn wait_line(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to this child only (`kill -<sig> <pid>`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP/1.1 GET with `Connection: close`; returns the raw response.
+pub fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
