@@ -121,18 +121,19 @@ struct Listener {
 }
 
 /// Loads and compiles the config at `path`: everything `meshgate validate` checks.
+///
+/// Resources that loaded are validated even when others failed to load, so one run shows every
+/// problem (a reference into a file that did not load may then be reported as well).
 pub fn load_and_compile(
     path: &Path,
     default_namespace: &str,
     opts: &compile::Options,
 ) -> (Option<Compiled>, Report) {
     let (resources, mut report) = config::load_path(path, default_namespace);
-    if !report.is_ok() {
-        return (None, report);
-    }
+    let load_ok = report.is_ok();
     let (compiled, compile_report) = compile::compile(&resources, opts);
     report.extend(compile_report);
-    (compiled, report)
+    (compiled.filter(|_| load_ok), report)
 }
 
 fn load(

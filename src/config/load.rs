@@ -15,6 +15,7 @@ use super::{ErrorKind, Kind, Report, Resource, ResourceId, Resources, Source, KN
 
 const API_GROUP: &str = "networking.istio.io/";
 const API_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+const TOP_LEVEL: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
 /// Loads every `*.yaml`/`*.yml` file under `path` (or `path` itself when it is a file).
 ///
@@ -120,14 +121,30 @@ impl<'a> Loader<'a> {
     }
 
     fn load_text(&mut self, text: &str, file: Arc<PathBuf>, report: &mut Report) {
+        // Editors on some systems write a byte-order mark; kubectl accepts it.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut last_error: Option<String> = None;
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let source = Source::new(file.clone(), i + 1);
             match Value::deserialize(doc) {
-                Ok(value) => self.load_doc(value, source, report),
+                Ok(mut value) => {
+                    // `<<: *anchor` merge keys, as Kubernetes YAML tooling applies them.
+                    if let Err(e) = value.apply_merge() {
+                        report.error(&source, "", ErrorKind::Syntax(e.to_string()));
+                        continue;
+                    }
+                    self.load_doc(value, source, report)
+                }
+                // A value the YAML model cannot hold (an integer beyond 64 bits) only spoils this
+                // document. After a real syntax error the parser repeats the same error for ever:
+                // stop at the first repetition.
                 Err(e) => {
-                    report.error(&source, "", ErrorKind::Syntax(e.to_string()));
-                    // The parser cannot resynchronise after a syntax error.
-                    break;
+                    let msg = e.to_string();
+                    if last_error.as_deref() == Some(msg.as_str()) {
+                        break;
+                    }
+                    report.error(&source, "", ErrorKind::Syntax(msg.clone()));
+                    last_error = Some(msg);
                 }
             }
         }
@@ -159,6 +176,19 @@ impl<'a> Loader<'a> {
         let api_version = get_str("apiVersion").unwrap_or_default();
         let kind_str = get_str("kind").unwrap_or_default();
         let Some(version) = api_version.strip_prefix(API_GROUP) else {
+            if api_version.is_empty()
+                && matches!(
+                    kind_str.as_str(),
+                    "Gateway" | "VirtualService" | "DestinationRule" | "ServiceEntry"
+                )
+            {
+                report.warn(
+                    &source,
+                    "apiVersion",
+                    ErrorKind::Note(format!("missing; a {kind_str} needs apiVersion networking.istio.io/v1 (document skipped)")),
+                );
+                return;
+            }
             tracing::debug!(file = %source.location(), kind = %kind_str, api_version, "skipping non-Istio resource");
             return;
         };
@@ -192,6 +222,27 @@ impl<'a> Loader<'a> {
             return;
         }
 
+        // Unknown top-level keys: reported once the resource is named (or when naming fails).
+        let unknown_keys: Vec<(String, Option<String>)> = map
+            .keys()
+            .filter_map(Value::as_str)
+            .filter(|key| !TOP_LEVEL.contains(key))
+            .map(|key| {
+                let suggestion = TOP_LEVEL.iter().find(|k| strsim::levenshtein(key, k) <= 2);
+                (key.to_owned(), suggestion.map(|k| (*k).to_owned()))
+            })
+            .collect();
+        let warn_unknown = |source: &Source, report: &mut Report| {
+            for (key, suggestion) in &unknown_keys {
+                report.warn(
+                    source,
+                    key.clone(),
+                    ErrorKind::UnknownField {
+                        suggestion: suggestion.clone(),
+                    },
+                );
+            }
+        };
         let meta: Metadata = match map.get("metadata") {
             Some(m) => match deserialize(m.clone(), "metadata", &source, report) {
                 Some(m) => m,
@@ -200,6 +251,7 @@ impl<'a> Loader<'a> {
             None => Metadata::default(),
         };
         let Some(name) = meta.name.filter(|n| !n.is_empty()) else {
+            warn_unknown(&source, report);
             report.error(&source, "metadata.name", ErrorKind::Missing);
             return;
         };
@@ -213,6 +265,7 @@ impl<'a> Loader<'a> {
             name: name.clone(),
         };
         source.resource = Some(id.clone());
+        warn_unknown(&source, report);
 
         let spec = map.get("spec").cloned().unwrap_or(Value::Null);
         let spec = if spec.is_null() {
@@ -220,11 +273,6 @@ impl<'a> Loader<'a> {
         } else {
             spec
         };
-        for key in map.keys().filter_map(Value::as_str) {
-            if !matches!(key, "apiVersion" | "kind" | "metadata" | "spec" | "status") {
-                report.warn(&source, key, ErrorKind::UnknownField { suggestion: None });
-            }
-        }
 
         if let Some(first) = self.seen.get(&id) {
             report.warn(
