@@ -37,10 +37,13 @@ async fn run(debounce: Duration, routes: usize, iterations: usize) {
         let start = Instant::now();
         std::fs::rename(&tmp, &file).unwrap();
         let want = i as u64 + 1;
-        tokio::time::timeout(Duration::from_secs(30), status.wait_for(|s| s.generation >= want))
-            .await
-            .expect("reload did not happen")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            status.wait_for(|s| s.generation >= want),
+        )
+        .await
+        .expect("reload did not happen")
+        .unwrap();
         samples.push(start.elapsed());
     }
     samples.sort();
@@ -59,7 +62,10 @@ async fn run(debounce: Duration, routes: usize, iterations: usize) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let iterations = if full { 100 } else { 3 };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         run(meshgate::reload::DEFAULT_DEBOUNCE, 10, iterations).await;
         run(Duration::from_millis(1), 10, iterations).await;

@@ -86,13 +86,7 @@ fn compile_options(common: &Common) -> meshgate::compile::Options {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     match cli.command {
         Some(Command::Validate {
             path,
@@ -109,6 +103,31 @@ fn main() -> ExitCode {
             run(cli, config)
         }
     }
+}
+
+/// Logs to stderr at the level `RUST_LOG` gives (`info`, `debug`, `meshgate=debug,hyper=info`).
+///
+/// `Targets` rather than `EnvFilter`: EnvFilter's span/field syntax pulls in regex-automata's
+/// full-DFA builder for every regex in the process, which made compiling route regexes 5x slower.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = match spec.parse::<tracing_subscriber::filter::Targets>() {
+        Ok(t) if !spec.trim().is_empty() => t,
+        Ok(_) => tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO),
+        Err(e) => {
+            eprintln!("meshgate: ignoring RUST_LOG={spec:?}: {e}");
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        }
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
+        .init();
 }
 
 fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {

@@ -267,14 +267,16 @@ impl<'a> Loader<'a> {
         source.resource = Some(id.clone());
         warn_unknown(&source, report);
 
-        let spec = map.get("spec").cloned().unwrap_or(Value::Null);
+        let mut map = map;
+        let spec = map.remove("spec").unwrap_or(Value::Null);
         let spec = if spec.is_null() {
             Value::Mapping(Default::default())
         } else {
             spec
         };
 
-        if let Some(first) = self.seen.get(&id) {
+        let redefined = self.seen.insert(id, source.clone());
+        if let Some(first) = &redefined {
             report.warn(
                 &source,
                 "",
@@ -286,7 +288,6 @@ impl<'a> Loader<'a> {
                 },
             );
         }
-        self.seen.insert(id, source.clone());
 
         macro_rules! push {
             ($list:ident) => {{
@@ -303,10 +304,15 @@ impl<'a> Loader<'a> {
                     spec,
                 };
                 let list = &mut self.resources.$list;
-                match list
-                    .iter()
-                    .position(|r| r.namespace == res.namespace && r.name == res.name)
-                {
+                // Only a redefinition needs the (linear) search for the one it replaces.
+                let earlier = redefined
+                    .is_some()
+                    .then(|| {
+                        list.iter()
+                            .position(|r| r.namespace == res.namespace && r.name == res.name)
+                    })
+                    .flatten();
+                match earlier {
                     Some(i) => list[i] = res,
                     None => list.push(res),
                 }
