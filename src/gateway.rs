@@ -204,7 +204,7 @@ impl Gateway {
             unchanged: 0,
             last_errors: Vec::new(),
         };
-        metrics::gauge!("meshgate_config_generation").set(1.0);
+        publish_metrics(1, status.fingerprint);
         Ok(Gateway {
             shared,
             settings,
@@ -335,8 +335,10 @@ impl Gateway {
         drop(state);
 
         metrics::counter!("meshgate_config_reloads_total", "result" => "success").increment(1);
-        metrics::gauge!("meshgate_config_generation").set(generation as f64);
-        metrics::gauge!("meshgate_config_last_reload_success_timestamp_seconds").set(unix_now());
+        let previous = self.status.borrow().fingerprint;
+        metrics::gauge!("meshgate_config_info", "fingerprint" => format!("{previous:016x}"))
+            .set(0.0);
+        publish_metrics(generation, fingerprint);
         tracing::info!(generation, "config reloaded: {diff}; {summary}");
         self.status.send_modify(|st| {
             st.generation = generation;
@@ -387,6 +389,14 @@ fn spawn_listener(
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(proxy::serve(listener, port, shared.clone(), stop_rx));
     Listener { addr, stop, task }
+}
+
+/// Gauges describing the active config (exported once the metrics endpoint lands).
+fn publish_metrics(generation: u64, fingerprint: u64) {
+    metrics::gauge!("meshgate_config_generation").set(generation as f64);
+    metrics::gauge!("meshgate_config_last_reload_success_timestamp_seconds").set(unix_now());
+    metrics::gauge!("meshgate_config_info", "fingerprint" => format!("{fingerprint:016x}"))
+        .set(1.0);
 }
 
 fn unix_now() -> f64 {
