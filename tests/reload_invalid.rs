@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-
+use support::load::Load;
 use support::{gateway_yaml, static_service, Client, TestGateway, Upstream};
 
 fn config(a: &Upstream, b: &Upstream, uri_match: &str, to: &str) -> String {
@@ -20,24 +18,7 @@ async fn broken_config_mid_traffic_keeps_the_last_good_one() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let gw = TestGateway::start_watching(&config(&a, &b, "{prefix: /x}", "a")).await;
     let addr = gw.addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut clients = Vec::new();
-    for _ in 0..16 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        clients.push(tokio::spawn(async move {
-            let c = Client::http1(addr);
-            for _ in 0..200_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match c.try_get("x", "/x").await {
-                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
+    let load = Load::start(addr, 16, "x", "/x", |r| r.status == 200);
 
     // 1. A bad regex (a validation error).
     std::fs::write(gw.config_file(), config(&a, &b, "{regex: \"/x[\"}", "b")).unwrap();
@@ -77,15 +58,8 @@ async fn broken_config_mid_traffic_keeps_the_last_good_one() {
     assert!(st.last_errors.is_empty());
     assert_eq!(Client::http1(addr).get("x", "/x").await.upstream(), "b");
 
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    eprintln!(
-        "reload_invalid: {} ok, {} failed",
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
-    );
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 100);
+    let (ok, failed) = load.stop().await;
+    eprintln!("reload_invalid: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0);
+    assert!(ok > 100);
 }

@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-
+use support::load::Load;
 use support::{gateway_yaml, static_service, Client, TestGateway, Upstream};
 
 fn config(a: &Upstream, b: &Upstream, to: &str) -> String {
@@ -30,35 +28,9 @@ async fn hundred_reloads_under_load_lose_no_request() {
     let gw = TestGateway::start_watching(&config(&a, &b, "a")).await;
     let addr = gw.addr();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..64 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        clients.push(tokio::spawn(async move {
-            let c = Client::http1(addr);
-            // Bounded even if the test loop above misbehaves.
-            for _ in 0..200_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match c.try_get("x", "/x").await {
-                    Ok(r) if r.status == 200 && (r.upstream() == "a" || r.upstream() == "b") => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => {
-                        eprintln!("bad reply: {} {}", r.status, r.body);
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        eprintln!("request error: {e}");
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
+    let load = Load::start(addr, 64, "x", "/x", |r| {
+        r.status == 200 && (r.upstream() == "a" || r.upstream() == "b")
+    });
 
     let probe = Client::http1(addr);
     for i in 0..100u64 {
@@ -73,20 +45,14 @@ async fn hundred_reloads_under_load_lose_no_request() {
             i + 1
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
+    let (ok, failed) = load.stop().await;
     let st = gw.gw.status().borrow().clone();
     eprintln!(
-        "reload_swap: {} requests ok, {} failed, {} reloads applied, {} failed reloads",
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        st.successes,
-        st.failures
+        "reload_swap: {ok} requests ok, {failed} failed, {} reloads applied, {} failed reloads",
+        st.successes, st.failures
     );
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) >= 1000, "the load did not run");
+    assert_eq!(failed, 0);
+    assert!(ok >= 1000, "the load did not run");
     assert_eq!(st.generation, 101);
     assert_eq!(st.failures, 0);
 }

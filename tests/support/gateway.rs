@@ -26,15 +26,7 @@ impl TestGateway {
 
     /// Like `start`, and watches the config directory for changes.
     pub async fn start_watching(yaml: &str) -> TestGateway {
-        let mut gw = Self::start(yaml).await;
-        let w = meshgate::reload::watch(
-            gw.gw.clone(),
-            gw.dir.path(),
-            meshgate::reload::DEFAULT_DEBOUNCE,
-        )
-        .expect("watch the config dir");
-        gw.watcher = Some(w);
-        gw
+        Self::start(yaml).await.watching()
     }
 
     pub async fn try_start(yaml: &str) -> Result<TestGateway, String> {
@@ -45,17 +37,22 @@ impl TestGateway {
 
     /// Starts on a directory the caller has filled, watching it for changes.
     pub async fn start_watching_in(dir: tempfile::TempDir) -> TestGateway {
-        let mut gw = Self::try_start_in(dir)
+        Self::try_start_in(dir)
             .await
-            .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+            .watching()
+    }
+
+    /// Starts watching the config directory (the default debounce).
+    fn watching(mut self) -> TestGateway {
         let w = meshgate::reload::watch(
-            gw.gw.clone(),
-            gw.dir.path(),
+            self.gw.clone(),
+            self.dir.path(),
             meshgate::reload::DEFAULT_DEBOUNCE,
         )
         .expect("watch the config dir");
-        gw.watcher = Some(w);
-        gw
+        self.watcher = Some(w);
+        self
     }
 
     pub async fn try_start_in(dir: tempfile::TempDir) -> Result<TestGateway, String> {

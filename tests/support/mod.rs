@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod client;
 pub mod gateway;
+pub mod load;
 pub mod upstream;
 
 #[allow(unused_imports)]
