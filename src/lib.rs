@@ -10,6 +10,10 @@
 //!                                    → route::RouteTable::find → proxy::forward → upstream
 //! ```
 //!
+//! `proxy::forward` is where resilience happens: fault injection, then an explicit attempt loop
+//! (`upstream::Cluster::pick` → circuit breakers → send under the per-try/route deadline →
+//! `proxy::classify` → outlier accounting → `RetryState` decides), mirrors on the side.
+//!
 //! Where a request is routed: `proxy/service.rs` (`route_request`), then `route/mod.rs` (`find`).
 #![forbid(unsafe_code)]
 

@@ -287,8 +287,9 @@ async fn envoy_error_replies() {
     let c = Client::http1(gw.addr());
     let r = c.get("x", "/dead").await;
     assert_eq!(r.status, 503);
+    // Istio's default retry policy retries connect failures twice, so Envoy's body says so.
     assert!(
-        r.body.starts_with("upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused"),
+        r.body.starts_with("upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused"),
         "{}",
         r.body
     );

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource, Resources};
 use crate::route::ClusterId;
-use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, Protocol, CONNECT_TIMEOUT};
+use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, Protocol};
 
 use super::names::{exported_to, host_within, resolve_short_name};
+use super::policy::{effective_policy, Policy};
 use super::routes::DestinationTemplate;
 use super::Options;
 
@@ -137,7 +138,16 @@ impl<'a> Clusters<'a> {
     ) -> Option<ClusterSpec> {
         let labels: BTreeMap<String, String> =
             subset.map(|(_, s)| s.labels.clone()).unwrap_or_default();
-        let policy = effective_policy(rule, subset.map(|(_, s)| s), port);
+        let mut policy = effective_policy(rule.map(|r| &r.spec), subset.map(|(_, s)| s), port);
+        if let Some(r) = rule {
+            for (field, note) in std::mem::take(&mut policy.notes) {
+                report.warn(
+                    &r.source,
+                    format!("spec.trafficPolicy.{field}"),
+                    ErrorKind::Note(note),
+                );
+            }
+        }
         let mut unsupported = None;
         if let Some(mode) = policy.tls_mode.as_deref() {
             if matches!(mode, "SIMPLE" | "MUTUAL") {
@@ -178,7 +188,7 @@ impl<'a> Clusters<'a> {
                         port,
                         Discovery::Empty,
                         protocol,
-                        policy.connect_timeout,
+                        policy,
                         unsupported,
                     ));
                 };
@@ -282,15 +292,7 @@ impl<'a> Clusters<'a> {
                 }
             }
         };
-        Some(self.spec(
-            key,
-            d,
-            port,
-            discovery,
-            protocol,
-            policy.connect_timeout,
-            unsupported,
-        ))
+        Some(self.spec(key, d, port, discovery, protocol, policy, unsupported))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -301,7 +303,7 @@ impl<'a> Clusters<'a> {
         port: u16,
         discovery: Discovery,
         protocol: Protocol,
-        connect_timeout: Option<std::time::Duration>,
+        policy: Policy,
         unsupported: Option<String>,
     ) -> ClusterSpec {
         ClusterSpec {
@@ -311,7 +313,10 @@ impl<'a> Clusters<'a> {
             subset: d.subset.clone(),
             discovery,
             protocol,
-            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            connection: policy.connection,
+            lb: policy.lb,
+            outlier: policy.outlier,
+            limits: policy.limits,
             unsupported,
         }
     }
@@ -366,65 +371,5 @@ impl<'a> Clusters<'a> {
             }
         }
         Vec::new()
-    }
-}
-
-/// The parts of a DestinationRule policy this stage uses, after Istio's precedence
-/// (subset port-level > subset > port-level > top-level; whole fields replaced, never merged).
-#[derive(Default)]
-struct Policy {
-    tls_mode: Option<String>,
-    h2_upgrade: bool,
-    connect_timeout: Option<std::time::Duration>,
-}
-
-fn effective_policy(
-    rule: Option<&Resource<config::DestinationRuleSpec>>,
-    subset: Option<&config::Subset>,
-    port: u16,
-) -> Policy {
-    type Parts<'p> = (
-        Option<&'p config::ClientTlsSettings>,
-        Option<&'p config::ConnectionPoolSettings>,
-    );
-    fn from_policy(tp: &config::TrafficPolicy, port: u16) -> (Parts<'_>, bool) {
-        match tp
-            .port_level_settings
-            .iter()
-            .find(|p| p.port.as_ref().and_then(|p| p.number) == Some(port as i64))
-        {
-            Some(pl) => ((pl.tls.as_ref(), pl.connection_pool.as_ref()), true),
-            None => ((tp.tls.as_ref(), tp.connection_pool.as_ref()), false),
-        }
-    }
-    let mut parts: Parts<'_> = (None, None);
-    if let Some(tp) = rule.and_then(|r| r.spec.traffic_policy.as_ref()) {
-        parts = from_policy(tp, port).0;
-    }
-    if let Some(tp) = subset.and_then(|s| s.traffic_policy.as_ref()) {
-        let ((tls, pool), port_level) = from_policy(tp, port);
-        if port_level {
-            parts = (tls, pool);
-        } else {
-            if tls.is_some() {
-                parts.0 = tls;
-            }
-            if pool.is_some() {
-                parts.1 = pool;
-            }
-        }
-    }
-    Policy {
-        tls_mode: parts.0.and_then(|t| t.mode.clone()),
-        h2_upgrade: parts
-            .1
-            .and_then(|p| p.http.as_ref())
-            .and_then(|h| h.h2_upgrade_policy.as_deref())
-            == Some("UPGRADE"),
-        connect_timeout: parts
-            .1
-            .and_then(|p| p.tcp.as_ref())
-            .and_then(|t| t.connect_timeout.as_deref())
-            .and_then(|t| crate::config::duration::parse(t).ok()),
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource, Resources};
 use crate::route::{
-    Forward, RedirectPort, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster,
+    Forward, Mirror, RedirectPort, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster,
 };
 
 use super::clusters::Clusters;
@@ -361,6 +361,18 @@ fn instantiate(
                     .map(|w| u64::from(w.weight))
                     .sum::<u64>()
                     .max(1);
+                let mirrors = f
+                    .mirrors
+                    .iter()
+                    .map(|m| {
+                        let (cluster, key) = clusters.resolve(&m.destination, port, vs, report);
+                        Mirror {
+                            cluster,
+                            key,
+                            per_million: m.per_million,
+                        }
+                    })
+                    .collect();
                 RouteAction::Forward(Forward {
                     clusters: weighted,
                     total_weight,
@@ -368,6 +380,9 @@ fn instantiate(
                     host_rewrite: f.host_rewrite.clone(),
                     headers: f.headers.clone(),
                     timeout: f.timeout,
+                    retry: f.retry.clone(),
+                    fault: f.fault.clone(),
+                    mirrors,
                 })
             }
         });

@@ -10,6 +10,8 @@ mod clusters;
 mod headers;
 mod listeners;
 mod names;
+mod policy;
+mod resilience;
 mod routes;
 mod validate;
 

@@ -12,12 +12,13 @@ use regex::Regex;
 
 use crate::config::{self, ConflictKind, ErrorKind, HttpRoute, StringMatch, VirtualServiceSpec};
 use crate::route::{
-    DirectResponse, HeaderCondition, HeaderOps, PathMatch, PathRewrite, QueryCondition, Redirect,
-    RedirectPath, RedirectPort, RequestMatch, StrMatch,
+    DirectResponse, FaultPolicy, HeaderCondition, HeaderOps, PathMatch, PathRewrite,
+    QueryCondition, Redirect, RedirectPath, RedirectPort, RequestMatch, RetryPolicy, StrMatch,
 };
 
 use super::headers::{compile_headers, invalid};
 use super::names::{host_error, is_dns_label, resolve_gateway_ref, resolve_short_name};
+use super::resilience::{self, MirrorTemplate, Resilience};
 use super::{duration_field, Ctx};
 
 /// Istio's limit on regex length (a proxy for RE2 program size).
@@ -58,6 +59,9 @@ pub(super) struct ForwardTemplate {
     pub host_rewrite: Option<HeaderValue>,
     pub headers: HeaderOps,
     pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub fault: Option<FaultPolicy>,
+    pub mirrors: Vec<MirrorTemplate>,
 }
 
 #[derive(Debug)]
@@ -113,7 +117,8 @@ pub(super) fn compile_http(
             matches
         };
         check_extras(route, &field, cx);
-        let Some(action) = compile_action(route, &field, namespace, cx) else {
+        let resilience = resilience::compile(route, &field, namespace, cx);
+        let Some(action) = compile_action(route, &field, namespace, resilience, cx) else {
             continue;
         };
         if failed_matches {
@@ -370,6 +375,7 @@ fn compile_action(
     route: &HttpRoute,
     field: &str,
     namespace: &str,
+    resilience: Resilience,
     cx: &mut Ctx<'_>,
 ) -> Option<ActionTemplate> {
     let errors_before = cx.error_count();
@@ -464,6 +470,9 @@ fn compile_action(
             host_rewrite: rewrite_host.or(header_host),
             headers,
             timeout,
+            retry: resilience.retry,
+            fault: resilience.fault,
+            mirrors: resilience.mirrors,
         }))
     };
     if cx.error_count() != errors_before {
@@ -796,154 +805,8 @@ fn compile_direct(
     })
 }
 
-/// Fields carried for the resilience work: validated now so a bad value is caught at load time.
+/// Fields not applied yet (CORS): validated now so a bad value is caught at load time.
 fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
-    if let Some(r) = &route.retries {
-        let f = format!("{field}.retries");
-        let attempts = r.attempts.unwrap_or(0);
-        if attempts < 0 {
-            cx.error(
-                &format!("{f}.attempts"),
-                invalid("attempts", &attempts.to_string(), "must be >= 0"),
-            );
-        }
-        if attempts == 0
-            && (r.per_try_timeout.is_some() || r.retry_on.is_some())
-            && r.attempts.is_some()
-        {
-            cx.error(
-                &f,
-                ErrorKind::Note("perTryTimeout and retryOn need attempts > 0".into()),
-            );
-        }
-        if let Some(t) = &r.per_try_timeout {
-            duration_field(t, &format!("{f}.perTryTimeout"), cx);
-        }
-        if let Some(t) = &r.backoff {
-            duration_field(t, &format!("{f}.backoff"), cx);
-        }
-        if let Some(on) = &r.retry_on {
-            for token in on.split(',') {
-                // Istio does not trim spaces around tokens.
-                let known = matches!(
-                    token,
-                    "5xx"
-                        | "gateway-error"
-                        | "reset"
-                        | "reset-before-request"
-                        | "connect-failure"
-                        | "retriable-4xx"
-                        | "refused-stream"
-                        | "retriable-status-codes"
-                        | "retriable-headers"
-                        | "envoy-ratelimited"
-                        | "http3-post-connect-failure"
-                        | "cancelled"
-                        | "deadline-exceeded"
-                        | "internal"
-                        | "resource-exhausted"
-                        | "unavailable"
-                ) || token
-                    .parse::<u16>()
-                    .is_ok_and(|c| StatusCode::from_u16(c).is_ok() && c >= 100);
-                if !known {
-                    cx.error(
-                        &format!("{f}.retryOn"),
-                        invalid(
-                            "retryOn condition",
-                            token,
-                            "not a status code nor a known condition",
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    if let Some(fault) = &route.fault {
-        let f = format!("{field}.fault");
-        if fault.delay.is_none() && fault.abort.is_none() {
-            cx.error(
-                &f,
-                ErrorKind::Note("one of delay or abort is required".into()),
-            );
-        }
-        if let Some(d) = &fault.delay {
-            if d.exponential_delay.is_some() {
-                cx.error(
-                    &format!("{f}.delay.exponentialDelay"),
-                    ErrorKind::Unsupported {
-                        what: "exponentialDelay".into(),
-                        why: "Istio rejects it",
-                    },
-                );
-            }
-            match &d.fixed_delay {
-                Some(t) => {
-                    duration_field(t, &format!("{f}.delay.fixedDelay"), cx);
-                }
-                None if d.exponential_delay.is_none() => {
-                    cx.error(&format!("{f}.delay.fixedDelay"), ErrorKind::Missing)
-                }
-                None => {}
-            }
-            percentage(d.percentage.as_ref(), &format!("{f}.delay.percentage"), cx);
-        }
-        if let Some(a) = &fault.abort {
-            if a.http2_error.is_some() {
-                cx.error(
-                    &format!("{f}.abort.http2Error"),
-                    ErrorKind::Unsupported {
-                        what: "http2Error".into(),
-                        why: "Istio rejects it",
-                    },
-                );
-            }
-            if let Some(s) = a.http_status {
-                if !(200..=600).contains(&s) {
-                    cx.error(
-                        &format!("{f}.abort.httpStatus"),
-                        ErrorKind::OutOfRange {
-                            value: s,
-                            min: 200,
-                            max: 599,
-                        },
-                    );
-                }
-            }
-            percentage(a.percentage.as_ref(), &format!("{f}.abort.percentage"), cx);
-        }
-    }
-    if route.mirror.is_some() && !route.mirrors.is_empty() {
-        cx.error(field, conflict("mirror", "mirrors"));
-    }
-    if let Some(p) = &route.mirror_percentage {
-        if !(0.0..=100.0).contains(&p.value) {
-            cx.error(
-                &format!("{field}.mirrorPercentage.value"),
-                invalid("percentage", &p.value.to_string(), "must be within 0-100"),
-            );
-        }
-    }
-    if let Some(m) = &route.mirror {
-        let _ = destination(m, &format!("{field}.mirror"), "default", cx);
-    }
-    for (i, m) in route.mirrors.iter().enumerate() {
-        let f = format!("{field}.mirrors[{i}]");
-        match &m.destination {
-            Some(d) => {
-                let _ = destination(d, &format!("{f}.destination"), "default", cx);
-            }
-            None => cx.error(&format!("{f}.destination"), ErrorKind::Missing),
-        }
-        if let Some(p) = &m.percentage {
-            if !(0.0..=100.0).contains(&p.value) {
-                cx.error(
-                    &format!("{f}.percentage.value"),
-                    invalid("percentage", &p.value.to_string(), "must be within 0-100"),
-                );
-            }
-        }
-    }
     if let Some(c) = &route.cors_policy {
         let f = format!("{field}.corsPolicy");
         for (i, o) in c.allow_origins.iter().enumerate() {
@@ -971,21 +834,6 @@ fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
         }
         if let Some(t) = &c.max_age {
             duration_field(t, &format!("{f}.maxAge"), cx);
-        }
-    }
-}
-
-fn percentage(p: Option<&config::Percent>, field: &str, cx: &mut Ctx<'_>) {
-    if let Some(p) = p {
-        if p.value != 0.0 && !(0.0001..=100.0).contains(&p.value) {
-            cx.error(
-                &format!("{field}.value"),
-                invalid(
-                    "percentage",
-                    &p.value.to_string(),
-                    "must be 0 or within 0.0001-100",
-                ),
-            );
         }
     }
 }

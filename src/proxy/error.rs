@@ -1,15 +1,21 @@
-//! Failures a client can see, each with Envoy's status, body and response flag.
+//! Failures a client can see, each with Envoy's status, body and response flags.
 
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+
+use crate::route::AbortKind;
 
 use super::Body;
 
 const RESET_PREFIX: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: ";
+const RETRIED_PREFIX: &str =
+    "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ";
+pub const X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
 /// One variant per failure a client can observe.
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +37,35 @@ pub enum ProxyError {
     ConnectionTermination { endpoint: std::net::SocketAddr },
     #[error("upstream {endpoint} reset the stream")]
     RemoteReset { endpoint: std::net::SocketAddr },
+    #[error("upstream {endpoint} refused the stream")]
+    RefusedStream { endpoint: std::net::SocketAddr },
     #[error("upstream {endpoint} protocol error: {detail}")]
     Protocol {
         endpoint: std::net::SocketAddr,
         detail: String,
     },
+    /// The route timeout expired (never retried).
     #[error("upstream request timeout after {after:?}")]
     UpstreamTimeout { after: Duration },
+    /// One attempt got no response headers within `perTryTimeout`.
+    #[error("per-try timeout after {after:?}")]
+    PerTryTimeout { after: Duration },
+    /// A circuit breaker of the cluster (`connectionPool` limits) refused the request.
+    #[error("circuit breaker of {key} refused the request")]
+    Overflow { key: std::sync::Arc<str> },
+    /// The request was retried (`attempts` > 1) and failed; `last` is the last attempt's failure.
+    #[error("{last} (attempt {attempts})")]
+    Retried {
+        last: Box<ProxyError>,
+        attempts: u32,
+        /// The last failure was retriable but no attempt was left (`URX`).
+        exhausted: bool,
+        /// A retry was refused by the `maxRetries` circuit breaker (`UO`).
+        retry_overflow: bool,
+    },
+    /// VirtualService `fault.abort` fired.
+    #[error("fault injection abort")]
+    FaultAbort { kind: AbortKind },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     #[error("missing Host header")]
@@ -60,32 +88,88 @@ impl ProxyError {
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::ConnectionTermination { .. }
             | ProxyError::RemoteReset { .. }
+            | ProxyError::RefusedStream { .. }
+            | ProxyError::Overflow { .. }
             | ProxyError::Unsupported { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Protocol { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::PerTryTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::Retried { last, .. } => last.status(),
+            ProxyError::FaultAbort {
+                kind: AbortKind::Http(s),
+            } => *s,
+            // gRPC replies are trailers-only: HTTP 200 with the code in `grpc-status`.
+            ProxyError::FaultAbort {
+                kind: AbortKind::Grpc(_),
+            } => StatusCode::OK,
             ProxyError::MissingHost | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::Http10 => StatusCode::UPGRADE_REQUIRED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
-    /// Envoy's `%RESPONSE_FLAGS%` value for this failure.
-    pub fn response_flag(&self) -> &'static str {
+    /// Envoy's `%RESPONSE_FLAGS%` for this failure.
+    pub fn response_flags(&self) -> ResponseFlags {
         match self {
-            ProxyError::NoRoute => "NR",
-            ProxyError::NoCluster { .. } => "NC",
-            ProxyError::NoHealthyUpstream { .. } => "UH",
+            ProxyError::NoRoute => ResponseFlags::NR,
+            ProxyError::NoCluster { .. } => ResponseFlags::NC,
+            ProxyError::NoHealthyUpstream { .. } => ResponseFlags::UH,
             ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout { .. }
-            | ProxyError::Unsupported { .. } => "UF",
-            ProxyError::ConnectionTermination { .. } => "UC",
-            ProxyError::RemoteReset { .. } => "UR",
-            ProxyError::Protocol { .. } => "UPE",
-            ProxyError::UpstreamTimeout { .. } => "UT",
+            | ProxyError::Unsupported { .. } => ResponseFlags::UF,
+            ProxyError::ConnectionTermination { .. } => ResponseFlags::UC,
+            ProxyError::RemoteReset { .. } | ProxyError::RefusedStream { .. } => ResponseFlags::UR,
+            ProxyError::Protocol { .. } => ResponseFlags::UPE,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::PerTryTimeout { .. } => {
+                ResponseFlags::UT
+            }
+            ProxyError::Overflow { .. } => ResponseFlags::UO,
+            ProxyError::Retried {
+                last,
+                exhausted,
+                retry_overflow,
+                ..
+            } => {
+                let mut f = last.response_flags();
+                if *exhausted {
+                    f |= ResponseFlags::URX;
+                }
+                if *retry_overflow {
+                    f |= ResponseFlags::UO;
+                }
+                f
+            }
+            ProxyError::FaultAbort { .. } => ResponseFlags::FI,
             ProxyError::MissingHost
             | ProxyError::Http10
             | ProxyError::BadPath
-            | ProxyError::HeadersTooLarge => "DPE",
+            | ProxyError::HeadersTooLarge => ResponseFlags::DPE,
+        }
+    }
+
+    /// Was this a circuit-breaker overflow (the reply carries `x-envoy-overloaded: true`)?
+    pub fn is_overflow(&self) -> bool {
+        match self {
+            ProxyError::Overflow { .. } => true,
+            ProxyError::Retried { last, .. } => last.is_overflow(),
+            ProxyError::NoRoute
+            | ProxyError::NoCluster { .. }
+            | ProxyError::NoHealthyUpstream { .. }
+            | ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::ConnectionTermination { .. }
+            | ProxyError::RemoteReset { .. }
+            | ProxyError::RefusedStream { .. }
+            | ProxyError::Protocol { .. }
+            | ProxyError::UpstreamTimeout { .. }
+            | ProxyError::PerTryTimeout { .. }
+            | ProxyError::FaultAbort { .. }
+            | ProxyError::Unsupported { .. }
+            | ProxyError::MissingHost
+            | ProxyError::Http10
+            | ProxyError::BadPath
+            | ProxyError::HeadersTooLarge => false,
         }
     }
 
@@ -106,8 +190,22 @@ impl ProxyError {
                 format!("{RESET_PREFIX}connection termination")
             }
             ProxyError::RemoteReset { .. } => format!("{RESET_PREFIX}remote reset"),
+            ProxyError::RefusedStream { .. } => {
+                format!("{RESET_PREFIX}remote refused stream reset")
+            }
             ProxyError::Protocol { .. } => format!("{RESET_PREFIX}protocol error"),
-            ProxyError::UpstreamTimeout { .. } => "upstream request timeout".into(),
+            ProxyError::UpstreamTimeout { .. } | ProxyError::PerTryTimeout { .. } => {
+                "upstream request timeout".into()
+            }
+            ProxyError::Overflow { .. } => format!("{RESET_PREFIX}overflow"),
+            ProxyError::Retried { last, attempts, .. } => {
+                let body = last.body();
+                match body.strip_prefix(RESET_PREFIX) {
+                    Some(reason) if *attempts > 1 => format!("{RETRIED_PREFIX}{reason}"),
+                    _ => body,
+                }
+            }
+            ProxyError::FaultAbort { .. } => "fault filter abort".into(),
             ProxyError::Unsupported { what } => {
                 format!("{RESET_PREFIX}connection failure, transport failure reason: {what} is not supported by meshgate yet")
             }
@@ -118,7 +216,17 @@ impl ProxyError {
     }
 
     pub fn into_response(self) -> Response<Body> {
+        if let ProxyError::FaultAbort {
+            kind: AbortKind::Grpc(code),
+        } = self
+        {
+            return grpc_reply(code, "fault filter abort");
+        }
         let mut resp = local_reply(self.status(), Bytes::from(self.body()));
+        if self.is_overflow() {
+            resp.headers_mut()
+                .insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
+        }
         if matches!(
             self,
             ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge
@@ -126,15 +234,114 @@ impl ProxyError {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        resp.extensions_mut()
-            .insert(ResponseFlag(self.response_flag()));
+        resp.extensions_mut().insert(self.response_flags());
         resp
     }
 }
 
-/// The response flag of a local reply, kept in the response extensions for logging.
-#[derive(Debug, Clone, Copy)]
-pub struct ResponseFlag(pub &'static str);
+/// Envoy's response flags of one request (`%RESPONSE_FLAGS%`), kept in the response extensions
+/// for logging. Printed comma-separated in Envoy's fixed order, `-` when none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseFlags(u32);
+
+// === impl ResponseFlags ===
+
+impl ResponseFlags {
+    pub const UH: ResponseFlags = ResponseFlags(1);
+    pub const UT: ResponseFlags = ResponseFlags(1 << 1);
+    pub const UR: ResponseFlags = ResponseFlags(1 << 2);
+    pub const UF: ResponseFlags = ResponseFlags(1 << 3);
+    pub const UC: ResponseFlags = ResponseFlags(1 << 4);
+    pub const UO: ResponseFlags = ResponseFlags(1 << 5);
+    pub const NR: ResponseFlags = ResponseFlags(1 << 6);
+    pub const DI: ResponseFlags = ResponseFlags(1 << 7);
+    pub const FI: ResponseFlags = ResponseFlags(1 << 8);
+    pub const URX: ResponseFlags = ResponseFlags(1 << 9);
+    pub const DPE: ResponseFlags = ResponseFlags(1 << 10);
+    pub const UPE: ResponseFlags = ResponseFlags(1 << 11);
+    pub const NC: ResponseFlags = ResponseFlags(1 << 12);
+
+    /// Names in Envoy's order.
+    const NAMES: [(ResponseFlags, &'static str); 13] = [
+        (Self::UH, "UH"),
+        (Self::UT, "UT"),
+        (Self::UR, "UR"),
+        (Self::UF, "UF"),
+        (Self::UC, "UC"),
+        (Self::UO, "UO"),
+        (Self::NR, "NR"),
+        (Self::DI, "DI"),
+        (Self::FI, "FI"),
+        (Self::URX, "URX"),
+        (Self::DPE, "DPE"),
+        (Self::UPE, "UPE"),
+        (Self::NC, "NC"),
+    ];
+
+    pub fn contains(self, other: ResponseFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::BitOr for ResponseFlags {
+    type Output = ResponseFlags;
+    fn bitor(self, rhs: ResponseFlags) -> ResponseFlags {
+        ResponseFlags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for ResponseFlags {
+    fn bitor_assign(&mut self, rhs: ResponseFlags) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Display for ResponseFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        let mut first = true;
+        for (flag, name) in Self::NAMES {
+            if self.contains(flag) {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A gRPC trailers-only reply: HTTP 200, `content-type: application/grpc`, the code in
+/// `grpc-status` and `message` percent-encoded in `grpc-message`.
+pub fn grpc_reply(code: u32, message: &str) -> Response<Body> {
+    let mut resp = local_reply(StatusCode::OK, Bytes::new());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    let encoded: String = message
+        .bytes()
+        .map(|b| match b {
+            b' '..=b'~' if b != b'%' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        h.insert("grpc-message", v);
+    }
+    resp.extensions_mut().insert(ResponseFlags::FI);
+    resp
+}
 
 /// A response made by meshgate itself: `content-type: text/plain` when there is a body,
 /// `content-length` always.
@@ -154,4 +361,64 @@ pub fn full(body: Bytes) -> Body {
     Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect() -> ProxyError {
+        ProxyError::Connect {
+            endpoint: "127.0.0.1:1".parse().unwrap(),
+            detail: "delayed connect error: Connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn retried_failures_read_as_envoy() {
+        let e = ProxyError::Retried {
+            last: Box::new(connect()),
+            attempts: 3,
+            exhausted: true,
+            retry_overflow: false,
+        };
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.body(), "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused");
+        assert_eq!(e.response_flags().to_string(), "UF,URX");
+        let e = ProxyError::Retried {
+            last: Box::new(ProxyError::PerTryTimeout {
+                after: Duration::from_millis(5),
+            }),
+            attempts: 2,
+            exhausted: false,
+            retry_overflow: true,
+        };
+        assert_eq!(
+            (e.status().as_u16(), e.body().as_str()),
+            (504, "upstream request timeout")
+        );
+        assert_eq!(e.response_flags().to_string(), "UT,UO");
+        // A retry-overflow on the first attempt: not "retried" in the body.
+        let e = ProxyError::Retried {
+            last: Box::new(connect()),
+            attempts: 1,
+            exhausted: false,
+            retry_overflow: true,
+        };
+        assert!(e
+            .body()
+            .contains(". reset reason: remote connection failure"));
+    }
+
+    #[test]
+    fn overflow_reply() {
+        let r = ProxyError::Overflow { key: "k".into() }.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["x-envoy-overloaded"], "true");
+        assert_eq!(
+            r.extensions().get::<ResponseFlags>().unwrap().to_string(),
+            "UO"
+        );
+        assert_eq!(ResponseFlags::default().to_string(), "-");
+    }
 }

@@ -1,24 +1,51 @@
-//! Forwarding a routed request: pick a cluster by weight, pick an endpoint, send, stream back.
-//! Timeouts and retries (the resilience work) wrap `send` here.
+//! Forwarding a routed request: fault injection, a cluster picked by weight, then attempts in an
+//! explicit retry loop under the route timeout (endpoint choice, circuit breakers, per-try
+//! timeout, outlier accounting); mirrors get a copy on the side. The response streams back.
 
-use std::error::Error as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{header, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http::{header, HeaderValue, Request, Response, Version};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::route::{Forward, PathRewrite, Route, StrMatch, TemplateContext, WeightedCluster};
+use crate::route::{Forward, Route, TemplateContext, WeightedCluster};
 use crate::snapshot::Snapshot;
-use crate::upstream::{Endpoint, Pick, Protocol};
+use crate::upstream::{Cluster, Endpoint, LbPolicy, Pick, RequestHash, RetryPermit, UpstreamBody};
 
-use super::error::ProxyError;
-use super::headers::{self, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use super::body::{AttemptGuard, Replay, ResponseBody};
+use super::classify::{classify, upstream_error, Outcome};
+use super::error::{ProxyError, ResponseFlags};
+use super::head::Head;
+use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME};
+use super::mirror::{self, MirrorBody};
+use super::retry::RetryState;
 use super::service::Conn;
-use super::{Body, Shared};
+use super::timer::RouteTimer;
+use super::{fault, Body, Shared};
+
+/// Where each attempt's request body comes from.
+enum Source {
+    /// No body: every attempt sends an empty one.
+    Empty,
+    /// No retry and no mirror: the client's body streams once, without copying.
+    Once(Option<Body>),
+    /// Kept for replay (up to 1 MiB).
+    Replay(Replay),
+}
+
+/// A successful attempt: response headers arrived.
+struct Done {
+    resp: Response<Incoming>,
+    guard: AttemptGuard,
+    flags: ResponseFlags,
+}
+
+type AttemptResult = Result<(Response<Incoming>, AttemptGuard), ProxyError>;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
@@ -32,6 +59,12 @@ pub async fn forward(
     path: &str,
     start: Instant,
 ) -> Result<Response<Body>, ProxyError> {
+    let mut flags = ResponseFlags::default();
+    if let Some(f) = &action.fault {
+        if fault::inject(f).await? {
+            flags |= ResponseFlags::DI;
+        }
+    }
     let target = pick_weighted(action);
     let cluster_id = target.cluster.ok_or_else(|| ProxyError::NoCluster {
         key: target.key.clone(),
@@ -40,98 +73,80 @@ pub async fn forward(
     if let Some(what) = &cluster.spec.unsupported {
         return Err(ProxyError::Unsupported { what: what.clone() });
     }
-    let endpoint = match cluster.pick() {
-        Pick::Endpoint(e) => e,
-        Pick::NoHealthy => {
-            return Err(ProxyError::NoHealthyUpstream {
-                key: target.key.clone(),
-            })
-        }
-        Pick::NoCluster => {
-            return Err(ProxyError::NoCluster {
-                key: target.key.clone(),
-            })
-        }
-    };
 
     let websocket =
         req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-
-    // Path: rewrite, then the URI that addresses the chosen endpoint.
-    let new_path = rewrite_path(route, action.rewrite.as_deref(), path);
-    let mut pq = new_path.as_deref().unwrap_or(path).to_owned();
-    if let Some(q) = parts.uri.query() {
-        pq.push('?');
-        pq.push_str(q);
-    }
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(endpoint.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadPath)?;
-
-    // Templates like %REQ(x)% read the client's headers as they arrived; copy them only if needed.
-    let dynamic = action.headers.request.is_dynamic()
-        || action.headers.response.is_dynamic()
-        || target.headers.request.is_dynamic()
-        || target.headers.response.is_dynamic();
-    let ctx_headers = if dynamic {
-        parts.headers.clone()
-    } else {
-        http::HeaderMap::new()
+    let (parts, body) = req.into_parts();
+    let hash = match &cluster.spec.lb {
+        LbPolicy::ConsistentHash(h) => {
+            h.key
+                .hash(&parts.headers, parts.uri.query(), conn.peer.ip())
+        }
+        LbPolicy::RoundRobin | LbPolicy::LeastRequest | LbPolicy::Random => RequestHash::default(),
     };
+
+    let (head, ctx_headers) = Head::build(
+        parts,
+        route,
+        action,
+        target,
+        conn.peer,
+        &shared.hostname,
+        authority,
+        path,
+        websocket,
+        cluster.spec.protocol,
+    )?;
     let ctx = TemplateContext {
         remote: conn.peer,
         request_headers: &ctx_headers,
         hostname: &shared.hostname,
         start_time: "",
     };
-    let h = &mut parts.headers;
-    headers::prepare_request(h, conn.peer.ip(), websocket);
-    if new_path.is_some() {
-        if let Ok(v) = HeaderValue::from_str(parts.uri.path()) {
-            h.insert(X_ENVOY_ORIGINAL_PATH, v);
-        }
+
+    let mirrored = !action.mirrors.is_empty();
+    let mut source = if http_body::Body::is_end_stream(&body) {
+        Source::Empty
+    } else if action.retry.num_retries == 0 && !mirrored && action.timeout.is_none() {
+        Source::Once(Some(body.map_err(Into::into).boxed_unsync()))
+    } else {
+        Source::Replay(Replay::new(
+            body.map_err(Into::into).boxed_unsync(),
+            mirrored,
+        ))
+    };
+    if mirrored {
+        let body = match &source {
+            Source::Replay(r) => r.progress().map_or(MirrorBody::Empty, MirrorBody::Pending),
+            Source::Empty | Source::Once(_) => MirrorBody::Empty,
+        };
+        mirror::spawn(snapshot, &action.mirrors, &head, &body, action.timeout);
     }
-    let host = target
-        .host_rewrite
-        .as_ref()
-        .or(action.host_rewrite.as_ref());
-    match host {
-        Some(v) => h.insert(header::HOST, v.clone()),
-        None => h.insert(
-            header::HOST,
-            HeaderValue::from_str(authority).map_err(|_| ProxyError::MissingHost)?,
-        ),
-    };
-    action.headers.request.apply(h, &ctx);
-    target.headers.request.apply(h, &ctx);
 
-    let mut up_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-    *up_req.uri_mut() = uri;
-    let client = match cluster.spec.protocol {
-        Protocol::Http1 => {
-            *up_req.version_mut() = Version::HTTP_11;
-            &shared.clients.http1
-        }
-        Protocol::Http2 => {
-            *up_req.version_mut() = Version::HTTP_2;
-            &shared.clients.http2
-        }
+    let timer = match &source {
+        Source::Replay(r) => RouteTimer::after_body(action.timeout, r.ended()),
+        Source::Empty | Source::Once(_) => RouteTimer::now(action.timeout),
     };
-
-    let mut resp = client
-        .request(up_req)
-        .await
-        .map_err(|e| classify(&e, &endpoint))?;
+    let done = attempts(
+        cluster,
+        action,
+        &target.key,
+        &head,
+        &mut source,
+        hash.hash,
+        &timer,
+    )
+    .await?;
+    flags |= done.flags;
+    let Done {
+        mut resp, guard, ..
+    } = done;
     let elapsed = HeaderValue::from(start.elapsed().as_millis() as u64);
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             let up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(down, up));
+            tokio::spawn(tunnel(down, up, guard));
             resp.headers_mut()
                 .insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
             return Ok(resp.map(|_| super::error::full(bytes::Bytes::new())));
@@ -140,12 +155,212 @@ pub async fn forward(
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     parts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
+    if let Some(cookie) = hash.set_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     action.headers.response.apply(&mut parts.headers, &ctx);
     target.headers.response.apply(&mut parts.headers, &ctx);
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(Into::into).boxed_unsync(),
-    ))
+    if !flags.is_empty() {
+        parts.extensions.insert(flags);
+    }
+    let body = ResponseBody::new(body, timer.boxed(), guard);
+    Ok(Response::from_parts(parts, BodyExt::boxed_unsync(body)))
+}
+
+/// The attempt loop: attempt, classify, account, then retry or finish.
+async fn attempts(
+    cluster: &Cluster,
+    action: &Forward,
+    key: &Arc<str>,
+    head: &Head,
+    source: &mut Source,
+    hash: Option<u64>,
+    timer: &RouteTimer,
+) -> Result<Done, ProxyError> {
+    let policy = &action.retry;
+    let mut retry = RetryState::new(policy);
+    // Consistent-hash routes keep a key on its endpoint: no previous-hosts predicate.
+    let avoid_tried = !matches!(cluster.spec.lb, LbPolicy::ConsistentHash(_));
+    let mut permit: Option<RetryPermit> = None;
+    let max = retry.max_attempts();
+    for n in 1..=max {
+        let exclude = if avoid_tried { retry.exclude() } else { &[] };
+        let body = source.attempt(n);
+        let (result, endpoint) = attempt(
+            cluster,
+            key,
+            head,
+            n,
+            body,
+            hash,
+            exclude,
+            policy.per_try_timeout,
+            timer,
+        )
+        .await;
+        let class = match &result {
+            Ok((resp, _)) => classify(Outcome::Response(resp.status(), resp.headers())),
+            Err(e) => classify(Outcome::Failed(e)),
+        };
+        if let Some(ep) = &endpoint {
+            cluster.record(ep, &class);
+            retry.tried(ep.addr);
+        }
+        if let Err(e @ ProxyError::UpstreamTimeout { .. }) = result {
+            // The route timeout ends the request, retries or not.
+            return Err(e);
+        }
+        let wants = retry.retriable(&class);
+        if !wants || n == max || !source.replayable() {
+            return finish(result, n, wants && n == max, false, permit);
+        }
+        // The previous retry (if any) is over; the next one needs its own slot.
+        drop(permit.take());
+        match cluster.try_retry() {
+            Some(p) => permit = Some(p),
+            None => return finish(result, n, false, true, permit),
+        }
+        drop(result);
+        let wait = retry.next_backoff();
+        tokio::select! {
+            biased;
+            () = timer.clone().expired() => {
+                return Err(ProxyError::UpstreamTimeout {
+                    after: timer.timeout().unwrap_or_default(),
+                });
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Not reached: the last attempt always finishes above.
+    Err(ProxyError::NoHealthyUpstream { key: key.clone() })
+}
+
+/// The request's outcome after attempt `n`.
+fn finish(
+    result: AttemptResult,
+    n: u32,
+    exhausted: bool,
+    retry_overflow: bool,
+    permit: Option<RetryPermit>,
+) -> Result<Done, ProxyError> {
+    match result {
+        Ok((resp, mut guard)) => {
+            guard.retry = permit;
+            let mut flags = ResponseFlags::default();
+            if exhausted {
+                flags |= ResponseFlags::URX;
+            }
+            if retry_overflow {
+                flags |= ResponseFlags::UO;
+            }
+            Ok(Done { resp, guard, flags })
+        }
+        Err(e) if n > 1 || exhausted || retry_overflow => Err(ProxyError::Retried {
+            last: Box::new(e),
+            attempts: n,
+            exhausted,
+            retry_overflow,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// One attempt: pick an endpoint, pass the circuit breakers, send, wait for response headers
+/// within the per-try timeout and the route timeout. Returns the endpoint used, if any.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    cluster: &Cluster,
+    key: &Arc<str>,
+    head: &Head,
+    n: u32,
+    body: UpstreamBody,
+    hash: Option<u64>,
+    exclude: &[SocketAddr],
+    per_try_timeout: Option<Duration>,
+    timer: &RouteTimer,
+) -> (AttemptResult, Option<Arc<Endpoint>>) {
+    let endpoint = match cluster.pick(hash, exclude) {
+        Pick::Endpoint(e) => e,
+        Pick::NoHealthy => {
+            return (
+                Err(ProxyError::NoHealthyUpstream { key: key.clone() }),
+                None,
+            )
+        }
+        Pick::NoCluster => return (Err(ProxyError::NoCluster { key: key.clone() }), None),
+    };
+    let started = Instant::now();
+    let per_try = per_try_timeout.map(|t| started + t);
+    // Per-try timeout if set, else what remains of the route timeout (`None`: no timeout yet).
+    let until = match (per_try, timer.deadline()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let send = async {
+        let admission = cluster
+            .admit()
+            .await
+            .map_err(|_| ProxyError::Overflow { key: key.clone() })?;
+        let active = endpoint.start_request();
+        let expected = until.map(|u| u.saturating_duration_since(Instant::now()));
+        let req = head.request(&endpoint, n, expected, body)?;
+        let resp = cluster
+            .client()
+            .request(req)
+            .await
+            .map_err(|e| upstream_error(&e, endpoint.addr))?;
+        Ok((
+            resp,
+            AttemptGuard {
+                _admission: admission,
+                _active: active,
+                retry: None,
+            },
+        ))
+    };
+    let per_try_expired = async {
+        match per_try {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    // The route timeout wins a tie: it is never retried.
+    let result = tokio::select! {
+        biased;
+        () = timer.clone().expired() => Err(ProxyError::UpstreamTimeout {
+            after: started.elapsed(),
+        }),
+        () = per_try_expired => Err(ProxyError::PerTryTimeout {
+            after: started.elapsed(),
+        }),
+        r = send => r,
+    };
+    (result, Some(endpoint))
+}
+
+// === impl Source ===
+
+impl Source {
+    /// The body for attempt `n`.
+    fn attempt(&mut self, n: u32) -> UpstreamBody {
+        match self {
+            Source::Empty => Empty::new().map_err(|e| match e {}).boxed_unsync(),
+            Source::Once(body) => body
+                .take()
+                .unwrap_or_else(|| Empty::new().map_err(|e| match e {}).boxed_unsync()),
+            Source::Replay(r) => BodyExt::boxed_unsync(r.body(n)),
+        }
+    }
+
+    /// Can a further attempt send the whole body again?
+    fn replayable(&self) -> bool {
+        match self {
+            Source::Empty => true,
+            Source::Once(body) => body.is_some(),
+            Source::Replay(r) => r.replayable(),
+        }
+    }
 }
 
 /// Picks a destination at random, in proportion to its weight.
@@ -163,28 +378,13 @@ fn pick_weighted(action: &Forward) -> &WeightedCluster {
     &action.clusters[action.clusters.len() - 1]
 }
 
-/// Applies `rewrite.uri` (replacing the part the route's path condition matched) or
-/// `uriRegexRewrite`. `None` when the path is unchanged.
-fn rewrite_path(route: &Route, rewrite: Option<&PathRewrite>, path: &str) -> Option<String> {
-    match rewrite? {
-        PathRewrite::Matched(new) => {
-            let matched = match route.matcher.path.as_ref().map(|m| &m.kind) {
-                Some(StrMatch::Prefix(p)) => p.len().min(path.len()),
-                Some(StrMatch::Exact(_) | StrMatch::Regex(_)) => path.len(),
-                // No uri condition behaves as prefix "/".
-                None | Some(StrMatch::Present) => 1.min(path.len()),
-            };
-            Some(format!("{new}{}", &path[matched..]))
-        }
-        PathRewrite::Regex {
-            pattern,
-            replacement,
-        } => Some(pattern.replace_all(path, replacement.as_str()).into_owned()),
-    }
-}
-
-/// Copies bytes both ways between the client and the upstream after a 101.
-async fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways between the client and the upstream after a 101. The attempt's guard
+/// (circuit-breaker slot, in-flight count) lives as long as the tunnel.
+async fn tunnel(
+    down: hyper::upgrade::OnUpgrade,
+    up: hyper::upgrade::OnUpgrade,
+    _guard: AttemptGuard,
+) {
     let (down, up) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
         Err(e) => {
@@ -197,58 +397,4 @@ async fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) 
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(error = %e, "upgraded connection ended");
     }
-}
-
-/// Maps a client error to Envoy's failure kinds.
-fn classify(e: &hyper_util::client::legacy::Error, endpoint: &Arc<Endpoint>) -> ProxyError {
-    let addr = endpoint.addr;
-    let mut source = e.source();
-    let mut io_kind = None;
-    let mut hyper_err = None;
-    let mut detail = String::new();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind.get_or_insert(io.kind());
-            if detail.is_empty() {
-                detail = io.to_string();
-            }
-        }
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            hyper_err.get_or_insert(h);
-        }
-        source = s.source();
-    }
-    if e.is_connect() {
-        if io_kind == Some(std::io::ErrorKind::TimedOut)
-            || detail.contains("timed out")
-            || detail.contains("deadline")
-        {
-            return ProxyError::ConnectTimeout { endpoint: addr };
-        }
-        let detail = match io_kind {
-            Some(std::io::ErrorKind::ConnectionRefused) => {
-                "delayed connect error: Connection refused".to_owned()
-            }
-            _ if detail.is_empty() => "connection failure".to_owned(),
-            _ => format!("delayed connect error: {detail}"),
-        };
-        return ProxyError::Connect {
-            endpoint: addr,
-            detail,
-        };
-    }
-    if let Some(h) = hyper_err {
-        if h.is_parse() || h.is_parse_status() {
-            return ProxyError::Protocol {
-                endpoint: addr,
-                detail: h.to_string(),
-            };
-        }
-        if let Some(h2) = h.source().and_then(|s| s.downcast_ref::<h2::Error>()) {
-            if h2.is_reset() {
-                return ProxyError::RemoteReset { endpoint: addr };
-            }
-        }
-    }
-    ProxyError::ConnectionTermination { endpoint: addr }
 }

@@ -1,12 +1,19 @@
 //! The request path: accept connections, route each request, forward it, answer.
 //! May not touch: `config::*`, YAML files. Reads the snapshot once per request.
 
+mod body;
+mod classify;
 mod error;
+mod fault;
 mod forward;
+mod head;
 mod headers;
 mod listener;
+mod mirror;
 mod path;
+mod retry;
 mod service;
+mod timer;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
@@ -14,13 +21,14 @@ use http::HeaderValue;
 use crate::snapshot::Snapshot;
 use crate::upstream::Clients;
 
-pub use error::ProxyError;
+pub use error::{ProxyError, ResponseFlags};
 pub use listener::serve;
 pub use path::normalize as normalize_path;
 
 /// State shared by every connection: the current snapshot and the upstream clients.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    /// Process-wide clients; each cluster sends through its own (`Cluster::client`).
     pub clients: Clients,
     /// Value of the `server` header on every response. Default is `istio-envoy`.
     pub server_header: Option<HeaderValue>,

@@ -15,7 +15,7 @@ use crate::route::{
     RouteAction, StrMatch, TemplateContext,
 };
 
-use super::error::{local_reply, ProxyError, ResponseFlag};
+use super::error::{local_reply, ProxyError, ResponseFlags};
 use super::{forward, path, Body, Shared};
 
 /// Envoy's `max_request_headers_kb` at an Istio gateway.
@@ -39,7 +39,7 @@ pub async fn handle(
     let mut resp = match route_request(&shared, conn, req, start).await {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::debug!(error = %e, flag = e.response_flag(), "local reply");
+            tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
             e.into_response()
         }
     };
@@ -48,11 +48,11 @@ pub async fn handle(
     }
     tracing::trace!(
         status = resp.status().as_u16(),
-        flag = resp
+        flags = %resp
             .extensions()
-            .get::<ResponseFlag>()
-            .map(|f| f.0)
-            .unwrap_or("-"),
+            .get::<ResponseFlags>()
+            .copied()
+            .unwrap_or_default(),
         "request"
     );
     Ok(resp)

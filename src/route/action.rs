@@ -28,8 +28,14 @@ pub struct Forward {
     /// `rewrite.authority` or a `host` header set on the route.
     pub host_rewrite: Option<HeaderValue>,
     pub headers: HeaderOps,
-    /// Route timeout (`None` = no timeout, as istiod configures). Applied by the resilience work.
+    /// Route timeout (`None` = no timeout, as istiod configures): covers every attempt and
+    /// back-off, up to the end of the response.
     pub timeout: Option<Duration>,
+    /// `retries`, or Istio's default policy.
+    pub retry: super::RetryPolicy,
+    pub fault: Option<super::FaultPolicy>,
+    /// `mirror`/`mirrors`, resolved to clusters.
+    pub mirrors: Vec<super::Mirror>,
 }
 
 #[derive(Debug)]

@@ -5,10 +5,12 @@
 mod action;
 mod host;
 mod matcher;
+mod policy;
 
 pub use action::*;
 pub use host::HostTable;
 pub use matcher::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, StrMatch};
+pub use policy::*;
 
 use http::{HeaderMap, Method};
 

@@ -1,17 +1,36 @@
 //! The upstream HTTP clients: pooled keep-alive connections, HTTP/1.1 and HTTP/2 (prior knowledge).
+//! Each live cluster owns one client built from its connection settings (connect timeout, TCP
+//! keepalive, idle timeout, requests per connection), so its pools are its own, as in Envoy.
+//! May not touch: endpoint choice, limits (see `pool.rs`).
+//!
+//! `maxRequestsPerConnection`: every connection carries a use counter (connector `extra`, which
+//! hyper-util copies into each response); when a response brings it to the limit, the connection
+//! is poisoned, so the pool never hands it out again.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{
+    capture_connection, Connected, Connection, HttpConnector,
+};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::cluster::Protocol;
 
 /// Body type of requests sent upstream (the downstream body, streamed).
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Connection pools shared by every cluster; pools are keyed by endpoint `ip:port`.
+/// Process-wide clients (kept for the gateway's shared state; clusters use their own).
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub http1: Client<HttpConnector, UpstreamBody>,
@@ -22,25 +41,62 @@ pub struct Clients {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Istio's default upstream idle timeout is 1 h; idle pooled connections are closed sooner here
 /// to bound memory, a change no client can observe.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
+/// Linux's default `tcp_keepalive_time`, used when `tcpKeepalive` is set without `time`.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(7200);
+
+/// Connection settings of a cluster (DestinationRule `connectionPool`, compiled).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectionSettings {
+    /// `tcp.connectTimeout`. Default is 10 s.
+    pub connect_timeout: Duration,
+    /// `tcp.tcpKeepalive`; `None` = SO_KEEPALIVE off. Default is off.
+    pub keepalive: Option<Keepalive>,
+    /// `http.idleTimeout` (else `tcp.idleTimeout`). Default is 90 s here (Istio: 1 h).
+    pub idle_timeout: Duration,
+    /// `http.maxRequestsPerConnection`; 0 = unlimited, 1 disables keep-alive. Default is 0.
+    pub max_requests_per_connection: u32,
+}
+
+/// `tcp.tcpKeepalive`: unset fields keep the OS defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Keepalive {
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub probes: Option<u32>,
+}
+
+/// One cluster's client.
+#[derive(Debug, Clone)]
+pub struct ClusterClient {
+    inner: Client<CountingConnector, UpstreamBody>,
+    max_requests_per_connection: u32,
+}
+
+/// `HttpConnector` whose connections count the requests they carried.
+#[derive(Debug, Clone)]
+pub struct CountingConnector(HttpConnector);
+
+/// A TCP connection with its use counter.
+#[derive(Debug)]
+pub struct CountedConnection {
+    io: TokioIo<TcpStream>,
+    uses: ConnectionUses,
+}
+
+/// Requests a connection carried (found in every response's extensions).
+#[derive(Debug, Clone, Default)]
+struct ConnectionUses(Arc<AtomicU32>);
+
+// === impl Clients ===
 
 impl Clients {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.enforce_http(true);
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(1024)
-            .build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .http2_only(true)
-            .build(connector);
-        Clients { http1, http2 }
+        let settings = ConnectionSettings::default();
+        Clients {
+            http1: build(connector(&settings), Protocol::Http1, &settings),
+            http2: build(connector(&settings), Protocol::Http2, &settings),
+        }
     }
 }
 
@@ -48,4 +104,154 @@ impl Default for Clients {
     fn default() -> Self {
         Self::new()
     }
+}
+
+// === impl ConnectionSettings ===
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            connect_timeout: CONNECT_TIMEOUT,
+            keepalive: None,
+            idle_timeout: POOL_IDLE,
+            max_requests_per_connection: 0,
+        }
+    }
+}
+
+// === impl ClusterClient ===
+
+impl ClusterClient {
+    pub fn new(protocol: Protocol, settings: &ConnectionSettings) -> ClusterClient {
+        ClusterClient {
+            inner: build(CountingConnector(connector(settings)), protocol, settings),
+            max_requests_per_connection: settings.max_requests_per_connection,
+        }
+    }
+
+    /// Sends one request on a pooled (or new) connection to the URI's authority.
+    ///
+    /// # Errors
+    /// Connect failures and failures before response headers, as hyper-util reports them.
+    pub async fn request(
+        &self,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        let limit = self.max_requests_per_connection;
+        let captured = (limit > 1).then(|| capture_connection(&mut req));
+        let resp = self.inner.request(req).await?;
+        if let (Some(captured), Some(uses)) = (captured, resp.extensions().get::<ConnectionUses>())
+        {
+            if uses.0.fetch_add(1, Ordering::AcqRel) + 1 >= limit {
+                if let Some(conn) = captured.connection_metadata().as_ref() {
+                    conn.poison();
+                }
+            }
+        }
+        Ok(resp)
+    }
+}
+
+// === impl CountingConnector ===
+
+impl tower_service::Service<Uri> for CountingConnector {
+    type Response = CountedConnection;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<CountedConnection, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            Ok(CountedConnection {
+                io: connecting.await?,
+                uses: ConnectionUses::default(),
+            })
+        })
+    }
+}
+
+// === impl CountedConnection ===
+
+impl Connection for CountedConnection {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(self.uses.clone())
+    }
+}
+
+impl hyper::rt::Read for CountedConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for CountedConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+fn connector(s: &ConnectionSettings) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(s.connect_timeout));
+    connector.enforce_http(true);
+    if let Some(k) = &s.keepalive {
+        connector.set_keepalive(Some(k.time.unwrap_or(KEEPALIVE_TIME)));
+        connector.set_keepalive_interval(k.interval);
+        connector.set_keepalive_retries(k.probes);
+    }
+    connector
+}
+
+fn build<C>(connector: C, protocol: Protocol, s: &ConnectionSettings) -> Client<C, UpstreamBody>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+{
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(s.idle_timeout);
+    if s.max_requests_per_connection == 1 {
+        // One request per connection: never keep one idle for reuse.
+        builder.pool_max_idle_per_host(0);
+    } else {
+        builder.pool_max_idle_per_host(1024);
+    }
+    if protocol == Protocol::Http2 {
+        builder.http2_only(true);
+    }
+    builder.build(connector)
 }

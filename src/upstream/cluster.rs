@@ -1,15 +1,21 @@
-//! A cluster (`outbound|port|subset|host`): its compiled spec and its live endpoint list.
+//! A cluster (`outbound|port|subset|host`): its compiled spec and its live state (endpoint list,
+//! outlier ejections, circuit breakers, connection pools). May not touch: routing, `config::*`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::uri::Authority;
+use tokio::time::Instant;
 
+use super::balancer::{Hosts, LbPolicy};
+use super::client::{ClusterClient, ConnectionSettings};
 use super::dns::Resolver;
+use super::endpoint::{Endpoint, EndpointState};
+use super::outlier::{Class, Detector, OutlierPolicy};
+use super::pool::{Admission, Overflow, PoolLimits, PoolState, PoolStats, RetryPermit};
 
 /// Everything needed to build a cluster; compared on reload so unchanged clusters keep their state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -20,7 +26,14 @@ pub struct ClusterSpec {
     pub subset: Option<String>,
     pub discovery: Discovery,
     pub protocol: Protocol,
-    pub connect_timeout: Duration,
+    /// Connect timeout, keepalive, idle timeout, requests per connection.
+    pub connection: ConnectionSettings,
+    /// `loadBalancer`. Default is LEAST_REQUEST.
+    pub lb: LbPolicy,
+    /// `outlierDetection`; `None` = no outlier detection.
+    pub outlier: Option<OutlierPolicy>,
+    /// `connectionPool` circuit breakers.
+    pub limits: PoolLimits,
     /// Set when the DestinationRule asks for something meshgate cannot do yet (TLS origination):
     /// requests fail with 503 rather than silently going out in plain text.
     pub unsupported: Option<String>,
@@ -53,26 +66,27 @@ pub enum Protocol {
     Http2,
 }
 
-/// A live endpoint.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-    /// `ip:port`, the authority used for the upstream connection pool.
-    pub authority: Authority,
-    pub weight: u32,
-}
-
-/// A live cluster: the spec plus the endpoint list (swapped by DNS refresh, never locked).
+/// A live cluster: the spec, the endpoint list (swapped by DNS refresh, never locked), and the
+/// state that outlives requests: outlier ejections, circuit-breaker counters, connection pools.
 #[derive(Debug)]
 pub struct Cluster {
     pub spec: ClusterSpec,
-    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    hosts: ArcSwap<Hosts>,
     /// DNS clusters that have not resolved (yet or at all) behave as "no cluster" (503 `NC`).
-    resolved: std::sync::atomic::AtomicBool,
+    resolved: AtomicBool,
     /// Woken after each DNS attempt, so a snapshot can wait for the first answer.
     first_attempt: tokio::sync::Notify,
-    attempted: std::sync::atomic::AtomicBool,
+    attempted: AtomicBool,
+    /// Round-robin position.
     next: AtomicUsize,
+    /// Time zero of ejection times (tokio's clock, so paused-time tests control it).
+    epoch: Instant,
+    detector: Option<Detector>,
+    /// The latest ejection end among the endpoints (ms since `epoch`): after it, none is ejected
+    /// and picking skips the ejection checks.
+    ejected_hint: AtomicU64,
+    pool: Arc<PoolState>,
+    client: ClusterClient,
 }
 
 /// Outcome of picking an endpoint.
@@ -91,19 +105,30 @@ impl Cluster {
     fn new(spec: ClusterSpec) -> Self {
         let (endpoints, resolved) = match &spec.discovery {
             Discovery::Static(eps) => (
-                eps.iter().map(|e| endpoint(e.addr, e.weight)).collect(),
+                eps.iter()
+                    .map(|e| Endpoint::new(e.addr, e.weight, Arc::default()))
+                    .collect(),
                 true,
             ),
             Discovery::Empty => (Vec::new(), true),
             Discovery::Dns { .. } => (Vec::new(), false),
         };
+        let hosts = Hosts::new(endpoints, &spec.lb);
         Cluster {
-            spec,
-            endpoints: ArcSwap::from_pointee(endpoints),
-            resolved: std::sync::atomic::AtomicBool::new(resolved),
+            hosts: ArcSwap::from_pointee(hosts),
+            resolved: AtomicBool::new(resolved),
             first_attempt: tokio::sync::Notify::new(),
-            attempted: std::sync::atomic::AtomicBool::new(resolved),
+            attempted: AtomicBool::new(resolved),
             next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            detector: spec.outlier.clone().map(Detector::new),
+            ejected_hint: AtomicU64::new(0),
+            pool: Arc::new(PoolState::new(
+                spec.limits,
+                spec.protocol == Protocol::Http1,
+            )),
+            client: ClusterClient::new(spec.protocol, &spec.connection),
+            spec,
         }
     }
 
@@ -126,54 +151,132 @@ impl Cluster {
         let _ = tokio::time::timeout(limit, wait).await;
     }
 
-    /// Picks the next endpoint, weighted round robin over the current list.
-    pub fn pick(&self) -> Pick {
-        let eps = self.endpoints.load();
-        if eps.is_empty() {
+    /// Picks an endpoint with the cluster's load-balancing policy, skipping ejected endpoints
+    /// (unless too few are healthy: panic mode) and, when another is usable, those in `exclude`
+    /// (the endpoints earlier attempts of this request used). `hash` is the request's
+    /// consistent-hash key, when the policy has one.
+    pub fn pick(&self, hash: Option<u64>, exclude: &[SocketAddr]) -> Pick {
+        let hosts = self.hosts.load();
+        if hosts.list.is_empty() {
             return if self.resolved.load(Ordering::Relaxed) {
                 Pick::NoHealthy
             } else {
                 Pick::NoCluster
             };
         }
-        let total: u64 = eps.iter().map(|e| u64::from(e.weight)).sum();
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        if total == eps.len() as u64 {
-            return Pick::Endpoint(eps[n % eps.len()].clone());
-        }
-        let mut slot = n as u64 % total;
-        for e in eps.iter() {
-            if slot < u64::from(e.weight) {
-                return Pick::Endpoint(e.clone());
+        let now = self.now_ms();
+        let mut honour_ejections = false;
+        if let Some(d) = &self.detector {
+            if now < self.ejected_hint.load(Ordering::Acquire) {
+                let total = hosts.list.len();
+                let healthy = hosts.list.iter().filter(|e| !e.is_ejected(now)).count();
+                honour_ejections = healthy < total && !d.panic(healthy, total);
+                if honour_ejections && healthy == 0 {
+                    return Pick::NoHealthy;
+                }
             }
-            slot -= u64::from(e.weight);
         }
-        Pick::Endpoint(eps[0].clone())
+        let healthy = |e: &Endpoint| !honour_ejections || !e.is_ejected(now);
+        let policy = &self.spec.lb;
+        let fresh = if exclude.is_empty() {
+            None
+        } else {
+            hosts.choose(policy, &self.next, hash, &|e| {
+                healthy(e) && !exclude.contains(&e.addr)
+            })
+        };
+        match fresh.or_else(|| hosts.choose(policy, &self.next, hash, &healthy)) {
+            Some(i) => Pick::Endpoint(hosts.list[i].clone()),
+            None => Pick::NoHealthy,
+        }
+    }
+
+    /// Feeds one attempt's result to outlier detection (no-op without an `outlierDetection`).
+    pub fn record(&self, ep: &Endpoint, class: &Class) {
+        let Some(d) = &self.detector else { return };
+        let hosts = self.hosts.load();
+        if d.record(&hosts.list, ep, class, self.now_ms()) {
+            let until = ep.state.ejected_until.load(Ordering::Acquire);
+            self.ejected_hint.fetch_max(until, Ordering::AcqRel);
+        }
+    }
+
+    /// Admits one attempt under the circuit breakers (`connectionPool` limits).
+    ///
+    /// # Errors
+    /// `Overflow` when a limit is reached: 503 with `x-envoy-overloaded`.
+    pub async fn admit(&self) -> Result<Admission, Overflow> {
+        self.pool.admit().await
+    }
+
+    /// Takes a retry slot (`maxRetries`); `None` when the cluster has too many retries running.
+    pub fn try_retry(&self) -> Option<RetryPermit> {
+        self.pool.try_retry()
+    }
+
+    /// Circuit-breaker counters: requests in flight, pending, retries.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// The cluster's HTTP client (its own connection pools).
+    pub fn client(&self) -> &ClusterClient {
+        &self.client
+    }
+
+    /// The current endpoints (for logs and tests).
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.hosts.load().list.clone()
+    }
+
+    /// Total ejections over the cluster's current endpoints.
+    pub fn ejections(&self) -> u64 {
+        self.hosts.load().list.iter().map(|e| e.ejections()).sum()
     }
 
     /// Replaces the endpoint list (DNS refresh). An empty answer keeps the last good list.
+    /// Endpoints keep their state (in-flight counts, ejections) when their address stays.
     pub fn set_resolved(&self, addrs: Vec<(SocketAddr, u32)>) {
         if addrs.is_empty() {
             return;
         }
-        let eps = addrs.into_iter().map(|(a, w)| endpoint(a, w)).collect();
-        self.endpoints.store(Arc::new(eps));
+        let old = self.hosts.load();
+        let unchanged = old.list.len() == addrs.len()
+            && old
+                .list
+                .iter()
+                .zip(&addrs)
+                .all(|(e, (a, w))| e.addr == *a && e.weight == (*w).max(1));
+        if unchanged {
+            // Most refreshes: keep the list (and any hash table) as it is.
+            self.resolved.store(true, Ordering::Relaxed);
+            return;
+        }
+        let state: HashMap<SocketAddr, &Arc<EndpointState>> =
+            old.list.iter().map(|e| (e.addr, &e.state)).collect();
+        let eps = addrs
+            .into_iter()
+            .map(|(a, w)| {
+                Endpoint::new(
+                    a,
+                    w,
+                    state.get(&a).map(|s| (*s).clone()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        self.hosts.store(Arc::new(Hosts::new(eps, &self.spec.lb)));
         self.resolved.store(true, Ordering::Relaxed);
     }
 
     pub fn endpoint_count(&self) -> usize {
-        self.endpoints.load().len()
+        self.hosts.load().list.len()
     }
-}
 
-fn endpoint(addr: SocketAddr, weight: u32) -> Arc<Endpoint> {
-    let authority = Authority::try_from(addr.to_string().as_str())
-        .expect("a socket address is a valid authority");
-    Arc::new(Endpoint {
-        addr,
-        authority,
-        weight: weight.max(1),
-    })
+    fn now_ms(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64
+    }
 }
 
 /// Live clusters by spec. Building a snapshot asks the registry for each cluster; an unchanged
@@ -202,10 +305,10 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(eps: Vec<(u16, u32)>) -> ClusterSpec {
+    pub(crate) fn spec(eps: Vec<(u16, u32)>) -> ClusterSpec {
         ClusterSpec {
             key: "k".into(),
             host: "h".into(),
@@ -220,7 +323,10 @@ mod tests {
                     .collect(),
             ),
             protocol: Protocol::Http1,
-            connect_timeout: Duration::from_secs(10),
+            connection: ConnectionSettings::default(),
+            lb: LbPolicy::RoundRobin,
+            outlier: None,
+            limits: PoolLimits::default(),
             unsupported: None,
         }
     }
@@ -235,20 +341,51 @@ mod tests {
     #[test]
     fn round_robin_is_exact() {
         let c = Cluster::new(spec(vec![(1, 1), (2, 1), (3, 1)]));
-        let got: Vec<u16> = (0..6).map(|_| port(c.pick())).collect();
+        let got: Vec<u16> = (0..6).map(|_| port(c.pick(None, &[]))).collect();
         assert_eq!(got, vec![1, 2, 3, 1, 2, 3]);
     }
 
     #[test]
     fn weights_are_honoured() {
         let c = Cluster::new(spec(vec![(1, 3), (2, 1)]));
-        let ones = (0..400).filter(|_| port(c.pick()) == 1).count();
+        let ones = (0..400).filter(|_| port(c.pick(None, &[])) == 1).count();
         assert_eq!(ones, 300);
     }
 
     #[test]
     fn empty_static_is_no_healthy() {
         let c = Cluster::new(spec(vec![]));
-        assert!(matches!(c.pick(), Pick::NoHealthy));
+        assert!(matches!(c.pick(None, &[]), Pick::NoHealthy));
+    }
+
+    #[test]
+    fn retries_avoid_previous_hosts_when_they_can() {
+        let c = Cluster::new(spec(vec![(1, 1), (2, 1)]));
+        let one = SocketAddr::from(([127, 0, 0, 1], 1));
+        for _ in 0..10 {
+            assert_eq!(port(c.pick(None, &[one])), 2);
+        }
+        let two = SocketAddr::from(([127, 0, 0, 1], 2));
+        assert!(matches!(c.pick(None, &[one, two]), Pick::Endpoint(_)));
+    }
+
+    #[test]
+    fn dns_refresh_keeps_endpoint_state_by_address() {
+        let mut s = spec(vec![]);
+        s.discovery = Discovery::Dns {
+            names: vec![("h".into(), 80, 1)],
+            first_only: false,
+        };
+        let c = Cluster::new(s);
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let b = SocketAddr::from(([127, 0, 0, 1], 2));
+        c.set_resolved(vec![(a, 1), (b, 1)]);
+        let busy = c.endpoints()[0].start_request();
+        c.set_resolved(vec![(b, 1), (a, 1)]);
+        let eps = c.endpoints();
+        let ea = eps.iter().find(|e| e.addr == a).unwrap();
+        assert_eq!(ea.active(), 1, "state of a survived the refresh");
+        drop(busy);
+        assert_eq!(ea.active(), 0);
     }
 }

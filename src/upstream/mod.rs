@@ -1,12 +1,22 @@
-//! Upstream clusters: endpoints (static or DNS), endpoint choice, and the shared HTTP clients.
+//! Upstream clusters: endpoints (static or DNS) and their state, endpoint choice, outlier
+//! ejection, circuit breakers and the per-cluster HTTP clients.
 //! May not touch: routing, `config::*`, the snapshot's ArcSwap.
 
+mod balancer;
 mod client;
 mod cluster;
 mod dns;
+mod endpoint;
+mod hash;
+mod outlier;
+mod pool;
 
-pub use client::{Clients, UpstreamBody, CONNECT_TIMEOUT};
-pub use cluster::{
-    Cluster, ClusterSpec, Discovery, Endpoint, EndpointSpec, Pick, Protocol, Registry,
+pub use balancer::{HashKey, HashPolicy, LbPolicy, RequestHash, TableKind};
+pub use client::{
+    Clients, ClusterClient, ConnectionSettings, Keepalive, UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE,
 };
+pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, Pick, Protocol, Registry};
 pub use dns::Resolver;
+pub use endpoint::{ActiveRequest, Endpoint, EndpointState};
+pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};
+pub use pool::{Admission, Overflow, PoolLimits, PoolStats, RetryPermit};

@@ -13,7 +13,7 @@ pub use client::{Client, Reply};
 #[allow(unused_imports)]
 pub use gateway::TestGateway;
 #[allow(unused_imports)]
-pub use upstream::Upstream;
+pub use upstream::{closed_addr, Mode, Upstream};
 
 /// YAML for a STATIC ServiceEntry `host` on port 80 whose endpoints are the given upstreams,
 /// each with its labels (`version: v1`, ...).
@@ -43,4 +43,51 @@ pub fn gateway_yaml(hosts: &[&str]) -> String {
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw\nspec:\n  servers:\n  - port: {{number: 8080, name: http, protocol: HTTP}}\n    hosts: [{}]\n---\n",
         hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ")
     )
+}
+
+/// YAML for a STATIC ServiceEntry `host` on port 80 (protocol `HTTP` or `HTTP2`) whose endpoints
+/// are the given addresses (live upstreams or closed ports).
+pub fn service_at(host: &str, protocol: &str, addrs: &[std::net::SocketAddr]) -> String {
+    let eps: String = addrs
+        .iter()
+        .map(|a| {
+            format!(
+                "  - address: {}\n    ports: {{http: {}}}\n",
+                a.ip(),
+                a.port()
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se-{name}\nspec:\n  hosts: [{host}]\n  ports:\n  - {{number: 80, name: http, protocol: {protocol}}}\n  resolution: STATIC\n  endpoints:\n{eps}---\n",
+        name = host.replace('.', "-"),
+    )
+}
+
+/// YAML for a DestinationRule on `host` with the given `trafficPolicy` (flow-style YAML).
+pub fn destination_rule(host: &str, traffic_policy: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: dr-{name}\nspec:\n  host: {host}\n  trafficPolicy: {traffic_policy}\n---\n",
+        name = host.replace('.', "-"),
+    )
+}
+
+/// YAML for a VirtualService `vs` for every host, bound to Gateway `gw`, with the given
+/// `http:` entries (block-style YAML, indented by two spaces).
+pub fn virtual_service(http: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n{http}---\n")
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }

@@ -1,0 +1,160 @@
+//! The upstream request head of one request: path rewrite, forwarding headers, host, route and
+//! destination header operations. Built once; every attempt and mirror sends a copy addressed to
+//! its endpoint. May not touch: bodies, endpoint choice.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+
+use crate::route::{Forward, PathRewrite, Route, StrMatch, TemplateContext, WeightedCluster};
+use crate::upstream::{Endpoint, Protocol, UpstreamBody};
+
+use super::error::ProxyError;
+use super::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_ORIGINAL_PATH};
+
+const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+
+/// The upstream request head, built once and sent by every attempt and mirror.
+#[derive(Debug, Clone)]
+pub(super) struct Head {
+    pub method: Method,
+    pub version: Version,
+    pub path_and_query: PathAndQuery,
+    pub headers: HeaderMap,
+}
+
+impl Head {
+    /// Builds the head from the client's request. Also returns the client's headers as they
+    /// arrived when a header template (`%REQ(x)%`) needs them (empty otherwise), for the
+    /// response-side operations.
+    ///
+    /// # Errors
+    /// `BadPath` for a path that cannot be sent, `MissingHost` for an unusable authority.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        mut parts: Parts,
+        route: &Route,
+        action: &Forward,
+        target: &WeightedCluster,
+        peer: SocketAddr,
+        hostname: &str,
+        authority: &str,
+        path: &str,
+        websocket: bool,
+        protocol: Protocol,
+    ) -> Result<(Head, HeaderMap), ProxyError> {
+        // Path: rewrite, then the path and query sent upstream.
+        let new_path = rewrite_path(route, action.rewrite.as_deref(), path);
+        let mut pq = new_path.as_deref().unwrap_or(path).to_owned();
+        if let Some(q) = parts.uri.query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        let path_and_query = PathAndQuery::try_from(pq).map_err(|_| ProxyError::BadPath)?;
+
+        // Templates like %REQ(x)% read the client's headers as they arrived; copy them only if needed.
+        let dynamic = action.headers.request.is_dynamic()
+            || action.headers.response.is_dynamic()
+            || target.headers.request.is_dynamic()
+            || target.headers.response.is_dynamic();
+        let ctx_headers = if dynamic {
+            parts.headers.clone()
+        } else {
+            HeaderMap::new()
+        };
+        let ctx = TemplateContext {
+            remote: peer,
+            request_headers: &ctx_headers,
+            hostname,
+            start_time: "",
+        };
+        let h = &mut parts.headers;
+        headers::prepare_request(h, peer.ip(), websocket);
+        if new_path.is_some() {
+            if let Ok(v) = HeaderValue::from_str(parts.uri.path()) {
+                h.insert(X_ENVOY_ORIGINAL_PATH, v);
+            }
+        }
+        let host = target
+            .host_rewrite
+            .as_ref()
+            .or(action.host_rewrite.as_ref());
+        match host {
+            Some(v) => h.insert(header::HOST, v.clone()),
+            None => h.insert(
+                header::HOST,
+                HeaderValue::from_str(authority).map_err(|_| ProxyError::MissingHost)?,
+            ),
+        };
+        action.headers.request.apply(h, &ctx);
+        target.headers.request.apply(h, &ctx);
+        let head = Head {
+            method: parts.method,
+            version: match protocol {
+                Protocol::Http1 => Version::HTTP_11,
+                Protocol::Http2 => Version::HTTP_2,
+            },
+            path_and_query,
+            headers: parts.headers,
+        };
+        Ok((head, ctx_headers))
+    }
+
+    /// The request for attempt `attempt` to `endpoint`.
+    ///
+    /// # Errors
+    /// `BadPath` if the URI cannot be built (not expected: the path was validated).
+    pub fn request(
+        &self,
+        endpoint: &Endpoint,
+        attempt: u32,
+        expected_timeout: Option<Duration>,
+        body: UpstreamBody,
+    ) -> Result<Request<UpstreamBody>, ProxyError> {
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(endpoint.authority.clone())
+            .path_and_query(self.path_and_query.clone())
+            .build()
+            .map_err(|_| ProxyError::BadPath)?;
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        let h = req.headers_mut();
+        h.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        if let Some(t) = expected_timeout {
+            h.insert(
+                X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
+                HeaderValue::from(t.as_millis() as u64),
+            );
+        }
+        Ok(req)
+    }
+}
+
+/// Applies `rewrite.uri` (replacing the part the route's path condition matched) or
+/// `uriRegexRewrite`. `None` when the path is unchanged.
+fn rewrite_path(route: &Route, rewrite: Option<&PathRewrite>, path: &str) -> Option<String> {
+    match rewrite? {
+        PathRewrite::Matched(new) => {
+            let matched = match route.matcher.path.as_ref().map(|m| &m.kind) {
+                Some(StrMatch::Prefix(p)) => p.len().min(path.len()),
+                Some(StrMatch::Exact(_) | StrMatch::Regex(_)) => path.len(),
+                // No uri condition behaves as prefix "/".
+                None | Some(StrMatch::Present) => 1.min(path.len()),
+            };
+            Some(format!("{new}{}", &path[matched..]))
+        }
+        PathRewrite::Regex {
+            pattern,
+            replacement,
+        } => Some(pattern.replace_all(path, replacement.as_str()).into_owned()),
+    }
+}
