@@ -21,7 +21,7 @@ use crate::compile::{self, Compiled, Summary};
 use crate::config::{self, Diff, Report, Resources};
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
-use crate::upstream::{Clients, Registry, Resolver};
+use crate::upstream::{Registry, Resolver};
 
 /// How the gateway runs (the CLI flags).
 #[derive(Debug, Clone)]
@@ -182,7 +182,6 @@ impl Gateway {
         let ports: Vec<u16> = snapshot.ports().collect();
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
-            clients: Clients::new(),
             server_header: settings
                 .server_header
                 .as_deref()

@@ -19,17 +19,14 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 
 use crate::snapshot::Snapshot;
-use crate::upstream::Clients;
 
 pub use error::{ProxyError, ResponseFlags};
 pub use listener::serve;
 pub use path::normalize as normalize_path;
 
-/// State shared by every connection: the current snapshot and the upstream clients.
+/// State shared by every connection: the current snapshot (each cluster in it owns its client).
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
-    /// Process-wide clients; each cluster sends through its own (`Cluster::client`).
-    pub clients: Clients,
     /// Value of the `server` header on every response. Default is `istio-envoy`.
     pub server_header: Option<HeaderValue>,
     /// For `%HOSTNAME%` in header templates.

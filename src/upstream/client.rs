@@ -30,13 +30,6 @@ use super::cluster::Protocol;
 /// Body type of requests sent upstream (the downstream body, streamed).
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Process-wide clients (kept for the gateway's shared state; clusters use their own).
-#[derive(Clone, Debug)]
-pub struct Clients {
-    pub http1: Client<HttpConnector, UpstreamBody>,
-    pub http2: Client<HttpConnector, UpstreamBody>,
-}
-
 /// Istio's default upstream connect timeout (MeshConfig `connectTimeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Istio's default upstream idle timeout is 1 h; idle pooled connections are closed sooner here
@@ -87,24 +80,6 @@ pub struct CountedConnection {
 /// Requests a connection carried (found in every response's extensions).
 #[derive(Debug, Clone, Default)]
 struct ConnectionUses(Arc<AtomicU32>);
-
-// === impl Clients ===
-
-impl Clients {
-    pub fn new() -> Self {
-        let settings = ConnectionSettings::default();
-        Clients {
-            http1: build(connector(&settings), Protocol::Http1, &settings),
-            http2: build(connector(&settings), Protocol::Http2, &settings),
-        }
-    }
-}
-
-impl Default for Clients {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 // === impl ConnectionSettings ===
 

@@ -13,7 +13,7 @@ mod pool;
 
 pub use balancer::{HashKey, HashPolicy, LbPolicy, RequestHash, TableKind};
 pub use client::{
-    Clients, ClusterClient, ConnectionSettings, Keepalive, UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE,
+    ClusterClient, ConnectionSettings, Keepalive, UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE,
 };
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, Pick, Protocol, Registry};
 pub use dns::Resolver;
