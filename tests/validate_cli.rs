@@ -614,3 +614,16 @@ fn load_errors_do_not_hide_validation_errors() {
     );
     assert!(out.ends_with("invalid: 2 errors, 0 warnings\n"), "{out}");
 }
+
+#[test]
+fn alias_without_anchor_is_a_yaml_error_not_a_crash() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: g\n  namespace: *a\n";
+    let (code, out, file) = validate_text("alias.yaml", yaml.as_bytes());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "error: {file}#1: YAML syntax error: unknown anchor"
+        )),
+        "{out}"
+    );
+}

@@ -123,10 +123,21 @@ impl<'a> Loader<'a> {
     fn load_text(&mut self, text: &str, file: Arc<PathBuf>, report: &mut Report) {
         // Editors on some systems write a byte-order mark; kubectl accepts it.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut last_error: Option<String> = None;
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let source = Source::new(file.clone(), i + 1);
-            match Value::deserialize(doc) {
+            // serde_yaml 0.9 panics on some malformed input (an alias `*a` with no anchor `&a`)
+            // instead of returning an error: contain it, report it, stop reading this file.
+            let parsed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Value::deserialize(doc)));
+            let Ok(parsed) = parsed else {
+                report.error(
+                    &source,
+                    "",
+                    ErrorKind::Syntax("the YAML parser failed on this document (an alias `*name` without an anchor `&name`?)".into()),
+                );
+                break;
+            };
+            match parsed {
                 Ok(mut value) => {
                     // `<<: *anchor` merge keys, as Kubernetes YAML tooling applies them.
                     if let Err(e) = value.apply_merge() {
@@ -135,16 +146,11 @@ impl<'a> Loader<'a> {
                     }
                     self.load_doc(value, source, report)
                 }
-                // A value the YAML model cannot hold (an integer beyond 64 bits) only spoils this
-                // document. After a real syntax error the parser repeats the same error for ever:
-                // stop at the first repetition.
+                // The parser cannot resynchronise after an error (and serde_yaml 0.9 may panic if
+                // asked to): the rest of this file is not read.
                 Err(e) => {
-                    let msg = e.to_string();
-                    if last_error.as_deref() == Some(msg.as_str()) {
-                        break;
-                    }
-                    report.error(&source, "", ErrorKind::Syntax(msg.clone()));
-                    last_error = Some(msg);
+                    report.error(&source, "", ErrorKind::Syntax(e.to_string()));
+                    break;
                 }
             }
         }
