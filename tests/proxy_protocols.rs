@@ -191,3 +191,26 @@ async fn dns_service_entry_and_kubernetes_style_names_resolve() {
     // No ServiceEntry: `localhost` is tried as localhost.default.svc.cluster.local, then as written.
     assert_eq!(c.get("x", "/k8s").await.upstream(), "a");
 }
+
+#[tokio::test]
+async fn http2_upstreams_get_the_client_host_as_authority_on_every_endpoint() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let yaml = gateway_yaml(&["*"])
+        + &support::service_at("h2.svc", "HTTP2", &[a.addr, b.addr])
+        + &support::destination_rule("h2.svc", "{loadBalancer: {simple: ROUND_ROBIN}}")
+        + &support::virtual_service("  - route: [{destination: {host: h2.svc}}]\n");
+    let gw = TestGateway::start(&yaml).await;
+    let c = Client::http1(gw.addr());
+    for _ in 0..10 {
+        let r = c.get("shop.example.com:8080", "/h2").await;
+        assert_eq!(r.field("version"), Some("HTTP/2.0"));
+        assert_eq!(r.field("authority"), Some("shop.example.com:8080"));
+        assert_eq!(
+            r.field("h:host"),
+            None,
+            "no separate host header over HTTP/2"
+        );
+    }
+    // Per-endpoint clients keep endpoint choice intact: round robin reaches both.
+    assert_eq!((a.hits(), b.hits()), (5, 5));
+}

@@ -3,11 +3,18 @@
 //! keepalive, idle timeout, requests per connection), so its pools are its own, as in Envoy.
 //! May not touch: endpoint choice, limits (see `pool.rs`).
 //!
+//! HTTP/2 clusters keep one hyper-util client per endpoint, with a connector pinned to that
+//! endpoint. hyper-util pools by the URI's authority and HTTP/2 sends that authority as
+//! `:authority`; per-endpoint clients let the request URI carry the client's host (as Envoy sends
+//! it) while the connection still goes to the endpoint the balancer chose.
+//!
 //! `maxRequestsPerConnection`: every connection carries a use counter (connector `extra`, which
 //! hyper-util copies into each response); when a response brings it to the limit, the connection
 //! is poisoned, so the pool never hands it out again.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -60,15 +67,24 @@ pub struct Keepalive {
 }
 
 /// One cluster's client.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ClusterClient {
     inner: Client<CountingConnector, UpstreamBody>,
     max_requests_per_connection: u32,
+    protocol: Protocol,
+    settings: ConnectionSettings,
+    /// HTTP/2 only: a client per endpoint (see the module doc). Read without locking; an
+    /// endpoint's first request adds its client.
+    per_endpoint: arc_swap::ArcSwap<HashMap<SocketAddr, Client<CountingConnector, UpstreamBody>>>,
 }
 
-/// `HttpConnector` whose connections count the requests they carried.
+/// `HttpConnector` whose connections count the requests they carried, optionally pinned to one
+/// endpoint.
 #[derive(Debug, Clone)]
-pub struct CountingConnector(HttpConnector);
+pub struct CountingConnector {
+    inner: HttpConnector,
+    pinned: Option<Uri>,
+}
 
 /// A TCP connection with its use counter.
 #[derive(Debug)]
@@ -99,22 +115,62 @@ impl Default for ConnectionSettings {
 impl ClusterClient {
     pub fn new(protocol: Protocol, settings: &ConnectionSettings) -> ClusterClient {
         ClusterClient {
-            inner: build(CountingConnector(connector(settings)), protocol, settings),
+            inner: build(CountingConnector::any(settings), protocol, settings),
             max_requests_per_connection: settings.max_requests_per_connection,
+            protocol,
+            settings: settings.clone(),
+            per_endpoint: Default::default(),
         }
+    }
+
+    /// The client that sends to `endpoint` (HTTP/2: its own; HTTP/1.1: the shared one).
+    fn client_for(&self, endpoint: SocketAddr) -> Client<CountingConnector, UpstreamBody> {
+        if self.protocol != Protocol::Http2 {
+            return self.inner.clone();
+        }
+        if let Some(c) = self.per_endpoint.load().get(&endpoint) {
+            return c.clone();
+        }
+        let mut made = None;
+        self.per_endpoint.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            let c = map
+                .entry(endpoint)
+                .or_insert_with(|| {
+                    let connector = CountingConnector::pinned(&self.settings, endpoint);
+                    build(connector, self.protocol, &self.settings)
+                })
+                .clone();
+            made = Some(c);
+            map
+        });
+        made.unwrap_or_else(|| self.inner.clone())
     }
 
     /// Sends one request on a pooled (or new) connection to the URI's authority.
     ///
     /// # Errors
     /// Connect failures and failures before response headers, as hyper-util reports them.
+    /// The request URI addresses the endpoint (`http://ip:port/…`); for HTTP/2 it is re-aimed at
+    /// the `host` header's authority, which becomes `:authority`.
     pub async fn request(
         &self,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         let limit = self.max_requests_per_connection;
         let captured = (limit > 1).then(|| capture_connection(&mut req));
-        let resp = self.inner.request(req).await?;
+        let endpoint = req
+            .uri()
+            .authority()
+            .and_then(|a| a.as_str().parse::<SocketAddr>().ok());
+        let client = match endpoint {
+            Some(ep) if self.protocol == Protocol::Http2 => {
+                aim_at_host(&mut req);
+                self.client_for(ep)
+            }
+            _ => self.inner.clone(),
+        };
+        let resp = client.request(req).await?;
         if let (Some(captured), Some(uses)) = (captured, resp.extensions().get::<ConnectionUses>())
         {
             if uses.0.fetch_add(1, Ordering::AcqRel) + 1 >= limit {
@@ -127,7 +183,47 @@ impl ClusterClient {
     }
 }
 
+/// Replaces the URI's authority with the `host` header (moved into the URI: HTTP/2 carries it
+/// as `:authority`). Left alone when there is no usable host header.
+fn aim_at_host(req: &mut Request<UpstreamBody>) {
+    let Some(host) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return;
+    };
+    let Ok(authority) = http::uri::Authority::try_from(host) else {
+        return;
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.authority = Some(authority);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+        req.headers_mut().remove(http::header::HOST);
+    }
+}
+
 // === impl CountingConnector ===
+
+impl CountingConnector {
+    /// Connects wherever the request URI points.
+    fn any(settings: &ConnectionSettings) -> Self {
+        CountingConnector {
+            inner: connector(settings),
+            pinned: None,
+        }
+    }
+
+    /// Always connects to `endpoint`, whatever the URI says.
+    fn pinned(settings: &ConnectionSettings, endpoint: SocketAddr) -> Self {
+        let uri = Uri::try_from(format!("http://{endpoint}")).ok();
+        CountingConnector {
+            inner: connector(settings),
+            pinned: uri,
+        }
+    }
+}
 
 impl tower_service::Service<Uri> for CountingConnector {
     type Response = CountedConnection;
@@ -136,11 +232,12 @@ impl tower_service::Service<Uri> for CountingConnector {
         Pin<Box<dyn Future<Output = Result<CountedConnection, Self::Error>> + Send + 'static>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
+        let target = self.pinned.clone().unwrap_or(uri);
+        let connecting = self.inner.call(target);
         Box::pin(async move {
             Ok(CountedConnection {
                 io: connecting.await?,

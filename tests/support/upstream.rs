@@ -445,10 +445,12 @@ async fn serve(name: String, mut req: Request<Incoming>) -> Result<Response<Body
 /// `upstream=`, `method=`, `path=`, `version=` and one `h:<name>=<value>` line per header.
 fn echo(name: &str, req: &Request<Incoming>) -> String {
     let mut out = format!(
-        "upstream={name}\nmethod={}\npath={}\nversion={:?}\n",
+        "upstream={name}\nmethod={}\npath={}\nversion={:?}\nauthority={}\n",
         req.method(),
         req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
-        req.version()
+        req.version(),
+        // HTTP/2 `:authority` (HTTP/1.1 requests carry it in `host`, echoed below).
+        req.uri().authority().map(|a| a.as_str()).unwrap_or("")
     );
     for (k, v) in req.headers() {
         out.push_str(&format!("h:{}={}\n", k, v.to_str().unwrap_or("?")));
