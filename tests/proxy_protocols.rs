@@ -214,3 +214,40 @@ async fn http2_upstreams_get_the_client_host_as_authority_on_every_endpoint() {
     // Per-endpoint clients keep endpoint choice intact: round robin reaches both.
     assert_eq!((a.hits(), b.hits()), (5, 5));
 }
+
+#[tokio::test]
+async fn grpc_requests_get_trailers_only_local_replies() {
+    let dead = support::closed_addr();
+    let yaml = gateway_yaml(&["*"])
+        + &support::service_at("dead.svc", "HTTP2", &[dead])
+        + &support::virtual_service(
+            "  - match: [{uri: {prefix: /pkg.Svc/}}]\n    route: [{destination: {host: dead.svc}}]\n",
+        );
+    let gw = TestGateway::start(&yaml).await;
+    let c = Client::h2c(gw.addr());
+    let call = |path: &'static str| {
+        c.request("x", path)
+            .method("POST")
+            .version(http::Version::HTTP_2)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Default::default())
+            .unwrap()
+    };
+    // No route: HTTP 404 becomes grpc-status 12 (UNIMPLEMENTED).
+    let r = c.send(call("/other.Svc/Get")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/grpc"));
+    assert_eq!(r.header("grpc-status"), Some("12"));
+    // Connect failure: 503 becomes 14 (UNAVAILABLE), the Envoy body percent-encoded in grpc-message.
+    let r = c.send(call("/pkg.Svc/Get")).await;
+    assert_eq!(r.header("grpc-status"), Some("14"));
+    let msg = r.header("grpc-message").unwrap_or("");
+    assert!(
+        msg.starts_with("upstream connect error or disconnect/reset before headers."),
+        "{msg}"
+    );
+    // A plain HTTP request on the same route still gets the HTTP reply.
+    let plain = Client::http1(gw.addr()).get("x", "/other.Svc/Get").await;
+    assert_eq!(plain.status, 404);
+}

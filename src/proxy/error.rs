@@ -215,6 +215,24 @@ impl ProxyError {
         }
     }
 
+    /// The reply to a gRPC request, as Envoy gives it: trailers-only, HTTP 200, `grpc-status`
+    /// mapped from the HTTP status (a fault's own gRPC code as given), the body as `grpc-message`.
+    pub fn into_grpc_response(self) -> Response<Body> {
+        let code = match &self {
+            ProxyError::FaultAbort {
+                kind: AbortKind::Grpc(code),
+            } => *code,
+            other => grpc_code(other.status()),
+        };
+        let mut resp = grpc_reply(code, &self.body());
+        if self.is_overflow() {
+            resp.headers_mut()
+                .insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
+        }
+        resp.extensions_mut().insert(self.response_flags());
+        resp
+    }
+
     pub fn into_response(self) -> Response<Body> {
         if let ProxyError::FaultAbort {
             kind: AbortKind::Grpc(code),
@@ -316,6 +334,18 @@ impl fmt::Display for ResponseFlags {
             }
         }
         Ok(())
+    }
+}
+
+/// Envoy's HTTP → gRPC status mapping for local replies.
+fn grpc_code(status: StatusCode) -> u32 {
+    match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
     }
 }
 

@@ -36,11 +36,16 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
+    let grpc = is_grpc(req.headers());
     let mut resp = match route_request(&shared, conn, req, start).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
-            e.into_response()
+            if grpc {
+                e.into_grpc_response()
+            } else {
+                e.into_response()
+            }
         }
     };
     if let Some(server) = &shared.server_header {
@@ -120,6 +125,14 @@ async fn route_request(
             .await
         }
     }
+}
+
+/// A gRPC request (`content-type: application/grpc…`): its local replies are trailers-only.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// `:authority` (HTTP/2, absolute-form) or `Host` (HTTP/1.1).
