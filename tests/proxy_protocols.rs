@@ -251,3 +251,52 @@ async fn grpc_requests_get_trailers_only_local_replies() {
     let plain = Client::http1(gw.addr()).get("x", "/other.Svc/Get").await;
     assert_eq!(plain.status, 404);
 }
+
+#[tokio::test]
+async fn garbage_on_the_wire_never_takes_the_gateway_down() {
+    use rand::{Rng, SeedableRng};
+    let (gw, _a) = one_upstream("  - route: [{destination: {host: a.svc}}]\n").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let pieces: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"/",
+        b"%00",
+        b"%zz",
+        b"/../",
+        b" HTTP/1.1\r\n",
+        b" HTTP/2.0\r\n",
+        b"Host: x\r\n",
+        b"Host:\r\n",
+        b"Content-Length: 5\r\n",
+        b"Content-Length: -1\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"0\r\n\r\n",
+        b"zz\r\n",
+        b"\r\n",
+        b"\x00\xff\xfe",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"Upgrade: websocket\r\nConnection: upgrade\r\n",
+        b"Expect: 100-continue\r\n",
+        b":authority: x\r\n",
+    ];
+    for _ in 0..300 {
+        let mut msg = Vec::new();
+        for _ in 0..rng.gen_range(1..12) {
+            msg.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+        }
+        if rng.gen_bool(0.3) {
+            msg.extend((0..rng.gen_range(1..64)).map(|_| rng.gen::<u8>()));
+        }
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        let _ = s.write_all(&msg).await;
+        let _ = s.shutdown().await;
+        let mut sink = Vec::new();
+        // Whatever the gateway answers (or not), it must answer within the bound and stay up.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+    }
+    let r = Client::http1(gw.addr()).get("x", "/still-up").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream(), "a");
+}
