@@ -6,9 +6,11 @@
 //! templates) → `listeners::build` per Gateway server port (host intersection, per-port
 //! instantiation, destinations resolved through `clusters`).
 
+mod actions;
 mod clusters;
 mod headers;
 mod listeners;
+mod matchers;
 mod names;
 mod policy;
 mod resilience;

@@ -1,0 +1,250 @@
+//! `match[]` entries → request matchers: StringMatch, anchored RE2-syntax regexes, header and
+//! query conditions, and the build-time conditions (port, gateways, source labels/namespace).
+
+use http::HeaderName;
+use regex::Regex;
+
+use crate::config::{self, ErrorKind, StringMatch};
+use crate::route::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, StrMatch};
+
+use super::headers::invalid;
+use super::names::{is_dns_label, resolve_gateway_ref};
+use super::routes::MatchTemplate;
+use super::Ctx;
+
+/// Istio's limit on regex length (a proxy for RE2 program size).
+const MAX_REGEX: usize = 1024;
+
+pub(super) fn compile_match(
+    m: &config::HttpMatchRequest,
+    field: &str,
+    namespace: &str,
+    cx: &mut Ctx<'_>,
+) -> Option<MatchTemplate> {
+    let errors_before = cx.error_count();
+    let path = m.uri.as_ref().and_then(|u| {
+        str_match(u, &format!("{field}.uri"), true, false, cx).map(|kind| PathMatch {
+            kind,
+            ignore_case: m.ignore_uri_case,
+        })
+    });
+    let method = m
+        .method
+        .as_ref()
+        .and_then(|s| str_match(s, &format!("{field}.method"), false, false, cx));
+    let scheme = m
+        .scheme
+        .as_ref()
+        .and_then(|s| str_match(s, &format!("{field}.scheme"), false, false, cx));
+    let authority = m
+        .authority
+        .as_ref()
+        .and_then(|s| str_match(s, &format!("{field}.authority"), false, false, cx));
+    let mut headers = Vec::new();
+    for (invert, key, map) in [
+        (false, "headers", &m.headers),
+        (true, "withoutHeaders", &m.without_headers),
+    ] {
+        for (name, sm) in map {
+            let f = format!("{field}.{key}.{name}");
+            if name.starts_with("@request.auth.claims") {
+                cx.warn(
+                    &f,
+                    ErrorKind::Unsupported {
+                        what: "JWT claim matching".into(),
+                        why: "it needs RequestAuthentication; this condition never matches",
+                    },
+                );
+            }
+            let hname = match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                Ok(h) => h,
+                Err(_) => {
+                    cx.error(&f, invalid("header name", name, "not an HTTP token"));
+                    continue;
+                }
+            };
+            let Some(sm) = sm else {
+                cx.error(
+                    &f,
+                    invalid("header match", "null", "use {} to match presence"),
+                );
+                continue;
+            };
+            if let Some(kind) = str_match(sm, &f, false, invert, cx) {
+                headers.push(HeaderCondition {
+                    name: hname,
+                    kind,
+                    invert,
+                });
+            }
+        }
+    }
+    let mut query = Vec::new();
+    for (name, sm) in &m.query_params {
+        let f = format!("{field}.queryParams.{name}");
+        let kind = match sm {
+            None => StrMatch::Present,
+            Some(sm) => match str_match(sm, &f, false, false, cx) {
+                Some(k) => k,
+                None => continue,
+            },
+        };
+        query.push(QueryCondition {
+            name: name.as_str().into(),
+            kind,
+        });
+    }
+    let port = match m.port {
+        None => None,
+        Some(p) => port_number(p, &format!("{field}.port"), cx),
+    };
+    if let Some(ns) = &m.source_namespace {
+        if !is_dns_label(ns) {
+            cx.error(
+                &format!("{field}.sourceNamespace"),
+                invalid("namespace", ns, "not a DNS-1123 label"),
+            );
+        }
+    }
+    let gateways = m
+        .gateways
+        .iter()
+        .filter_map(|g| resolve_gateway_ref(g, namespace))
+        .collect();
+    if cx.error_count() != errors_before {
+        return None;
+    }
+    Some(MatchTemplate {
+        matcher: RequestMatch {
+            path,
+            method,
+            scheme,
+            authority,
+            headers,
+            query,
+        },
+        port,
+        gateways,
+        source_labels: m.source_labels.clone(),
+        source_namespace: m.source_namespace.clone(),
+    })
+}
+
+/// Compiles a StringMatch. `allow_empty_prefix`: `uri` may use `prefix: ""`.
+/// `star_is_presence`: in withoutHeaders, `regex: "*"` means presence.
+pub(super) fn str_match(
+    sm: &StringMatch,
+    field: &str,
+    allow_empty_prefix: bool,
+    star_is_presence: bool,
+    cx: &mut Ctx<'_>,
+) -> Option<StrMatch> {
+    let set = [sm.exact.is_some(), sm.prefix.is_some(), sm.regex.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set > 1 {
+        cx.error(
+            field,
+            invalid(
+                "string match",
+                &format!("{sm:?}"),
+                "use only one of exact, prefix, regex",
+            ),
+        );
+        return None;
+    }
+    if let Some(e) = &sm.exact {
+        return Some(StrMatch::Exact(e.as_str().into()));
+    }
+    if let Some(p) = &sm.prefix {
+        if p.is_empty() && !allow_empty_prefix {
+            cx.error(
+                &format!("{field}.prefix"),
+                invalid("prefix", p, "must not be empty"),
+            );
+            return None;
+        }
+        return Some(StrMatch::Prefix(p.as_str().into()));
+    }
+    if let Some(r) = &sm.regex {
+        if star_is_presence && r == "*" {
+            return Some(StrMatch::Present);
+        }
+        return compile_regex(r, &format!("{field}.regex"), true, cx).map(StrMatch::Regex);
+    }
+    Some(StrMatch::Present)
+}
+
+/// Compiles an RE2-syntax regex; `anchored` wraps it as a full match, as Envoy's `safe_regex`.
+pub(super) fn compile_regex(
+    pattern: &str,
+    field: &str,
+    anchored: bool,
+    cx: &mut Ctx<'_>,
+) -> Option<Regex> {
+    if pattern.is_empty() {
+        cx.error(
+            field,
+            ErrorKind::BadRegex {
+                pattern: pattern.into(),
+                reason: "empty regex".into(),
+            },
+        );
+        return None;
+    }
+    if pattern.len() > MAX_REGEX {
+        cx.error(
+            field,
+            ErrorKind::BadRegex {
+                pattern: format!("{}…", &pattern[..pattern.floor_char_boundary(40)]),
+                reason: format!("longer than {MAX_REGEX} characters"),
+            },
+        );
+        return None;
+    }
+    let full = if anchored {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_owned()
+    };
+    match regex::RegexBuilder::new(&full).size_limit(1 << 20).build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let reason = match e {
+                regex::Error::Syntax(s) => s
+                    .lines()
+                    .last()
+                    .unwrap_or("syntax error")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+                other => other.to_string(),
+            };
+            cx.error(
+                field,
+                ErrorKind::BadRegex {
+                    pattern: pattern.into(),
+                    reason,
+                },
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn port_number(p: i64, field: &str, cx: &mut Ctx<'_>) -> Option<u16> {
+    if (1..=65535).contains(&p) {
+        Some(p as u16)
+    } else {
+        cx.error(
+            field,
+            ErrorKind::OutOfRange {
+                value: p,
+                min: 1,
+                max: 65535,
+            },
+        );
+        None
+    }
+}
