@@ -98,54 +98,62 @@ pub fn closed_addr() -> SocketAddr {
 impl Upstream {
     /// Starts an upstream on 127.0.0.1:0 (HTTP/1.1 and h2c).
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State::default());
-        let (n, st) = (name.to_owned(), state.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
+        Self::listen(name, |stream, n, st| async move {
+            st.connections.fetch_add(1, Ordering::SeqCst);
+            st.open_connections.fetch_add(1, Ordering::SeqCst);
+            let conn_state = st.clone();
+            let svc = service_fn(move |req| {
+                st.hits.fetch_add(1, Ordering::SeqCst);
+                let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                let guard = InFlight(st.clone());
                 let (n, st) = (n.clone(), st.clone());
-                st.connections.fetch_add(1, Ordering::SeqCst);
-                st.open_connections.fetch_add(1, Ordering::SeqCst);
-                let tasks = st.clone();
-                let conn = tokio::spawn(async move {
-                    let conn_state = st.clone();
-                    let svc = service_fn(move |req| {
-                        st.hits.fetch_add(1, Ordering::SeqCst);
-                        let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        st.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                        let guard = InFlight(st.clone());
-                        let (n, st) = (n.clone(), st.clone());
-                        async move {
-                            let r = misbehave(&st, req, n).await;
-                            drop(guard);
-                            r
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
-                    conn_state.open_connections.fetch_sub(1, Ordering::SeqCst);
-                });
-                tasks.conn_tasks.lock().unwrap().push(conn.abort_handle());
-            }
-        });
-        Upstream {
-            name: name.to_owned(),
-            addr,
-            state,
-            task,
-        }
+                async move {
+                    let r = misbehave(&st, req, n).await;
+                    drop(guard);
+                    r
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+            conn_state.open_connections.fetch_sub(1, Ordering::SeqCst);
+        })
+        .await
     }
 
     /// Starts an HTTP/2-only server that answers `/refuse` with `REFUSED_STREAM` and anything
     /// else with 200 `upstream=<name>`.
     pub async fn start_h2_refusing(name: &str) -> Upstream {
+        Self::listen(name, |stream, n, st| async move {
+            let Ok(mut conn) = h2::server::handshake(stream).await else {
+                return;
+            };
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                st.hits.fetch_add(1, Ordering::SeqCst);
+                if req.uri().path() == "/refuse" {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    continue;
+                }
+                let resp = http::Response::builder()
+                    .header("x-upstream", n.as_str())
+                    .body(())
+                    .unwrap();
+                if let Ok(mut send) = respond.send_response(resp, false) {
+                    let _ = send.send_data(Bytes::from(format!("upstream={n}\n")), true);
+                }
+            }
+        })
+        .await
+    }
+
+    /// Binds 127.0.0.1:0 and runs `serve` for every accepted connection on its own task (kept so
+    /// `kill` can drop open connections).
+    async fn listen<F, Fut>(name: &str, serve: F) -> Upstream
+    where
+        F: Fn(tokio::net::TcpStream, String, Arc<State>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -157,26 +165,8 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (n, st) = (n.clone(), st.clone());
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(stream).await else {
-                        return;
-                    };
-                    while let Some(Ok((req, mut respond))) = conn.accept().await {
-                        st.hits.fetch_add(1, Ordering::SeqCst);
-                        if req.uri().path() == "/refuse" {
-                            respond.send_reset(h2::Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        let resp = http::Response::builder()
-                            .header("x-upstream", n.as_str())
-                            .body(())
-                            .unwrap();
-                        if let Ok(mut send) = respond.send_response(resp, false) {
-                            let _ = send.send_data(Bytes::from(format!("upstream={n}\n")), true);
-                        }
-                    }
-                });
+                let conn = tokio::spawn(serve(stream, n.clone(), st.clone()));
+                st.conn_tasks.lock().unwrap().push(conn.abort_handle());
             }
         });
         Upstream {
