@@ -10,6 +10,9 @@
 //!                                    → route::RouteTable::find → proxy::forward → upstream
 //! ```
 //!
+//! On a file change, `reload::watch` calls `Gateway::reload`, which runs the same flow and swaps
+//! the new snapshot in whole, or keeps the old one when anything fails.
+//!
 //! `proxy::forward` is where resilience happens: fault injection, then an explicit attempt loop
 //! (`upstream::Cluster::pick` → circuit breakers → send under the per-try/route deadline →
 //! `proxy::classify` → outlier accounting → `RetryState` decides), mirrors on the side.
@@ -21,10 +24,9 @@ pub mod compile;
 pub mod config;
 pub mod gateway;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod snapshot;
 pub mod upstream;
-
-pub mod reload;
 
 pub use gateway::{load_and_compile, Gateway, ReloadError, Settings, StartError, Status};
