@@ -396,18 +396,6 @@ async fn serve(name: String, mut req: Request<Incoming>) -> Result<Response<Body
             .insert("connection", "upgrade".parse().unwrap());
         return Ok(resp);
     }
-    if path == "/count" {
-        // Reads the body as a stream and answers with its length.
-        let mut body = req.into_body();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(f) => total += f.data_ref().map(|d| d.len()).unwrap_or(0),
-                Err(e) => return Ok(text(StatusCode::BAD_REQUEST, &name, format!("error={e}"))),
-            }
-        }
-        return Ok(text(StatusCode::OK, &name, format!("bytes={total}")));
-    }
     if let Some(n) = path.strip_prefix("/stream/") {
         // Streams n bytes in 64 KiB chunks.
         let total: usize = n.parse().unwrap_or(0);
