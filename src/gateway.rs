@@ -1,9 +1,10 @@
 //! The running gateway: loads and compiles config, builds the snapshot, binds one listener per
 //! Gateway server port, and applies reloads. The only writer of the snapshot `ArcSwap`.
 //!
-//! A reload is all or nothing: load → validate → compile → build the snapshot → bind listeners for
-//! new ports → one `ArcSwap::store` → stop listeners of removed ports (they drain). Any failure on
-//! the way leaves the running config untouched.
+//! A reload: load → admit (bad resources skipped or kept at their last good version, see
+//! `compile::admit`; all or nothing with `--strict`) → compile → build the snapshot → bind
+//! listeners for new ports → one `ArcSwap::store` → stop listeners of removed ports (they drain).
+//! A failure on the way leaves the running config untouched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -39,6 +40,9 @@ pub struct Settings {
     pub server_header: Option<String>,
     /// Namespace of resources that do not set one. Default is `default`.
     pub default_namespace: String,
+    /// All or nothing: any error refuses the whole config (at start and on reload) instead of
+    /// skipping the resources at fault. Default is `false`.
+    pub strict: bool,
     pub compile: compile::Options,
 }
 
@@ -51,6 +55,7 @@ impl Settings {
             ephemeral_ports: false,
             server_header: Some("istio-envoy".into()),
             default_namespace: "default".into(),
+            strict: false,
             compile: compile::Options::default(),
         }
     }
@@ -91,8 +96,12 @@ pub struct Status {
     pub failures: u64,
     /// Reloads that found nothing changed (not counted as successes).
     pub unchanged: u64,
-    /// Errors of the last failed reload, cleared by the next success.
+    /// Reloads applied with some resources skipped or kept at their last good version.
+    pub partial: u64,
+    /// Errors of the last load (at start or reload), cleared by the next load without errors.
     pub last_errors: Vec<String>,
+    /// Resources not served at their version on disk (see `compile::admit`), as of the last load.
+    pub skipped: Vec<compile::Skipped>,
 }
 
 /// A running gateway.
@@ -136,45 +145,100 @@ pub fn load_and_compile(
     (compiled.filter(|_| load_ok), report)
 }
 
-fn load(
-    path: &Path,
-    default_namespace: &str,
-    opts: &compile::Options,
-) -> (Resources, Option<Compiled>, Report) {
-    let (resources, mut report) = config::load_path(path, default_namespace);
+/// Loads and admits the config: what is served, or why nothing can be. `previous` is the last good
+/// config (on reload).
+fn load(s: &Settings, previous: Option<&Resources>) -> Result<compile::Admitted, Report> {
+    let (resources, report) = config::load_path(&s.config, &s.default_namespace);
+    let refuse = |mut report: Report, why: &str| {
+        report.error(
+            &config::Source::new(Arc::new(s.config.clone()), 0),
+            "",
+            config::ErrorKind::Note(why.into()),
+        );
+        report
+    };
     if report.is_ok() && resources.is_empty() {
         // Most likely a file caught mid-edit (deleted before being re-created): serving nothing
         // would close every listener.
-        report.error(
-            &config::Source::new(Arc::new(path.to_path_buf()), 0),
-            "",
-            config::ErrorKind::Note(
-                "no Istio networking resources found; an empty config is not applied".into(),
-            ),
-        );
+        return Err(refuse(
+            report,
+            "no Istio networking resources found; an empty config is not applied",
+        ));
     }
-    if !report.is_ok() {
-        return (resources, None, report);
+    let admitted = if s.strict {
+        if !report.is_ok() {
+            return Err(report);
+        }
+        let (compiled, compile_report) = compile::compile(&resources, &s.compile);
+        let mut report = report;
+        report.extend(compile_report);
+        let Some(compiled) = compiled else {
+            return Err(report);
+        };
+        compile::Admitted {
+            resources,
+            compiled,
+            report,
+            skipped: Vec::new(),
+        }
+    } else {
+        match compile::admit(resources, report, previous, &s.compile) {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(Report {
+                    errors: vec![*e],
+                    warnings: Vec::new(),
+                })
+            }
+        }
+    };
+    if !admitted.report.is_ok() && admitted.compiled.listeners.is_empty() {
+        return Err(refuse(
+            admitted.report,
+            "nothing left to serve once the resources with errors are skipped; not applied",
+        ));
     }
-    let (compiled, compile_report) = compile::compile(&resources, opts);
-    report.extend(compile_report);
-    (resources, compiled, report)
+    Ok(admitted)
+}
+
+/// Logs what a load skipped, at error level, and publishes the count per kind.
+fn log_skipped(admitted: &compile::Admitted) {
+    for e in &admitted.report.errors {
+        tracing::error!("{e}");
+    }
+    for sk in &admitted.skipped {
+        tracing::error!("{sk}");
+    }
+    for kind in [
+        config::Kind::Gateway,
+        config::Kind::VirtualService,
+        config::Kind::DestinationRule,
+        config::Kind::ServiceEntry,
+    ] {
+        let n = admitted
+            .skipped
+            .iter()
+            .filter(|s| s.id.kind == kind)
+            .count();
+        metrics::gauge!("meshgate_config_resources_skipped", "kind" => kind.to_string())
+            .set(n as f64);
+    }
 }
 
 impl Gateway {
     /// Loads the config and starts serving. Fails on any config error or bind failure.
     pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
-        let (resources, compiled, report) = load(
-            &settings.config,
-            &settings.default_namespace,
-            &settings.compile,
-        );
-        for w in &report.warnings {
+        let admitted = load(&settings, None).map_err(StartError::Config)?;
+        for w in &admitted.report.warnings {
             tracing::warn!("{w}");
         }
-        let Some(compiled) = compiled else {
-            return Err(StartError::Config(report));
-        };
+        log_skipped(&admitted);
+        let compile::Admitted {
+            resources,
+            compiled,
+            report,
+            skipped,
+        } = admitted;
         let registry = Registry::default();
         let resolver = Resolver::from_system();
         let snapshot = Snapshot::build(compiled, 1, &registry, &resolver).await;
@@ -201,7 +265,9 @@ impl Gateway {
             successes: 0,
             failures: 0,
             unchanged: 0,
-            last_errors: Vec::new(),
+            partial: 0,
+            last_errors: report.errors.iter().map(|e| e.to_string()).collect(),
+            skipped,
         };
         publish_metrics(1, status.fingerprint);
         Ok(Gateway {
@@ -244,32 +310,53 @@ impl Gateway {
         let mut state = self.state.lock().await;
         let s = &self.settings;
         let current = self.status.borrow().generation;
-        let (resources, compiled, report) = load(&s.config, &s.default_namespace, &s.compile);
-        let Some(compiled) = compiled else {
-            for e in &report.errors {
-                tracing::error!("{e}");
+        let admitted = match load(s, Some(&state.resources)) {
+            Ok(a) => a,
+            Err(report) => {
+                for e in &report.errors {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    generation = current,
+                    "config reload failed with {} error(s); still serving the last good config",
+                    report.errors.len()
+                );
+                self.count_failure(report.errors.iter().map(|e| e.to_string()).collect());
+                return Err(ReloadError::Config {
+                    report,
+                    generation: current,
+                });
             }
-            tracing::error!(
-                generation = current,
-                "config reload failed with {} error(s); still serving the last good config",
-                report.errors.len()
-            );
-            metrics::counter!("meshgate_config_reloads_total", "result" => "failure").increment(1);
-            self.status.send_modify(|st| {
-                st.failures += 1;
-                st.last_errors = report.errors.iter().map(|e| e.to_string()).collect();
-            });
-            return Err(ReloadError::Config {
-                report,
-                generation: current,
-            });
         };
+        log_skipped(&admitted);
+        let compile::Admitted {
+            resources,
+            compiled,
+            report,
+            skipped,
+        } = admitted;
+        let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
         let diff = Diff::between(&state.resources, &resources);
         if diff.is_empty() {
+            if !errors.is_empty() {
+                // Every change on disk was refused: the bad resources keep their last good version.
+                tracing::error!(
+                    generation = current,
+                    "config reload refused: {} error(s); still serving the last good config",
+                    errors.len()
+                );
+                self.count_failure(errors);
+                self.status.send_modify(|st| st.skipped = skipped);
+                return Err(ReloadError::Config {
+                    report,
+                    generation: current,
+                });
+            }
             tracing::debug!("config unchanged; nothing to reload");
             self.status.send_modify(|st| {
                 st.unchanged += 1;
                 st.last_errors.clear();
+                st.skipped = skipped;
             });
             return Ok(None);
         }
@@ -289,12 +376,7 @@ impl Gateway {
                 Ok(pair) => new_sockets.push((port, pair)),
                 Err(e) => {
                     tracing::error!("{e}; config reload not applied");
-                    metrics::counter!("meshgate_config_reloads_total", "result" => "failure")
-                        .increment(1);
-                    self.status.send_modify(|st| {
-                        st.failures += 1;
-                        st.last_errors = vec![e.to_string()];
-                    });
+                    self.count_failure(vec![e.to_string()]);
                     return Err(ReloadError::Bind {
                         source: e,
                         generation: current,
@@ -333,20 +415,46 @@ impl Gateway {
         state.resources = resources;
         drop(state);
 
-        metrics::counter!("meshgate_config_reloads_total", "result" => "success").increment(1);
+        let result = if errors.is_empty() {
+            "success"
+        } else {
+            "partial"
+        };
+        metrics::counter!("meshgate_config_reloads_total", "result" => result).increment(1);
         let previous = self.status.borrow().fingerprint;
         metrics::gauge!("meshgate_config_info", "fingerprint" => format!("{previous:016x}"))
             .set(0.0);
         publish_metrics(generation, fingerprint);
         tracing::info!(generation, "config reloaded: {diff}; {summary}");
+        if !skipped.is_empty() {
+            tracing::error!(
+                generation,
+                "{} resource(s) not served as written (see the errors above)",
+                skipped.len()
+            );
+        }
         self.status.send_modify(|st| {
             st.generation = generation;
             st.fingerprint = fingerprint;
             st.applied_at = SystemTime::now();
-            st.successes += 1;
-            st.last_errors.clear();
+            if errors.is_empty() {
+                st.successes += 1;
+            } else {
+                st.partial += 1;
+            }
+            st.last_errors = errors;
+            st.skipped = skipped;
         });
         Ok(Some(diff))
+    }
+
+    /// A reload that applied nothing because of errors.
+    fn count_failure(&self, errors: Vec<String>) {
+        metrics::counter!("meshgate_config_reloads_total", "result" => "failure").increment(1);
+        self.status.send_modify(|st| {
+            st.failures += 1;
+            st.last_errors = errors;
+        });
     }
 
     /// Stops accepting on every port, lets in-flight requests finish, waits for the accept loops.

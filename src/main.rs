@@ -36,6 +36,10 @@ struct Cli {
     /// Value of the `server` response header (empty: pass the upstream's through).
     #[arg(long, default_value = "istio-envoy")]
     server_header: String,
+    /// All or nothing: refuse the whole config on any error (at start: exit 1; on reload: keep
+    /// the last good one) instead of skipping the resources with errors.
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -194,6 +198,7 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         settings.listen = cli.listen.into_iter().collect::<HashMap<_, _>>();
         settings.server_header = (!cli.server_header.is_empty()).then_some(cli.server_header);
         settings.default_namespace = cli.common.default_namespace.clone();
+        settings.strict = cli.strict;
         settings.compile = compile_options(&cli.common);
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),

@@ -46,7 +46,11 @@ fn refuses_to_start_on_a_broken_config_and_names_every_error() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("not started: 2 config error(s)"),
+        stderr.contains("nothing left to serve once the resources with errors are skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not started: 3 config error(s)"),
         "{stderr}"
     );
 }

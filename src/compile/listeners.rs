@@ -30,7 +30,13 @@ pub(super) struct VsTemplate {
 }
 
 /// Validates every VirtualService and compiles its routes (index-aligned with the resources).
-pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Vec<VsTemplate> {
+/// `skipped_gateways` exist but are not served (they have errors): a reference to one is a
+/// warning, not a dangling reference.
+pub(super) fn virtual_services(
+    resources: &Resources,
+    skipped_gateways: &HashSet<String>,
+    report: &mut Report,
+) -> Vec<VsTemplate> {
     let gateways: HashSet<String> = resources
         .gateways
         .iter()
@@ -47,13 +53,21 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
             );
         }
         if spec.hosts.is_empty() {
-            cx.error(
-                "spec.hosts",
-                ErrorKind::NotYetSupported {
-                    what: "a VirtualService without hosts (delegate)".into(),
-                    ignored: false,
-                },
-            );
+            // A delegate: used only through a root VirtualService's `http[].delegate`.
+            for (set, what) in [
+                (!spec.gateways.is_empty(), "spec.gateways"),
+                (!spec.tcp.is_empty(), "spec.tcp"),
+                (!spec.tls.is_empty(), "spec.tls"),
+            ] {
+                if set {
+                    cx.error(
+                        what,
+                        ErrorKind::Note(
+                            "not allowed in a delegate VirtualService (one without hosts)".into(),
+                        ),
+                    );
+                }
+            }
         }
         let mut hosts = Vec::new();
         for (i, h) in spec.hosts.iter().enumerate() {
@@ -82,30 +96,22 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
             let Some(r) = resolve_gateway_ref(g, &vs.namespace) else {
                 continue;
             };
-            if !gateways.contains(&r) {
-                cx.error(
-                    &format!("spec.gateways[{i}]"),
-                    ErrorKind::UnknownGateway {
-                        gateway: g.clone(),
-                        resolved: r.clone(),
-                    },
-                );
-            }
+            gateway_ref(
+                &gateways,
+                skipped_gateways,
+                g,
+                &r,
+                &format!("spec.gateways[{i}]"),
+                &mut cx,
+            );
             resolved_gateways.push(r);
         }
         for (ri, r) in spec.http.iter().enumerate() {
             for (mi, m) in r.matches.iter().enumerate() {
                 for (gi, g) in m.gateways.iter().enumerate() {
                     if let Some(rg) = resolve_gateway_ref(g, &vs.namespace) {
-                        if !gateways.contains(&rg) {
-                            cx.error(
-                                &format!("spec.http[{ri}].match[{mi}].gateways[{gi}]"),
-                                ErrorKind::UnknownGateway {
-                                    gateway: g.clone(),
-                                    resolved: rg,
-                                },
-                            );
-                        }
+                        let f = format!("spec.http[{ri}].match[{mi}].gateways[{gi}]");
+                        gateway_ref(&gateways, skipped_gateways, g, &rg, &f, &mut cx);
                     }
                 }
             }
@@ -129,7 +135,7 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
                 },
             );
         }
-        let routes = compile_http(spec, &vs.namespace, &vs.name, &mut cx);
+        let routes = compile_http(vs, resources, &mut cx);
         out.push(VsTemplate {
             hosts,
             gateways: resolved_gateways,
@@ -137,6 +143,36 @@ pub(super) fn virtual_services(resources: &Resources, report: &mut Report) -> Ve
         });
     }
     out
+}
+
+/// A reference to a Gateway: fine when it exists, a warning when it exists but was skipped, an
+/// error (dangling) otherwise.
+fn gateway_ref(
+    existing: &HashSet<String>,
+    skipped: &HashSet<String>,
+    written: &str,
+    resolved: &str,
+    field: &str,
+    cx: &mut Ctx<'_>,
+) {
+    if existing.contains(resolved) {
+        return;
+    }
+    let kind = if skipped.contains(resolved) {
+        ErrorKind::SkippedGateway {
+            gateway: resolved.to_owned(),
+        }
+    } else {
+        ErrorKind::UnknownGateway {
+            gateway: written.to_owned(),
+            resolved: resolved.to_owned(),
+        }
+    };
+    if skipped.contains(resolved) {
+        cx.warn(field, kind);
+    } else {
+        cx.error(field, kind);
+    }
 }
 
 /// Builds the listeners. Errors have already been ruled out; this only adds warnings.
@@ -319,16 +355,19 @@ fn instantiate(
             .matches
             .iter()
             .filter(|m| {
+                // As istiod's sourceMatchHTTP: listed gateways decide; otherwise the source
+                // conditions are checked against the gateway "pod".
                 m.port.is_none_or(|p| p == port)
-                    && if m.gateways.is_empty() {
-                        m.source_labels
-                            .iter()
-                            .all(|(k, v)| opts.proxy_labels.get(k) == Some(v))
-                            && m.source_namespace
-                                .as_ref()
-                                .is_none_or(|ns| *ns == opts.proxy_namespace)
-                    } else {
-                        m.gateways.iter().any(|g| g == gw_ref)
+                    && match &m.gateways {
+                        Some(list) => list.iter().any(|g| g == gw_ref),
+                        None => {
+                            m.source_labels
+                                .iter()
+                                .all(|(k, v)| opts.proxy_labels.get(k) == Some(v))
+                                && m.source_namespace
+                                    .as_ref()
+                                    .is_none_or(|ns| *ns == opts.proxy_namespace)
+                        }
                     }
             })
             .collect();

@@ -1,11 +1,12 @@
 //! `match[]` entries → request matchers: StringMatch, anchored RE2-syntax regexes, header and
 //! query conditions, and the build-time conditions (port, gateways, source labels/namespace).
 
-use http::HeaderName;
 use regex::Regex;
 
 use crate::config::{self, ErrorKind, StringMatch};
-use crate::route::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, StrMatch};
+use crate::route::{
+    HeaderCondition, HeaderTarget, PathMatch, QueryCondition, RequestMatch, StrMatch,
+};
 
 use super::headers::invalid;
 use super::names::{is_dns_label, resolve_gateway_ref};
@@ -56,10 +57,21 @@ pub(super) fn compile_match(
                     },
                 );
             }
-            let hname = match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
-                Ok(h) => h,
-                Err(_) => {
+            let hname = match HeaderTarget::from_name(&name.to_ascii_lowercase()) {
+                Some(Ok(h)) => h,
+                Some(Err(_)) => {
                     cx.error(&f, invalid("header name", name, "not an HTTP token"));
+                    continue;
+                }
+                None => {
+                    cx.error(
+                        &f,
+                        invalid(
+                            "pseudo-header",
+                            name,
+                            "only :method, :authority, :path and :scheme can be matched",
+                        ),
+                    );
                     continue;
                 }
             };
@@ -106,11 +118,13 @@ pub(super) fn compile_match(
             );
         }
     }
-    let gateways = m
-        .gateways
-        .iter()
-        .filter_map(|g| resolve_gateway_ref(g, namespace))
-        .collect();
+    // `gateways: [mesh]` names no gateway: the entry must not match here (it is not "unset").
+    let gateways = (!m.gateways.is_empty()).then(|| {
+        m.gateways
+            .iter()
+            .filter_map(|g| resolve_gateway_ref(g, namespace))
+            .collect()
+    });
     if cx.error_count() != errors_before {
         return None;
     }

@@ -7,7 +7,9 @@
 //! instantiation, destinations resolved through `clusters`).
 
 mod actions;
+mod admit;
 mod clusters;
+mod delegate;
 mod headers;
 mod listeners;
 mod matchers;
@@ -17,13 +19,14 @@ mod resilience;
 mod routes;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use crate::config::{ErrorKind, Report, Resources, Source};
 use crate::route::RouteTable;
 use crate::upstream::ClusterSpec;
 
+pub use admit::{admit, Admitted, Skipped};
 pub use names::{host_within, resolve_short_name};
 
 /// Where meshgate sits, as Istio would see the gateway pod.
@@ -94,8 +97,27 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Validates and compiles. Returns `None` when there is any error; the report has them all.
+/// Validates and compiles, all or nothing: `None` when there is any error; the report has them
+/// all. What `meshgate validate` and `--strict` use; serving uses [`admit`], which skips bad
+/// resources instead.
 pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Report) {
+    let (checked, mut report) = check(resources, &HashSet::new());
+    if !report.is_ok() {
+        return (None, report);
+    }
+    let compiled = listeners::build(resources, &checked.templates, opts, &mut report);
+    (Some(compiled), report)
+}
+
+/// Resources that passed [`check`]: the VirtualServices' compiled route templates.
+pub(crate) struct Checked {
+    templates: Vec<listeners::VsTemplate>,
+}
+
+/// Validates every resource on its own. Every error it reports names one resource
+/// (`Source::resource`), which is what lets [`admit`] skip exactly the resources at fault.
+/// `skipped_gateways` (`ns/name`) exist but are not served: references to them are not dangling.
+fn check(resources: &Resources, skipped_gateways: &HashSet<String>) -> (Checked, Report) {
     let mut report = Report::default();
     for gw in &resources.gateways {
         validate::gateway(gw, &mut Ctx::new(&gw.source, &mut report));
@@ -106,15 +128,8 @@ pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Repo
     for se in &resources.service_entries {
         validate::service_entry(se, &mut Ctx::new(&se.source, &mut report));
     }
-    let templates = listeners::virtual_services(resources, &mut report);
-    if !report.is_ok() {
-        return (None, report);
-    }
-    let compiled = listeners::build(resources, &templates, opts, &mut report);
-    if !report.is_ok() {
-        return (None, report);
-    }
-    (Some(compiled), report)
+    let templates = listeners::virtual_services(resources, skipped_gateways, &mut report);
+    (Checked { templates }, report)
 }
 
 /// Report helper bound to one resource.

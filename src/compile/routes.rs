@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::config::{self, ConflictKind, ErrorKind, HttpRoute, VirtualServiceSpec};
+use crate::config::{
+    self, ConflictKind, ErrorKind, HttpRoute, Resource, Resources, VirtualServiceSpec,
+};
 use crate::route::{
     DirectResponse, FaultPolicy, HeaderOps, PathRewrite, Redirect, RequestMatch, RetryPolicy,
 };
 
 use super::actions::{compile_direct, compile_redirect, compile_rewrite};
+use super::delegate;
 use super::headers::{compile_headers, invalid};
 use super::matchers::{compile_match, port_number, str_match};
 use super::names::{host_error, is_dns_label, resolve_short_name};
@@ -32,8 +35,9 @@ pub(super) struct RouteTemplate {
 pub(super) struct MatchTemplate {
     pub matcher: RequestMatch,
     pub port: Option<u16>,
-    /// Resolved `ns/name`; empty = the VirtualService's own `gateways`.
-    pub gateways: Vec<String>,
+    /// `match.gateways`, resolved to `ns/name` (`mesh` dropped): the match applies only at these
+    /// gateways. `None` (the field is empty): at every gateway the VirtualService is bound to.
+    pub gateways: Option<Vec<String>>,
     pub source_labels: BTreeMap<String, String>,
     pub source_namespace: Option<String>,
 }
@@ -77,53 +81,152 @@ pub(super) struct RedirectTemplate {
     pub from_request_port: bool,
 }
 
-/// Compiles every `http[]` route of a VirtualService, reporting every problem.
+/// Compiles every `http[]` route of a VirtualService, reporting every problem. Delegating routes
+/// are replaced by the delegate's routes merged with them (`delegate.rs`).
 pub(super) fn compile_http(
-    vs: &VirtualServiceSpec,
-    namespace: &str,
-    vs_name: &str,
+    vs: &Resource<VirtualServiceSpec>,
+    resources: &Resources,
     cx: &mut Ctx<'_>,
 ) -> Vec<RouteTemplate> {
+    let (namespace, vs_name) = (vs.namespace.as_str(), vs.name.as_str());
     let mut out = Vec::new();
-    for (i, route) in vs.http.iter().enumerate() {
+    for (i, route) in vs.spec.http.iter().enumerate() {
         let field = format!("spec.http[{i}]");
         let name: Arc<str> = match &route.name {
             Some(n) => format!("{namespace}/{vs_name}/{n}").into(),
             None => format!("{namespace}/{vs_name}/http[{i}]").into(),
         };
-        let matches = route
-            .matches
-            .iter()
-            .enumerate()
-            .filter_map(|(j, m)| compile_match(m, &format!("{field}.match[{j}]"), namespace, cx))
-            .collect::<Vec<_>>();
-        let failed_matches = matches.len() != route.matches.len();
-        let matches = if route.matches.is_empty() {
-            vec![MatchTemplate {
-                matcher: RequestMatch::default(),
-                port: None,
-                gateways: Vec::new(),
-                source_labels: BTreeMap::new(),
-                source_namespace: None,
-            }]
-        } else {
-            matches
-        };
-        check_extras(route, &field, cx);
-        let resilience = resilience::compile(route, &field, namespace, cx);
-        let Some(action) = compile_action(route, &field, namespace, resilience, cx) else {
-            continue;
-        };
-        if failed_matches {
-            continue;
+        match &route.delegate {
+            Some(d) => out.extend(delegated(vs, resources, route, d, &field, cx)),
+            None => out.extend(compile_route(route, &field, name, namespace, cx)),
         }
-        out.push(RouteTemplate {
-            name,
-            matches,
-            action,
-        });
     }
     out
+}
+
+/// A root route with `delegate`: checked, then replaced by the delegate's merged routes.
+fn delegated(
+    root: &Resource<VirtualServiceSpec>,
+    resources: &Resources,
+    route: &HttpRoute,
+    d: &config::Delegate,
+    field: &str,
+    cx: &mut Ctx<'_>,
+) -> Vec<RouteTemplate> {
+    let f = format!("{field}.delegate");
+    let errors_before = cx.error_count();
+    if root.spec.hosts.is_empty() {
+        cx.error(
+            &f,
+            ErrorKind::Note(
+                "a delegate VirtualService cannot delegate again (one level only)".into(),
+            ),
+        );
+    }
+    for (set, other) in [
+        (!route.route.is_empty(), "route"),
+        (route.redirect.is_some(), "redirect"),
+        (route.direct_response.is_some(), "directResponse"),
+    ] {
+        if set {
+            cx.error(field, conflict("delegate", other));
+        }
+    }
+    if d.name.as_deref().is_none_or(str::is_empty) {
+        cx.error(&format!("{f}.name"), ErrorKind::Missing);
+    }
+    for (j, m) in route.matches.iter().enumerate() {
+        // Validated here, since the root's matches are only compiled merged.
+        let _ = compile_match(m, &format!("{field}.match[{j}]"), &root.namespace, cx);
+    }
+    if cx.error_count() != errors_before {
+        return Vec::new();
+    }
+    let dvs = match delegate::find(resources, root, d) {
+        Ok(dvs) => dvs,
+        Err(why) => {
+            cx.warn(&f, ErrorKind::Note(why));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (j, leaf) in dvs.spec.http.iter().enumerate() {
+        if leaf.delegate.is_some() {
+            continue; // the delegate's own error
+        }
+        let from = format!("delegate {}/{} spec.http[{j}]", dvs.namespace, dvs.name);
+        let Some(merged) = delegate::merge(route, leaf, &root.namespace) else {
+            cx.warn(
+                &f,
+                ErrorKind::Note(format!(
+                    "{from}: its match conflicts with this route's match; dropped"
+                )),
+            );
+            continue;
+        };
+        let name: Arc<str> = match &merged.name {
+            Some(n) => format!("{}/{}/{n}", root.namespace, root.name).into(),
+            None => format!("{}/{}/{field}/{from}", root.namespace, root.name).into(),
+        };
+        // The delegate was validated on its own; what can fail here is the combination.
+        let mut scratch = crate::config::Report::default();
+        let mut dcx = Ctx::new(&dvs.source, &mut scratch);
+        let field = format!("spec.http[{j}]");
+        match compile_route(&merged, &field, name, &dvs.namespace, &mut dcx) {
+            Some(t) if scratch.is_ok() => out.push(t),
+            _ => {
+                for e in &scratch.errors {
+                    cx.warn(
+                        &f,
+                        ErrorKind::Note(format!(
+                            "merged with {from}: {}: {}; dropped",
+                            e.field, e.kind
+                        )),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compiles one `http[]` route (no delegation); `None` after any error.
+fn compile_route(
+    route: &HttpRoute,
+    field: &str,
+    name: Arc<str>,
+    namespace: &str,
+    cx: &mut Ctx<'_>,
+) -> Option<RouteTemplate> {
+    let matches = route
+        .matches
+        .iter()
+        .enumerate()
+        .filter_map(|(j, m)| compile_match(m, &format!("{field}.match[{j}]"), namespace, cx))
+        .collect::<Vec<_>>();
+    let failed_matches = matches.len() != route.matches.len();
+    let matches = if route.matches.is_empty() {
+        vec![MatchTemplate {
+            matcher: RequestMatch::default(),
+            port: None,
+            gateways: None,
+            source_labels: BTreeMap::new(),
+            source_namespace: None,
+        }]
+    } else {
+        matches
+    };
+    check_extras(route, field, cx);
+    let resilience = resilience::compile(route, field, namespace, cx);
+    let action = compile_action(route, field, namespace, resilience, cx)?;
+    if failed_matches {
+        return None;
+    }
+    Some(RouteTemplate {
+        name,
+        matches,
+        action,
+    })
 }
 
 pub(super) fn conflict(a: &'static str, b: &'static str) -> ErrorKind {
@@ -138,16 +241,6 @@ fn compile_action(
     cx: &mut Ctx<'_>,
 ) -> Option<ActionTemplate> {
     let errors_before = cx.error_count();
-    if route.delegate.is_some() {
-        cx.error(
-            &format!("{field}.delegate"),
-            ErrorKind::NotYetSupported {
-                what: "VirtualService delegation".into(),
-                ignored: false,
-            },
-        );
-        return None;
-    }
     let has_route = !route.route.is_empty();
     if let Some(_r) = &route.redirect {
         for (set, other) in [

@@ -77,6 +77,8 @@ pub enum ErrorKind {
     BadDuration { value: String, why: &'static str },
     #[error("gateway {gateway:?} (resolved to {resolved}) does not exist")]
     UnknownGateway { gateway: String, resolved: String },
+    #[error("Gateway {gateway} is skipped because of its errors; not served on it")]
+    SkippedGateway { gateway: String },
     #[error("subset {subset:?} of host {host} is not defined by any DestinationRule; requests to it get 503 (NC)")]
     UnknownSubset { host: String, subset: String },
     #[error("total weight of destinations is 0")]

@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
-use crate::route::{Forward, PathRewrite, Route, StrMatch, TemplateContext, WeightedCluster};
+use crate::route::{Forward, PathRewrite, Route, TemplateContext, WeightedCluster};
 use crate::upstream::{Endpoint, Protocol, UpstreamBody};
 
 use super::error::ProxyError;
@@ -144,13 +144,8 @@ impl Head {
 fn rewrite_path(route: &Route, rewrite: Option<&PathRewrite>, path: &str) -> Option<String> {
     match rewrite? {
         PathRewrite::Matched(new) => {
-            let matched = match route.matcher.path.as_ref().map(|m| &m.kind) {
-                Some(StrMatch::Prefix(p)) => p.len().min(path.len()),
-                Some(StrMatch::Exact(_) | StrMatch::Regex(_)) => path.len(),
-                // No uri condition behaves as prefix "/".
-                None | Some(StrMatch::Present) => 1.min(path.len()),
-            };
-            Some(format!("{new}{}", &path[matched..]))
+            let rest = path.get(route.matcher.matched_len(path)..).unwrap_or("");
+            Some(format!("{new}{rest}"))
         }
         PathRewrite::Regex {
             pattern,

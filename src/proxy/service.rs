@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::route::{
     Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView, Route,
-    RouteAction, StrMatch, TemplateContext,
+    RouteAction, TemplateContext,
 };
 
 use super::error::{local_reply, ProxyError, ResponseFlags};
@@ -190,11 +190,8 @@ fn redirect(
         RedirectPath::Keep => path.into(),
         RedirectPath::Replace(p) => p.as_ref().into(),
         RedirectPath::Prefix(p) => {
-            let matched = match route.matcher.path.as_ref().map(|m| &m.kind) {
-                Some(StrMatch::Prefix(pre)) => pre.len().min(path.len()),
-                _ => 0,
-            };
-            format!("{p}{}", &path[matched..]).into()
+            let rest = path.get(route.matcher.matched_len(path)..).unwrap_or("");
+            format!("{p}{rest}").into()
         }
     };
     let mut location = format!("{scheme}://{host}");

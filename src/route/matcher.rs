@@ -24,9 +24,38 @@ pub struct PathMatch {
     pub ignore_case: bool,
 }
 
+/// What a `headers` condition reads: a request header, or one of the pseudo-headers Envoy
+/// exposes to header matchers for HTTP/1.1 and HTTP/2 alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderTarget {
+    Header(HeaderName),
+    /// `:method`
+    Method,
+    /// `:authority`: `Host` (HTTP/1.1) or `:authority` (HTTP/2), as sent.
+    Authority,
+    /// `:path`: the normalised path with the query string, as Envoy's router sees it.
+    Path,
+    /// `:scheme`
+    Scheme,
+}
+
+impl HeaderTarget {
+    /// `None` for a pseudo-header Envoy does not expose (`:status`, `:foo`).
+    pub fn from_name(name: &str) -> Option<Result<HeaderTarget, http::header::InvalidHeaderName>> {
+        Some(Ok(match name {
+            ":method" => HeaderTarget::Method,
+            ":authority" => HeaderTarget::Authority,
+            ":path" => HeaderTarget::Path,
+            ":scheme" => HeaderTarget::Scheme,
+            n if n.starts_with(':') => return None,
+            n => return Some(HeaderName::from_bytes(n.as_bytes()).map(HeaderTarget::Header)),
+        }))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HeaderCondition {
-    pub name: HeaderName,
+    pub name: HeaderTarget,
     pub kind: StrMatch,
     /// From `withoutHeaders`: the route matches when the condition does NOT hold
     /// (a missing header is evaluated as the empty string first, except for presence).
@@ -116,6 +145,23 @@ impl RequestMatch {
         self.headers.iter().all(|h| h.holds(req)) && self.query.iter().all(|q| q.holds(req.query))
     }
 
+    /// The part of `path` the path condition matched, which `rewrite.uri` and a redirect's
+    /// `uri` (prefixRewrite) replace: the prefix for a prefix match, the whole path for exact and
+    /// regex, and `/` without a path condition (Envoy's implicit `prefix: /`).
+    pub fn matched_len(&self, path: &str) -> usize {
+        let len = match self.path.as_ref().map(|m| &m.kind) {
+            Some(StrMatch::Prefix(p)) => p.len(),
+            Some(StrMatch::Exact(_) | StrMatch::Regex(_)) => path.len(),
+            None | Some(StrMatch::Present) => 1,
+        };
+        let len = len.min(path.len());
+        if path.is_char_boundary(len) {
+            len
+        } else {
+            0
+        }
+    }
+
     /// Istio moves catch-all routes (path `/` or `.*`, no header/query conditions) to the end.
     pub fn is_catch_all(&self) -> bool {
         self.path
@@ -131,7 +177,22 @@ impl RequestMatch {
 
 impl HeaderCondition {
     fn holds(&self, req: &RequestView<'_>) -> bool {
-        let mut values = req.headers.get_all(&self.name).iter();
+        let pseudo = match &self.name {
+            HeaderTarget::Header(name) => return self.header_holds(name, req),
+            HeaderTarget::Method => req.method.as_str().into(),
+            HeaderTarget::Authority => req.authority.into(),
+            HeaderTarget::Scheme => req.scheme.into(),
+            HeaderTarget::Path => match req.query {
+                Some(q) => format!("{}?{q}", req.path).into(),
+                None => std::borrow::Cow::Borrowed(req.path),
+            },
+        };
+        // Pseudo-headers are always present.
+        self.kind.matches(&pseudo) != self.invert
+    }
+
+    fn header_holds(&self, name: &HeaderName, req: &RequestView<'_>) -> bool {
+        let mut values = req.headers.get_all(name).iter();
         let first = values.next();
         let result = match (first, &self.kind) {
             (None, StrMatch::Present) => false,
@@ -143,7 +204,7 @@ impl HeaderCondition {
                 Some(_) => {
                     let joined = req
                         .headers
-                        .get_all(&self.name)
+                        .get_all(name)
                         .iter()
                         .map(|v| v.to_str().unwrap_or(""))
                         .collect::<Vec<_>>()
@@ -206,7 +267,7 @@ mod tests {
     fn without_headers_matches_when_absent_or_different() {
         let m = RequestMatch {
             headers: vec![HeaderCondition {
-                name: HeaderName::from_static("x"),
+                name: HeaderTarget::Header(HeaderName::from_static("x")),
                 kind: StrMatch::Exact("foo".into()),
                 invert: true,
             }],

@@ -9,7 +9,9 @@ mod policy;
 
 pub use action::*;
 pub use host::HostTable;
-pub use matcher::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, StrMatch};
+pub use matcher::{
+    HeaderCondition, HeaderTarget, PathMatch, QueryCondition, RequestMatch, StrMatch,
+};
 pub use policy::*;
 
 use http::{HeaderMap, Method};

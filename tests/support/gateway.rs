@@ -44,7 +44,7 @@ impl TestGateway {
     }
 
     /// Starts watching the config directory (the default debounce).
-    fn watching(mut self) -> TestGateway {
+    pub fn watching(mut self) -> TestGateway {
         let w = meshgate::reload::watch(
             self.gw.clone(),
             self.dir.path(),
@@ -56,9 +56,18 @@ impl TestGateway {
     }
 
     pub async fn try_start_in(dir: tempfile::TempDir) -> Result<TestGateway, String> {
+        Self::try_start_with(dir, |_| {}).await
+    }
+
+    /// Starts on a directory the caller has filled, with settings the caller adjusts.
+    pub async fn try_start_with(
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Result<TestGateway, String> {
         let mut settings = Settings::new(dir.path());
         settings.bind = "127.0.0.1".parse().unwrap();
         settings.ephemeral_ports = true;
+        adjust(&mut settings);
         match Gateway::start(settings).await {
             Ok(gw) => Ok(TestGateway {
                 gw: Arc::new(gw),
