@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! YAML files ──config::load_path──▶ Resources (serde model, with file/doc/field context)
-//!            ──compile::compile───▶ Compiled (route tables per port + cluster specs; every error)
+//!            ──compile::admit─────▶ Compiled (route tables per port + cluster specs; resources with
+//!                                    errors skipped or kept at their last good version)
 //!            ──Snapshot::build────▶ Snapshot (live clusters from upstream::Registry)
 //!            ──gateway (ArcSwap)──▶ proxy::serve → proxy::service::handle
 //!                                    → route::RouteTable::find → proxy::forward → upstream
