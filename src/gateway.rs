@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::compile::{self, Compiled, Summary};
 use crate::config::{self, Diff, Report, Resources};
+use crate::ops;
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
 use crate::upstream::{Registry, Resolver};
@@ -43,6 +44,12 @@ pub struct Settings {
     /// All or nothing: any error refuses the whole config (at start and on reload) instead of
     /// skipping the resources at fault. Default is `false`.
     pub strict: bool,
+    /// Admin API address. Default `127.0.0.1:15000` (Envoy's admin port, loopback only).
+    pub admin: Option<SocketAddr>,
+    /// Readiness (`/healthz/ready`) address. Default `0.0.0.0:15021` (Istio's status port).
+    pub health: Option<SocketAddr>,
+    /// Prometheus (`/stats/prometheus`) address. Default `0.0.0.0:15090` (Istio's).
+    pub stats: Option<SocketAddr>,
     pub compile: compile::Options,
 }
 
@@ -56,6 +63,9 @@ impl Settings {
             server_header: Some("istio-envoy".into()),
             default_namespace: "default".into(),
             strict: false,
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 15000))),
+            health: Some(SocketAddr::from(([0, 0, 0, 0], 15021))),
+            stats: Some(SocketAddr::from(([0, 0, 0, 0], 15090))),
             compile: compile::Options::default(),
         }
     }
@@ -115,6 +125,17 @@ pub struct Gateway {
     /// Gateway port → local address, for `addr()`. Swapped whole on reload.
     addrs: ArcSwap<BTreeMap<u16, SocketAddr>>,
     status: watch::Sender<Status>,
+    health: Arc<ops::Health>,
+    /// The operations servers (admin, health, stats), once `start_ops` ran.
+    ops: Mutex<Vec<(OpsPort, Listener)>>,
+}
+
+/// The operations ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsPort {
+    Admin,
+    Health,
+    Stats,
 }
 
 struct State {
@@ -228,6 +249,7 @@ fn log_skipped(admitted: &compile::Admitted) {
 impl Gateway {
     /// Loads the config and starts serving. Fails on any config error or bind failure.
     pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
+        ops::stats::install();
         let admitted = load(&settings, None).map_err(StartError::Config)?;
         for w in &admitted.report.warnings {
             tracing::warn!("{w}");
@@ -281,7 +303,81 @@ impl Gateway {
             }),
             addrs: ArcSwap::from_pointee(addrs),
             status: watch::Sender::new(status),
+            health: Arc::new(ops::Health::default()),
+            ops: Mutex::new(Vec::new()),
         })
+        .inspect(|gw| gw.health.set_live())
+    }
+
+    /// Starts the operations servers the settings ask for (admin, health, stats). Separate from
+    /// `start` because the admin API needs the gateway itself.
+    pub async fn start_ops(self: &Arc<Self>) -> Result<(), StartError> {
+        let s = &self.settings;
+        let mut servers = Vec::new();
+        for (which, addr) in [
+            (OpsPort::Admin, s.admin),
+            (OpsPort::Health, s.health),
+            (OpsPort::Stats, s.stats),
+        ] {
+            let Some(mut addr) = addr else { continue };
+            if s.ephemeral_ports {
+                addr = SocketAddr::new(s.bind, 0);
+            }
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    port: addr.port(),
+                    addr,
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| StartError::Bind {
+                port: addr.port(),
+                addr,
+                source,
+            })?;
+            let endpoint: ops::Endpoint = match which {
+                OpsPort::Admin => ops::admin(Arc::downgrade(self)),
+                OpsPort::Health => {
+                    let health = self.health.clone();
+                    Arc::new(move |req| {
+                        let reply = ops::health_endpoint(&health, &req);
+                        Box::pin(async move { reply })
+                    })
+                }
+                OpsPort::Stats => Arc::new(|req| {
+                    let reply = ops::stats_endpoint(&req);
+                    Box::pin(async move { reply })
+                }),
+            };
+            tracing::info!(port = ?which, addr = %local, "operations endpoint listening");
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(ops::serve(listener, endpoint, stop_rx));
+            servers.push((
+                which,
+                Listener {
+                    addr: local,
+                    stop,
+                    task,
+                },
+            ));
+        }
+        self.ops.lock().await.extend(servers);
+        Ok(())
+    }
+
+    /// Where an operations server listens (after `start_ops`).
+    pub fn ops_addr(&self, which: OpsPort) -> Option<SocketAddr> {
+        self.ops
+            .try_lock()
+            .ok()?
+            .iter()
+            .find(|(w, _)| *w == which)
+            .map(|(_, l)| l.addr)
+    }
+
+    /// Readiness (and the operator's health-check switch).
+    pub fn health(&self) -> &ops::Health {
+        &self.health
     }
 
     /// The local address serving a Gateway server port.
@@ -459,6 +555,10 @@ impl Gateway {
 
     /// Stops accepting on every port, lets in-flight requests finish, waits for the accept loops.
     pub async fn shutdown(&self) {
+        for (_, l) in self.ops.lock().await.drain(..) {
+            let _ = l.stop.send(true);
+            let _ = l.task.await;
+        }
         let mut state = self.state.lock().await;
         let listeners = std::mem::take(&mut state.listeners);
         for l in listeners.values() {

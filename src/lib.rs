@@ -24,10 +24,11 @@
 pub mod compile;
 pub mod config;
 pub mod gateway;
+pub mod ops;
 pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod snapshot;
 pub mod upstream;
 
-pub use gateway::{load_and_compile, Gateway, ReloadError, Settings, StartError, Status};
+pub use gateway::{load_and_compile, Gateway, OpsPort, ReloadError, Settings, StartError, Status};

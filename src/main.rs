@@ -40,6 +40,22 @@ struct Cli {
     /// the last good one) instead of skipping the resources with errors.
     #[arg(long)]
     strict: bool,
+    /// Admin API address (`off` disables it). Loopback by default: it can reload and fail health checks.
+    #[arg(long, default_value = "127.0.0.1:15000", value_parser = parse_optional_addr)]
+    admin_address: Option<SocketAddr>,
+    /// Readiness endpoint `/healthz/ready` for load balancers and Kubernetes (`off` disables it).
+    #[arg(long, default_value = "0.0.0.0:15021", value_parser = parse_optional_addr)]
+    health_address: Option<SocketAddr>,
+    /// Prometheus endpoint `/stats/prometheus` (`off` disables it).
+    #[arg(long, default_value = "0.0.0.0:15090", value_parser = parse_optional_addr)]
+    stats_address: Option<SocketAddr>,
+    /// On SIGTERM: how long to keep serving with readiness failing, so load balancers stop
+    /// sending (Istio's terminationDrainDuration), in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    drain_duration: f64,
+    /// Then: how long in-flight requests may take to finish before the process exits, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
     #[command(flatten)]
     common: Common,
 }
@@ -79,6 +95,15 @@ fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
         .parse()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?;
     Ok((port, addr))
+}
+
+fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("bad address {s:?} (ADDR:PORT or off): {e}"))
 }
 
 fn compile_options(common: &Common) -> meshgate::compile::Options {
@@ -199,6 +224,9 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         settings.server_header = (!cli.server_header.is_empty()).then_some(cli.server_header);
         settings.default_namespace = cli.common.default_namespace.clone();
         settings.strict = cli.strict;
+        settings.admin = cli.admin_address;
+        settings.health = cli.health_address;
+        settings.stats = cli.stats_address;
         settings.compile = compile_options(&cli.common);
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),
@@ -217,6 +245,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if let Err(e) = gateway.start_ops().await {
+            eprintln!("meshgate: {e}");
+            return ExitCode::from(1);
+        }
         let _watcher = if cli.no_watch {
             None
         } else {
@@ -230,10 +262,41 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             }
         };
         wait_for_signals(&gateway).await;
-        tracing::info!("shutting down");
-        gateway.shutdown().await;
+        let drain = std::time::Duration::from_secs_f64(cli.drain_duration.max(0.0));
+        let timeout = std::time::Duration::from_secs_f64(cli.drain_timeout.max(0.0));
+        tracing::info!(drain_secs = drain.as_secs_f64(), "draining: readiness fails, still serving");
+        gateway.health().start_draining();
+        tokio::select! {
+            _ = tokio::time::sleep(drain) => {}
+            _ = second_signal() => {
+                tracing::info!("second signal: exiting now");
+                return ExitCode::SUCCESS;
+            }
+        }
+        tracing::info!("shutting down: no new connections; in-flight requests finish");
+        tokio::select! {
+            _ = gateway.shutdown() => {}
+            _ = tokio::time::sleep(timeout) => tracing::warn!("drain timeout: exiting with requests in flight"),
+            _ = second_signal() => tracing::info!("second signal: exiting now"),
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// The next SIGTERM or SIGINT.
+async fn second_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// SIGHUP reloads the config; SIGINT/SIGTERM stop the gateway.

@@ -272,11 +272,41 @@ impl Cluster {
         self.hosts.load().list.len()
     }
 
+    /// Each endpoint's state now, for the admin API.
+    pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
+        let now = self.now_ms();
+        self.hosts
+            .load()
+            .list
+            .iter()
+            .map(|e| EndpointHealth {
+                addr: e.addr,
+                weight: e.weight,
+                active: e.active(),
+                ejected: e.is_ejected(now),
+                ejections: e.ejections(),
+            })
+            .collect()
+    }
+
     fn now_ms(&self) -> u64 {
         Instant::now()
             .saturating_duration_since(self.epoch)
             .as_millis() as u64
     }
+}
+
+/// One endpoint as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointHealth {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// Attempts in flight.
+    pub active: u32,
+    /// Ejected by outlier detection right now.
+    pub ejected: bool,
+    /// Ejections so far.
+    pub ejections: u64,
 }
 
 /// Live clusters by spec. Building a snapshot asks the registry for each cluster; an unchanged

@@ -15,7 +15,9 @@ pub use balancer::{HashKey, HashPolicy, LbPolicy, RequestHash, TableKind};
 pub use client::{
     ClusterClient, ConnectionSettings, Keepalive, UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE,
 };
-pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, Pick, Protocol, Registry};
+pub use cluster::{
+    Cluster, ClusterSpec, Discovery, EndpointHealth, EndpointSpec, Pick, Protocol, Registry,
+};
 pub use dns::Resolver;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointState};
 pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};

@@ -84,6 +84,22 @@ impl TestGateway {
         }
     }
 
+    /// Starts the admin, health and stats servers (ephemeral ports on 127.0.0.1).
+    pub async fn with_ops(self) -> TestGateway {
+        self.gw
+            .start_ops()
+            .await
+            .expect("start the operations servers");
+        self
+    }
+
+    /// Where an operations server listens (after `with_ops`).
+    pub fn ops(&self, which: meshgate::OpsPort) -> SocketAddr {
+        self.gw
+            .ops_addr(which)
+            .expect("operations server not started")
+    }
+
     /// Where Gateway port 8080 is served.
     pub fn addr(&self) -> SocketAddr {
         self.port(8080)
