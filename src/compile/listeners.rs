@@ -383,6 +383,7 @@ fn instantiate(
                     retry: f.retry.clone(),
                     fault: f.fault.clone(),
                     mirrors,
+                    cors: f.cors.clone(),
                 })
             }
         });

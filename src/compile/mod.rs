@@ -8,6 +8,7 @@
 
 mod actions;
 mod clusters;
+mod cors;
 mod headers;
 mod listeners;
 mod matchers;
