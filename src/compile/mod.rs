@@ -99,13 +99,22 @@ impl std::fmt::Display for Summary {
 pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Report) {
     let mut report = Report::default();
     for gw in &resources.gateways {
-        validate::gateway(gw, &mut Ctx::new(&gw.source, &mut report));
+        let cx = &mut Ctx::new(&gw.source, &mut report);
+        validate::gateway(gw, cx);
+        validate::unsupported::gateway(gw, opts, cx);
     }
     for dr in &resources.destination_rules {
-        validate::destination_rule(dr, &mut Ctx::new(&dr.source, &mut report));
+        let cx = &mut Ctx::new(&dr.source, &mut report);
+        validate::destination_rule(dr, cx);
+        validate::unsupported::destination_rule(dr, cx);
     }
     for se in &resources.service_entries {
-        validate::service_entry(se, &mut Ctx::new(&se.source, &mut report));
+        let cx = &mut Ctx::new(&se.source, &mut report);
+        validate::service_entry(se, cx);
+        validate::unsupported::service_entry(se, cx);
+    }
+    for vs in &resources.virtual_services {
+        validate::unsupported::virtual_service(vs, &mut Ctx::new(&vs.source, &mut report));
     }
     let templates = listeners::virtual_services(resources, &mut report);
     if !report.is_ok() {
