@@ -42,13 +42,13 @@ struct Cli {
     strict: bool,
     /// Admin API address (`off` disables it). Loopback by default: it can reload and fail health checks.
     #[arg(long, default_value = "127.0.0.1:15000", value_parser = parse_optional_addr)]
-    admin_address: Option<SocketAddr>,
+    admin_address: OptionalAddr,
     /// Readiness endpoint `/healthz/ready` for load balancers and Kubernetes (`off` disables it).
     #[arg(long, default_value = "0.0.0.0:15021", value_parser = parse_optional_addr)]
-    health_address: Option<SocketAddr>,
+    health_address: OptionalAddr,
     /// Prometheus endpoint `/stats/prometheus` (`off` disables it).
     #[arg(long, default_value = "0.0.0.0:15090", value_parser = parse_optional_addr)]
-    stats_address: Option<SocketAddr>,
+    stats_address: OptionalAddr,
     /// On SIGTERM: how long to keep serving with readiness failing, so load balancers stop
     /// sending (Istio's terminationDrainDuration), in seconds.
     #[arg(long, default_value_t = 5.0)]
@@ -97,12 +97,16 @@ fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
     Ok((port, addr))
 }
 
-fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+/// `ADDR:PORT`, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct OptionalAddr(Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
     if s == "off" {
-        return Ok(None);
+        return Ok(OptionalAddr(None));
     }
     s.parse()
-        .map(Some)
+        .map(|a| OptionalAddr(Some(a)))
         .map_err(|e| format!("bad address {s:?} (ADDR:PORT or off): {e}"))
 }
 
@@ -224,9 +228,9 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         settings.server_header = (!cli.server_header.is_empty()).then_some(cli.server_header);
         settings.default_namespace = cli.common.default_namespace.clone();
         settings.strict = cli.strict;
-        settings.admin = cli.admin_address;
-        settings.health = cli.health_address;
-        settings.stats = cli.stats_address;
+        settings.admin = cli.admin_address.0;
+        settings.health = cli.health_address.0;
+        settings.stats = cli.stats_address.0;
         settings.compile = compile_options(&cli.common);
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),

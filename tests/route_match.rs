@@ -247,3 +247,50 @@ async fn match_port_and_gateway_conditions_are_applied_at_build_time() {
     let c9090 = Client::http1(gw.port(9090));
     assert_eq!(c9090.get("x", "/g").await.upstream(), "c");
 }
+
+#[tokio::test]
+async fn source_namespace_and_export_to_are_applied_at_build_time() {
+    // meshgate is the gateway "pod" in istio-system, as `--proxy-namespace` defaults.
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let mut yaml = gateway_yaml(&["*"]);
+    // s.svc: a hidden ServiceEntry (exportTo ".") first, then the visible one; targetPort picks
+    // the endpoint port when the endpoint names none.
+    for (ns, export, up) in [("hidden", "[\".\"]", &a), ("default", "[\"*\"]", &b)] {
+        yaml.push_str(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: s, namespace: {ns}}}\nspec:\n  hosts: [s.svc]\n  exportTo: {export}\n  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {}}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1}}]\n---\n",
+            up.addr.port()
+        ));
+    }
+    // A DestinationRule only its own namespace sees: its subset does not exist for the gateway.
+    yaml.push_str("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s, namespace: other}\nspec:\n  host: s.svc\n  exportTo: [\".\"]\n  subsets: [{name: v1, labels: {}}]\n---\n");
+    yaml.push_str(concat!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [shown.example]\n  gateways: [gw]\n  exportTo: [\"*\"]\n  http:\n",
+        "  - match: [{uri: {prefix: /ns}, sourceNamespace: other}]\n    route: [{destination: {host: nowhere.svc}}]\n",
+        "  - match: [{uri: {prefix: /ns}, sourceNamespace: istio-system}]\n    route: [{destination: {host: s.svc}}]\n",
+        "  - match: [{uri: {prefix: /subset}}]\n    route: [{destination: {host: s.svc, subset: v1}}]\n---\n",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hidden}\nspec:\n  hosts: [hidden.example]\n  gateways: [gw]\n  exportTo: [\".\"]\n  http:\n  - route: [{destination: {host: s.svc}}]\n",
+    ));
+    let gw = TestGateway::start(&yaml).await;
+    let c = Client::http1(gw.addr());
+    let r = c.get("shown.example", "/ns").await;
+    assert_eq!(
+        r.upstream(),
+        "b",
+        "sourceNamespace, exportTo and targetPort"
+    );
+    assert_eq!(c.get("shown.example", "/subset").await.status, 503);
+    assert_eq!(c.get("hidden.example", "/").await.status, 404);
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn scheme_condition_sees_http_on_a_plain_listener() {
+    let http = format!(
+        "  - match: [{{scheme: {{exact: https}}}}]\n{}  - match: [{{scheme: {{exact: http}}}}]\n{}",
+        route("a"),
+        route("b")
+    );
+    let (gw, _ups) = setup(&http).await;
+    let c = Client::http1(gw.addr());
+    assert_eq!(c.get("x", "/").await.upstream(), "b");
+}

@@ -204,6 +204,24 @@ fn unknown_field_is_a_warning_with_suggestion() {
 }
 
 #[test]
+fn field_not_supported_yet_is_a_warning_naming_it() {
+    let file = invalid("not-yet-supported-field");
+    let warning = format!("warning: {file}#1 DestinationRule default/reviews: spec.trafficPolicy.loadBalancer.warmup: slow-start warmup: not supported by meshgate yet; ignored");
+    let (code, out) = validate(&[&file]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        lines(&out),
+        [
+            warning.as_str(),
+            "ok: 0 Gateways, 0 VirtualServices, 1 DestinationRules, 0 ServiceEntries → 0 listeners, 0 virtual hosts, 0 routes, 0 clusters (1 warnings)",
+        ]
+    );
+    let (code, out) = validate(&["--strict", &file]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(lines(&out)[0], warning);
+}
+
+#[test]
 fn unknown_field_fails_with_strict() {
     let file = invalid("unknown-field-typo");
     let (code, out) = validate(&["--strict", &file]);

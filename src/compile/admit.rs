@@ -121,7 +121,7 @@ pub fn admit(
                 .collect();
             gateway_names.difference(&served).cloned().collect()
         };
-        let (checked, mut report) = check(&resources, &skipped_gateways);
+        let (checked, mut report) = check(&resources, opts, &skipped_gateways);
         if let Some(e) = report.errors.iter().find(|e| e.source.resource.is_none()) {
             // `check` attributes every error to a resource; one that is not cannot be isolated.
             return Err(Box::new(e.clone()));

@@ -422,6 +422,7 @@ fn instantiate(
                     retry: f.retry.clone(),
                     fault: f.fault.clone(),
                     mirrors,
+                    cors: f.cors.clone(),
                 })
             }
         });

@@ -9,6 +9,7 @@
 mod actions;
 mod admit;
 mod clusters;
+mod cors;
 mod delegate;
 mod headers;
 mod listeners;
@@ -101,7 +102,7 @@ impl std::fmt::Display for Summary {
 /// all. What `meshgate validate` and `--strict` use; serving uses [`admit`], which skips bad
 /// resources instead.
 pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Report) {
-    let (checked, mut report) = check(resources, &HashSet::new());
+    let (checked, mut report) = check(resources, opts, &HashSet::new());
     if !report.is_ok() {
         return (None, report);
     }
@@ -117,16 +118,29 @@ pub(crate) struct Checked {
 /// Validates every resource on its own. Every error it reports names one resource
 /// (`Source::resource`), which is what lets [`admit`] skip exactly the resources at fault.
 /// `skipped_gateways` (`ns/name`) exist but are not served: references to them are not dangling.
-fn check(resources: &Resources, skipped_gateways: &HashSet<String>) -> (Checked, Report) {
+fn check(
+    resources: &Resources,
+    opts: &Options,
+    skipped_gateways: &HashSet<String>,
+) -> (Checked, Report) {
     let mut report = Report::default();
     for gw in &resources.gateways {
-        validate::gateway(gw, &mut Ctx::new(&gw.source, &mut report));
+        let cx = &mut Ctx::new(&gw.source, &mut report);
+        validate::gateway(gw, cx);
+        validate::unsupported::gateway(gw, opts, cx);
     }
     for dr in &resources.destination_rules {
-        validate::destination_rule(dr, &mut Ctx::new(&dr.source, &mut report));
+        let cx = &mut Ctx::new(&dr.source, &mut report);
+        validate::destination_rule(dr, cx);
+        validate::unsupported::destination_rule(dr, cx);
     }
     for se in &resources.service_entries {
-        validate::service_entry(se, &mut Ctx::new(&se.source, &mut report));
+        let cx = &mut Ctx::new(&se.source, &mut report);
+        validate::service_entry(se, cx);
+        validate::unsupported::service_entry(se, cx);
+    }
+    for vs in &resources.virtual_services {
+        validate::unsupported::virtual_service(vs, &mut Ctx::new(&vs.source, &mut report));
     }
     let templates = listeners::virtual_services(resources, skipped_gateways, &mut report);
     (Checked { templates }, report)

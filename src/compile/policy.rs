@@ -316,10 +316,19 @@ mod tests {
     }
 
     #[test]
+    fn outlier_detection_fields() {
+        let dr = rule("host: r\ntrafficPolicy: {outlierDetection: {splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3, minHealthPercent: 50, maxEjectionPercent: 200}}\n");
+        let o = effective_policy(Some(&dr), None, 80).outlier.unwrap();
+        assert_eq!(o.consecutive_local, Some(3));
+        assert_eq!(o.min_health_percent, 50);
+        assert_eq!(o.max_ejection_percent, 100);
+    }
+
+    #[test]
     fn connection_pool_settings() {
         let dr = rule(concat!(
             "host: r\ntrafficPolicy:\n  connectionPool:\n",
-            "    tcp: {maxConnections: 7, connectTimeout: 250ms, idleTimeout: 5s, tcpKeepalive: {time: 30s, probes: 3}}\n",
+            "    tcp: {maxConnections: 7, connectTimeout: 250ms, idleTimeout: 5s, tcpKeepalive: {time: 30s, interval: 10s, probes: 3}}\n",
             "    http: {http1MaxPendingRequests: 0, http2MaxRequests: 9, maxRetries: 2, maxRequestsPerConnection: 4, h2UpgradePolicy: UPGRADE}\n",
         ));
         let p = effective_policy(Some(&dr), None, 80);
@@ -339,7 +348,7 @@ mod tests {
                 connect_timeout: Duration::from_millis(250),
                 keepalive: Some(Keepalive {
                     time: Some(Duration::from_secs(30)),
-                    interval: None,
+                    interval: Some(Duration::from_secs(10)),
                     probes: Some(3),
                 }),
                 idle_timeout: Duration::from_secs(5),

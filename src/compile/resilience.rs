@@ -448,4 +448,12 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("mirror"), "{e}");
     }
+
+    #[test]
+    fn mirror_percent_is_the_deprecated_integer_share() {
+        let m = forward("    mirror: {host: m}\n    mirrorPercent: 30\n")
+            .unwrap()
+            .2;
+        assert_eq!(m[0].per_million, 300_000);
+    }
 }

@@ -11,13 +11,15 @@ use crate::config::{
     self, ConflictKind, ErrorKind, HttpRoute, Resource, Resources, VirtualServiceSpec,
 };
 use crate::route::{
-    DirectResponse, FaultPolicy, HeaderOps, PathRewrite, Redirect, RequestMatch, RetryPolicy,
+    CorsPolicy, DirectResponse, FaultPolicy, HeaderOps, PathRewrite, Redirect, RequestMatch,
+    RetryPolicy,
 };
 
 use super::actions::{compile_direct, compile_redirect, compile_rewrite};
+use super::cors::compile_cors;
 use super::delegate;
 use super::headers::{compile_headers, invalid};
-use super::matchers::{compile_match, port_number, str_match};
+use super::matchers::{compile_match, port_number};
 use super::names::{host_error, is_dns_label, resolve_short_name};
 use super::resilience::{self, MirrorTemplate, Resilience};
 use super::{duration_field, Ctx};
@@ -59,6 +61,7 @@ pub(super) struct ForwardTemplate {
     pub retry: RetryPolicy,
     pub fault: Option<FaultPolicy>,
     pub mirrors: Vec<MirrorTemplate>,
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 #[derive(Debug)]
@@ -216,7 +219,6 @@ fn compile_route(
     } else {
         matches
     };
-    check_extras(route, field, cx);
     let resilience = resilience::compile(route, field, namespace, cx);
     let action = compile_action(route, field, namespace, resilience, cx)?;
     if failed_matches {
@@ -281,6 +283,20 @@ fn compile_action(
         .timeout
         .as_deref()
         .and_then(|t| duration_field(t, &format!("{field}.timeout"), cx));
+    let cors_field = format!("{field}.corsPolicy");
+    let cors = route
+        .cors_policy
+        .as_ref()
+        .and_then(|c| compile_cors(c, &cors_field, cx));
+    if cors.is_some() && (route.redirect.is_some() || route.direct_response.is_some()) {
+        // Envoy's CORS filter only acts on routes that forward.
+        cx.warn(
+            &cors_field,
+            ErrorKind::Note(
+                "has no effect on a redirect or directResponse route (as in Envoy); ignored".into(),
+            ),
+        );
+    }
 
     let action = if let Some(r) = &route.redirect {
         compile_redirect(r, route, &format!("{field}.redirect"), headers, cx)
@@ -325,6 +341,7 @@ fn compile_action(
             retry: resilience.retry,
             fault: resilience.fault,
             mirrors: resilience.mirrors,
+            cors,
         }))
     };
     if cx.error_count() != errors_before {
@@ -420,37 +437,4 @@ pub(super) fn destination(
         dest.subset.clone().filter(|s| !s.is_empty()),
         port,
     ))
-}
-
-/// Fields not applied yet (CORS): validated now so a bad value is caught at load time.
-fn check_extras(route: &HttpRoute, field: &str, cx: &mut Ctx<'_>) {
-    if let Some(c) = &route.cors_policy {
-        let f = format!("{field}.corsPolicy");
-        for (i, o) in c.allow_origins.iter().enumerate() {
-            let _ = str_match(o, &format!("{f}.allowOrigins[{i}]"), false, false, cx);
-        }
-        for (i, m) in c.allow_methods.iter().enumerate() {
-            if !matches!(
-                m.as_str(),
-                "GET"
-                    | "HEAD"
-                    | "POST"
-                    | "PUT"
-                    | "PATCH"
-                    | "DELETE"
-                    | "CONNECT"
-                    | "OPTIONS"
-                    | "TRACE"
-                    | "*"
-            ) {
-                cx.error(
-                    &format!("{f}.allowMethods[{i}]"),
-                    invalid("method", m, "not an HTTP method"),
-                );
-            }
-        }
-        if let Some(t) = &c.max_age {
-            duration_field(t, &format!("{f}.maxAge"), cx);
-        }
-    }
 }

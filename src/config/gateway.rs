@@ -8,7 +8,8 @@ use serde::Deserialize;
 #[serde(rename_all = "camelCase", default)]
 pub struct GatewaySpec {
     pub servers: Vec<Server>,
-    /// Accepted and ignored: meshgate serves every Gateway it is given.
+    /// meshgate serves every Gateway it is given; a selector that does not select meshgate's
+    /// labels is warned about.
     pub selector: BTreeMap<String, String>,
 }
 

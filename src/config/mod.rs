@@ -135,7 +135,8 @@ pub struct PortSelector {
 }
 
 /// Every field name of the model, for "did you mean" suggestions on unknown fields.
-pub(crate) const KNOWN_FIELDS: &[&str] = &[
+/// `tests/config_fields.rs` checks that every field of the serde model is listed.
+pub const KNOWN_FIELDS: &[&str] = &[
     "servers",
     "selector",
     "port",
@@ -245,6 +246,7 @@ pub(crate) const KNOWN_FIELDS: &[&str] = &[
     "subsets",
     "labels",
     "workloadSelector",
+    "matchLabels",
     "loadBalancer",
     "connectionPool",
     "outlierDetection",
@@ -295,6 +297,7 @@ pub(crate) const KNOWN_FIELDS: &[&str] = &[
     "clientCertificate",
     "sni",
     "addresses",
+    "ports",
     "location",
     "resolution",
     "endpoints",

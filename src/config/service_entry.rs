@@ -13,7 +13,7 @@ pub struct ServiceEntrySpec {
     pub location: Option<String>,
     pub resolution: Option<String>,
     pub endpoints: Vec<WorkloadEntry>,
-    pub workload_selector: Option<super::WorkloadSelector>,
+    pub workload_selector: Option<ServiceWorkloadSelector>,
     pub export_to: Vec<String>,
     pub subject_alt_names: Vec<String>,
 }
@@ -37,4 +37,11 @@ pub struct WorkloadEntry {
     pub locality: Option<String>,
     pub network: Option<String>,
     pub service_account: Option<String>,
+}
+
+/// A ServiceEntry's `workloadSelector`: `labels` (a DestinationRule's selector says `matchLabels`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceWorkloadSelector {
+    pub labels: BTreeMap<String, String>,
 }

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::route::{
-    Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView, Route,
-    RouteAction, TemplateContext,
+    CorsDecision, Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView,
+    Route, RouteAction, TemplateContext,
 };
 
 use super::error::{local_reply, ProxyError, ResponseFlags};
@@ -37,7 +37,8 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let grpc = is_grpc(req.headers());
-    let mut resp = match route_request(&shared, conn, req, start).await {
+    let mut cors = None;
+    let mut resp = match route_request(&shared, conn, req, start, &mut cors).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
@@ -48,6 +49,10 @@ pub async fn handle(
             }
         }
     };
+    if let Some(cors) = cors {
+        // Envoy's CORS filter sets these on every response, the gateway's own replies included.
+        resp.headers_mut().extend(cors);
+    }
     if let Some(server) = &shared.server_header {
         resp.headers_mut().insert(header::SERVER, server.clone());
     }
@@ -68,6 +73,7 @@ async fn route_request(
     conn: Conn,
     req: Request<Incoming>,
     start: Instant,
+    cors: &mut Option<HeaderMap>,
 ) -> Result<Response<Body>, ProxyError> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return Err(ProxyError::Http10);
@@ -117,6 +123,15 @@ async fn route_request(
             &ctx,
         )),
         RouteAction::Forward(f) => {
+            match f
+                .cors
+                .as_ref()
+                .map(|c| c.decide(req.method(), req.headers()))
+            {
+                Some(CorsDecision::Preflight(headers)) => return Ok(cors_preflight(headers)),
+                Some(CorsDecision::Allowed(headers)) => *cors = Some(headers),
+                Some(CorsDecision::Pass) | None => {}
+            }
             let norm_path = norm_path.into_owned();
             let authority = authority.into_owned();
             forward::forward(
@@ -142,6 +157,13 @@ fn request_authority(req: &Request<Incoming>) -> Option<std::borrow::Cow<'_, str
     }
     let host = req.headers().get(header::HOST)?.to_str().ok()?;
     (!host.is_empty()).then_some(std::borrow::Cow::Borrowed(host))
+}
+
+/// A preflight answered at the gateway: 200, empty body (Envoy's CORS filter reply).
+fn cors_preflight(headers: HeaderMap) -> Response<Body> {
+    let mut resp = local_reply(StatusCode::OK, Bytes::new());
+    resp.headers_mut().extend(headers);
+    resp
 }
 
 fn direct_response(d: &DirectResponse, ctx: &TemplateContext<'_>) -> Response<Body> {

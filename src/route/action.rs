@@ -36,6 +36,9 @@ pub struct Forward {
     pub fault: Option<super::FaultPolicy>,
     /// `mirror`/`mirrors`, resolved to clusters.
     pub mirrors: Vec<super::Mirror>,
+    /// `corsPolicy`. Only forwarding routes have one: Envoy's CORS filter skips redirect and
+    /// direct-response routes.
+    pub cors: Option<Arc<super::CorsPolicy>>,
 }
 
 #[derive(Debug)]

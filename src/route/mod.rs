@@ -3,11 +3,13 @@
 //! May not touch: endpoints, health, bodies, `config::*` (the compiler builds these types).
 
 mod action;
+mod cors;
 mod host;
 mod matcher;
 mod policy;
 
 pub use action::*;
+pub use cors::{CorsDecision, CorsPolicy};
 pub use host::HostTable;
 pub use matcher::{
     HeaderCondition, HeaderTarget, PathMatch, QueryCondition, RequestMatch, StrMatch,

@@ -16,13 +16,16 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Starts `meshgate --config <config> --listen 8080=127.0.0.1:0 <extra>` and waits (bounded)
-    /// for its `listening` log line.
+    /// Starts `meshgate --config <config> --listen 8080=127.0.0.1:0 <extra>` (operations ports on
+    /// ephemeral 127.0.0.1 ports too) and waits (bounded) for its `listening` log line.
     pub fn start(config: &Path, extra: &[&str]) -> Binary {
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(config)
             .args(["--listen", "8080=127.0.0.1:0"])
+            .args(["--admin-address", "127.0.0.1:0"])
+            .args(["--health-address", "127.0.0.1:0"])
+            .args(["--stats-address", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())

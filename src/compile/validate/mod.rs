@@ -5,6 +5,7 @@
 mod destination_rule;
 mod gateway;
 mod service_entry;
+pub(super) mod unsupported;
 
 pub(super) use destination_rule::destination_rule;
 pub(super) use gateway::gateway;
