@@ -92,6 +92,12 @@ async fn admin_dumps_config_and_clusters_and_reloads() {
     assert_eq!(v["listeners"][0]["gateway_port"], 8080);
     let route = &v["listeners"][0]["virtual_hosts"][0]["routes"][0];
     assert_eq!(route["name"], "default/vs/api");
+    assert_eq!(route["source"]["resource"], "VirtualService default/vs");
+    assert_eq!(route["source"]["rule"], "spec.http[0] (api)");
+    assert!(route["source"]["location"]
+        .as_str()
+        .unwrap()
+        .ends_with("config.yaml#3"));
     assert_eq!(
         route["action"]["route"]["destinations"][0]["cluster"],
         "outbound|80||a.svc"

@@ -435,6 +435,8 @@ fn instantiate(
                     .is_none_or(|p| !matches!(&p.kind, crate::route::StrMatch::Exact(_)));
             out.push(Route {
                 name: rt.name.clone(),
+                origin: rt.origin.clone(),
+                match_index: m.index,
                 matcher: m.matcher.clone(),
                 action: action.clone(),
             });

@@ -129,6 +129,7 @@ pub(super) fn compile_match(
         return None;
     }
     Some(MatchTemplate {
+        index: 0,
         matcher: RequestMatch {
             path,
             method,

@@ -12,7 +12,7 @@ use crate::config::{
 };
 use crate::route::{
     CorsPolicy, DirectResponse, FaultPolicy, HeaderOps, PathRewrite, Redirect, RequestMatch,
-    RetryPolicy,
+    RetryPolicy, RouteOrigin,
 };
 
 use super::actions::{compile_direct, compile_redirect, compile_rewrite};
@@ -28,6 +28,7 @@ use super::{duration_field, Ctx};
 #[derive(Debug)]
 pub(super) struct RouteTemplate {
     pub name: Arc<str>,
+    pub origin: Arc<RouteOrigin>,
     pub matches: Vec<MatchTemplate>,
     pub action: ActionTemplate,
 }
@@ -35,6 +36,8 @@ pub(super) struct RouteTemplate {
 /// One `match[]` entry: per-request conditions plus the build-time ones (port, gateways, source).
 #[derive(Debug)]
 pub(super) struct MatchTemplate {
+    /// Index in the rule's `match[]`.
+    pub index: usize,
     pub matcher: RequestMatch,
     pub port: Option<u16>,
     /// `match.gateways`, resolved to `ns/name` (`mesh` dropped): the match applies only at these
@@ -99,9 +102,17 @@ pub(super) fn compile_http(
             Some(n) => format!("{namespace}/{vs_name}/{n}").into(),
             None => format!("{namespace}/{vs_name}/http[{i}]").into(),
         };
+        let origin = Arc::new(RouteOrigin {
+            location: vs.source.location().into(),
+            resource: format!("VirtualService {namespace}/{vs_name}").into(),
+            rule: match &route.name {
+                Some(n) => format!("{field} ({n})").into(),
+                None => field.clone().into(),
+            },
+        });
         match &route.delegate {
-            Some(d) => out.extend(delegated(vs, resources, route, d, &field, cx)),
-            None => out.extend(compile_route(route, &field, name, namespace, cx)),
+            Some(d) => out.extend(delegated(vs, resources, route, d, (&field, &origin), cx)),
+            None => out.extend(compile_route(route, &field, name, origin, namespace, cx)),
         }
     }
     out
@@ -113,7 +124,7 @@ fn delegated(
     resources: &Resources,
     route: &HttpRoute,
     d: &config::Delegate,
-    field: &str,
+    (field, origin): (&str, &RouteOrigin),
     cx: &mut Ctx<'_>,
 ) -> Vec<RouteTemplate> {
     let f = format!("{field}.delegate");
@@ -175,7 +186,18 @@ fn delegated(
         let mut scratch = crate::config::Report::default();
         let mut dcx = Ctx::new(&dvs.source, &mut scratch);
         let field = format!("spec.http[{j}]");
-        match compile_route(&merged, &field, name, &dvs.namespace, &mut dcx) {
+        let origin = Arc::new(RouteOrigin {
+            rule: format!(
+                "{} → {} VirtualService {}/{} {field}",
+                origin.rule,
+                dvs.source.location(),
+                dvs.namespace,
+                dvs.name
+            )
+            .into(),
+            ..origin.clone()
+        });
+        match compile_route(&merged, &field, name, origin, &dvs.namespace, &mut dcx) {
             Some(t) if scratch.is_ok() => out.push(t),
             _ => {
                 for e in &scratch.errors {
@@ -198,6 +220,7 @@ fn compile_route(
     route: &HttpRoute,
     field: &str,
     name: Arc<str>,
+    origin: Arc<RouteOrigin>,
     namespace: &str,
     cx: &mut Ctx<'_>,
 ) -> Option<RouteTemplate> {
@@ -205,11 +228,16 @@ fn compile_route(
         .matches
         .iter()
         .enumerate()
-        .filter_map(|(j, m)| compile_match(m, &format!("{field}.match[{j}]"), namespace, cx))
+        .filter_map(|(j, m)| {
+            let mut t = compile_match(m, &format!("{field}.match[{j}]"), namespace, cx)?;
+            t.index = j;
+            Some(t)
+        })
         .collect::<Vec<_>>();
     let failed_matches = matches.len() != route.matches.len();
     let matches = if route.matches.is_empty() {
         vec![MatchTemplate {
+            index: 0,
             matcher: RequestMatch::default(),
             port: None,
             gateways: None,
@@ -226,6 +254,7 @@ fn compile_route(
     }
     Some(RouteTemplate {
         name,
+        origin,
         matches,
         action,
     })

@@ -127,6 +127,12 @@ fn virtual_hosts(table: &RouteTable, snap: &Snapshot) -> Vec<Value> {
                 "https_redirect": vh.require_tls,
                 "routes": vh.routes.iter().map(|r| json!({
                     "name": &*r.name,
+                    "source": {
+                        "location": &*r.origin.location,
+                        "resource": &*r.origin.resource,
+                        "rule": &*r.origin.rule,
+                        "match_index": r.match_index,
+                    },
                     "match": format!("{:?}", r.matcher),
                     "action": action_json(&r.action, snap),
                 })).collect::<Vec<_>>(),

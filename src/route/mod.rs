@@ -39,8 +39,30 @@ pub struct VirtualHost {
 pub struct Route {
     /// `<vs-namespace>/<vs-name>` and the http route name / index, for logs.
     pub name: std::sync::Arc<str>,
+    /// The rule this route was compiled from, for logs, the admin API and the explainer.
+    pub origin: std::sync::Arc<RouteOrigin>,
+    /// Which `match[]` entry of the rule (0 when the rule has none).
+    pub match_index: usize,
     pub matcher: RequestMatch,
     pub action: std::sync::Arc<RouteAction>,
+}
+
+/// Where a route came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteOrigin {
+    /// `file.yaml#2`: the file and YAML document.
+    pub location: Box<str>,
+    /// `VirtualService shop/cart`.
+    pub resource: Box<str>,
+    /// `spec.http[1]` (with its name, if any); for a delegated rule, the root rule and the
+    /// delegate's rule it was merged with.
+    pub rule: Box<str>,
+}
+
+impl std::fmt::Display for RouteOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.location, self.resource, self.rule)
+    }
 }
 
 /// The parts of a request that routing looks at. Built once per request without allocation.
