@@ -29,6 +29,7 @@ pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod snapshot;
+pub mod telemetry;
 pub mod upstream;
 
 pub use gateway::{load_and_compile, Gateway, OpsPort, ReloadError, Settings, StartError, Status};

@@ -1,0 +1,286 @@
+//! Access log lines in Envoy's format as Istio configures it (`meshConfig.accessLogEncoding`
+//! TEXT or JSON), written by one background thread so the request path never blocks on stdout.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::time::SystemTime;
+
+/// `--access-log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Istio's `EnvoyTextLogFormat`.
+    Text,
+    /// Istio's default JSON access log (same fields, Istio's key names).
+    Json,
+}
+
+/// One finished request, as the log shows it. `None`/empty fields print as `-` (text) or
+/// `null` (JSON), as Envoy's formatter does.
+#[derive(Debug, Clone, Default)]
+pub struct Line<'a> {
+    pub start: Option<SystemTime>,
+    pub method: &'a str,
+    /// `x-envoy-original-path` if set, else the path with the query, as the client sent it.
+    pub path: &'a str,
+    /// `HTTP/1.1`, `HTTP/2`.
+    pub protocol: &'a str,
+    pub response_code: u16,
+    pub response_flags: &'a str,
+    pub response_code_details: &'a str,
+    pub connection_termination_details: Option<&'a str>,
+    pub upstream_transport_failure_reason: Option<&'a str>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub duration_ms: u64,
+    pub upstream_service_time: Option<u64>,
+    pub x_forwarded_for: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub authority: Option<&'a str>,
+    pub upstream_host: Option<SocketAddr>,
+    pub upstream_cluster: Option<&'a str>,
+    pub upstream_local_address: Option<SocketAddr>,
+    pub downstream_local_address: Option<SocketAddr>,
+    pub downstream_remote_address: Option<SocketAddr>,
+    pub requested_server_name: Option<&'a str>,
+    pub route_name: Option<&'a str>,
+}
+
+impl Line<'_> {
+    /// Appends the line (with its newline) in `format` to `out`.
+    pub fn write(&self, format: Format, out: &mut String) {
+        match format {
+            Format::Text => self.text(out),
+            Format::Json => self.json(out),
+        }
+    }
+
+    fn text(&self, out: &mut String) {
+        let dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+        let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}",
+            self.start.map(format_time).unwrap_or_else(|| "-".into()),
+            dash(Some(self.method)),
+            dash(Some(self.path)),
+            dash(Some(self.protocol)),
+            self.response_code,
+            dash(Some(self.response_flags)),
+            dash(Some(self.response_code_details)),
+            dash(self.connection_termination_details),
+            dash(self.upstream_transport_failure_reason),
+            self.bytes_received,
+            self.bytes_sent,
+            self.duration_ms,
+            num(self.upstream_service_time),
+            dash(self.x_forwarded_for),
+            dash(self.user_agent),
+            dash(self.request_id),
+            dash(self.authority),
+            addr(self.upstream_host),
+            dash(self.upstream_cluster),
+            addr(self.upstream_local_address),
+            addr(self.downstream_local_address),
+            addr(self.downstream_remote_address),
+            dash(self.requested_server_name),
+            dash(self.route_name),
+        );
+    }
+
+    fn json(&self, out: &mut String) {
+        use serde_json::{json, Value};
+        let s = |v: Option<&str>| {
+            v.filter(|s| !s.is_empty())
+                .map(Value::from)
+                .unwrap_or(Value::Null)
+        };
+        let a =
+            |v: Option<SocketAddr>| v.map(|a| Value::from(a.to_string())).unwrap_or(Value::Null);
+        let line = json!({
+            "start_time": self.start.map(format_time),
+            "method": s(Some(self.method)),
+            "path": s(Some(self.path)),
+            "protocol": s(Some(self.protocol)),
+            "response_code": self.response_code,
+            "response_flags": s(Some(self.response_flags)),
+            "response_code_details": s(Some(self.response_code_details)),
+            "connection_termination_details": s(self.connection_termination_details),
+            "upstream_transport_failure_reason": s(self.upstream_transport_failure_reason),
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "duration": self.duration_ms,
+            "upstream_service_time": self.upstream_service_time.map(|n| n.to_string()),
+            "x_forwarded_for": s(self.x_forwarded_for),
+            "user_agent": s(self.user_agent),
+            "request_id": s(self.request_id),
+            "authority": s(self.authority),
+            "upstream_host": a(self.upstream_host),
+            "upstream_cluster": s(self.upstream_cluster),
+            "upstream_local_address": a(self.upstream_local_address),
+            "downstream_local_address": a(self.downstream_local_address),
+            "downstream_remote_address": a(self.downstream_remote_address),
+            "requested_server_name": s(self.requested_server_name),
+            "route_name": s(self.route_name),
+        });
+        let _ = serde_json::to_writer(StringWriter(out), &line);
+        out.push('\n');
+    }
+}
+
+struct StringWriter<'a>(&'a mut String);
+
+impl std::io::Write for StringWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `%START_TIME%`: `2026-12-01T21:43:55.123Z` (UTC, milliseconds), as Envoy prints it.
+pub fn format_time(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Lines waiting for the writer thread; past this, lines are dropped and counted.
+const QUEUE: usize = 16 * 1024;
+
+/// The access log sink: a bounded queue to one thread that writes to stdout, flushing whenever
+/// the queue runs empty. Never blocks the request path: a full queue drops the line.
+#[derive(Debug)]
+pub struct AccessLog {
+    pub format: Format,
+    tx: SyncSender<String>,
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// Starts the writer thread on `out` (stdout in production).
+    pub fn start(format: Format, out: Box<dyn std::io::Write + Send>) -> AccessLog {
+        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let _ = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+                while let Ok(line) = rx.recv() {
+                    let _ = out.write_all(line.as_bytes());
+                    while let Ok(line) = rx.try_recv() {
+                        let _ = out.write_all(line.as_bytes());
+                    }
+                    let _ = out.flush();
+                }
+            });
+        AccessLog {
+            format,
+            tx,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn log(&self, line: &Line<'_>) {
+        let mut s = String::with_capacity(384);
+        line.write(self.format, &mut s);
+        match self.tx.try_send(s) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("meshgate_access_log_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sample() -> Line<'static> {
+        Line {
+            start: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_625_435_123)),
+            method: "GET",
+            path: "/api/orders?id=7",
+            protocol: "HTTP/1.1",
+            response_code: 503,
+            response_flags: "UF",
+            response_code_details: "upstream_reset_before_response_started{connection_refused}",
+            upstream_transport_failure_reason: None,
+            bytes_received: 0,
+            bytes_sent: 91,
+            duration_ms: 3,
+            upstream_service_time: None,
+            x_forwarded_for: Some("10.0.0.1"),
+            user_agent: Some("curl/8.5.0"),
+            request_id: Some("abc"),
+            authority: Some("shop.example.com"),
+            upstream_host: Some("127.0.0.1:9".parse().unwrap()),
+            upstream_cluster: Some("outbound|80||backend.internal"),
+            downstream_local_address: Some("127.0.0.1:8080".parse().unwrap()),
+            downstream_remote_address: Some("127.0.0.1:50000".parse().unwrap()),
+            route_name: Some("edge/shop/api"),
+            ..Line::default()
+        }
+    }
+
+    #[test]
+    fn text_line_is_istios_envoy_format() {
+        let mut s = String::new();
+        sample().write(Format::Text, &mut s);
+        assert_eq!(
+            s,
+            "[2025-12-01T21:43:55.123Z] \"GET /api/orders?id=7 HTTP/1.1\" 503 UF upstream_reset_before_response_started{connection_refused} - \"-\" 0 91 3 - \"10.0.0.1\" \"curl/8.5.0\" \"abc\" \"shop.example.com\" \"127.0.0.1:9\" outbound|80||backend.internal - 127.0.0.1:8080 127.0.0.1:50000 - edge/shop/api\n"
+        );
+    }
+
+    #[test]
+    fn json_line_has_istios_keys() {
+        let mut s = String::new();
+        sample().write(Format::Json, &mut s);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["start_time"], "2025-12-01T21:43:55.123Z");
+        assert_eq!(v["response_code"], 503);
+        assert_eq!(v["response_flags"], "UF");
+        assert_eq!(v["upstream_cluster"], "outbound|80||backend.internal");
+        assert_eq!(v["upstream_service_time"], serde_json::Value::Null);
+        assert_eq!(v["route_name"], "edge/shop/api");
+        assert!(s.ends_with("}\n"));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_423), (2025, 12, 1));
+    }
+}
