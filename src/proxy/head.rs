@@ -150,7 +150,7 @@ fn rewrite_path(route: &Route, rewrite: Option<&PathRewrite>, path: &str) -> Opt
                 // No uri condition behaves as prefix "/".
                 None | Some(StrMatch::Present) => 1.min(path.len()),
             };
-            Some(format!("{new}{}", &path[matched..]))
+            Some(format!("{new}{}", path.get(matched..).unwrap_or_default()))
         }
         PathRewrite::Regex {
             pattern,

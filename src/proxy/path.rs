@@ -61,7 +61,7 @@ fn without_params(seg: &str) -> &str {
     let escaped = seg
         .as_bytes()
         .windows(3)
-        .position(|w| w[0] == b'%' && w[1] == b'3' && (w[2] == b'b' || w[2] == b'B'));
+        .position(|w| matches!(w, [b'%', b'3', b'b' | b'B']));
     match (semi, escaped) {
         (Some(a), Some(b)) => seg.get(..a.min(b)).unwrap_or(seg),
         (Some(a), None) | (None, Some(a)) => seg.get(..a).unwrap_or(seg),

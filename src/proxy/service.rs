@@ -196,7 +196,7 @@ fn redirect(
                 Some(StrMatch::Prefix(pre)) => pre.len().min(path.len()),
                 _ => 0,
             };
-            format!("{p}{}", &path[matched..]).into()
+            format!("{p}{}", path.get(matched..).unwrap_or_default()).into()
         }
     };
     let mut location = format!("{scheme}://{host}");
