@@ -163,7 +163,7 @@ fn https_redirect(authority: &str, uri: &http::Uri) -> Response<Body> {
 }
 
 /// Builds the `location` of a VirtualService redirect the way Envoy does.
-fn redirect(
+pub fn redirect(
     r: &Redirect,
     route: &Route,
     authority: &str,
