@@ -1,5 +1,7 @@
 //! Path normalisation as Istio's default (`pathNormalization: BASE`): dot-segments removed,
-//! percent-encoded unreserved characters decoded, `\` turned into `/`; `%2F` kept; `%00` rejected.
+//! percent-encoded unreserved characters decoded, `\` turned into `/`; `%2F` kept; `%00` rejected,
+//! and so is an escape that decoding would create (`%%34%31`, `%4%31`: a second decoding, by the
+//! backend, would read `%41`), so the result is final: normalising it again changes nothing.
 //! Servlet path parameters on dot-segments (`..;x`, `.;x`, also `..%3Bx`) count as dot-segments,
 //! as Tomcat, Jetty and Spring resolve them. The normalised path is what routes match and what is
 //! sent upstream. Works on bytes: no slicing of `&str` inside a character, no panics on any input.
@@ -26,6 +28,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, ()> {
                         return Err(());
                     }
                     if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                        if v.is_ascii_hexdigit() && completes_escape(&decoded) {
+                            return Err(());
+                        }
                         decoded.push(v);
                         i += 3;
                         continue;
@@ -42,6 +47,15 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, ()> {
         Ok(Cow::Owned(remove_dot_segments(&decoded)))
     } else {
         Ok(Cow::Owned(decoded))
+    }
+}
+
+/// Would a hex digit appended to `out` complete a `%HH` that was not written as one?
+fn completes_escape(out: &[u8]) -> bool {
+    match out {
+        [.., b'%'] => true,
+        [.., b'%', h] => h.is_ascii_hexdigit(),
+        _ => false,
     }
 }
 
@@ -143,6 +157,17 @@ mod tests {
         assert_eq!(normalize("/%4\u{e9}").unwrap(), "/%4\u{e9}");
         assert_eq!(normalize("/%").unwrap(), "/%");
         assert_eq!(normalize("/%\u{1f600}/..").unwrap(), "/");
+    }
+
+    #[test]
+    fn escapes_made_by_decoding_are_rejected() {
+        // Found by the `path` fuzz target: one pass turned these into new escapes.
+        assert!(normalize("/public/%%32e%%32e/admin").is_err());
+        assert!(normalize("/%4%41").is_err());
+        assert!(normalize("/%%34%31").is_err());
+        // Written escapes stay as they are; a lone % is data.
+        assert_eq!(normalize("/%25%32e").unwrap(), "/%252e");
+        assert_eq!(normalize("/100%/%41").unwrap(), "/100%/A");
     }
 
     #[test]
