@@ -2,10 +2,12 @@
 //! keeping up to 1 MiB (Envoy's buffer limit) so a retry or a mirror can send it again; beyond
 //! that, replay is abandoned and the body just streams. `ResponseBody` carries an attempt's
 //! guards (circuit-breaker slot, in-flight count) until the response ends, and the route deadline.
+//! `ClientBody` marks the client's body failing, so that failure is blamed on the client.
 //! May not touch: routing, endpoint choice.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -79,6 +81,23 @@ pub struct ReplayBody {
     trailers_sent: bool,
     hint: SizeHint,
 }
+
+/// The client's request body. When it fails (a malformed chunk, the client gone mid-body) the
+/// error is a `ClientBodyError` and `ClientFailed` turns true, so the failed attempt is answered
+/// as the client's fault (400), never as the upstream's (503), and not held against the endpoint.
+pub struct ClientBody {
+    inner: Incoming,
+    failed: ClientFailed,
+}
+
+/// Did the client's request body fail? Shared by a `ClientBody` and the attempt loop.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFailed(Arc<AtomicBool>);
+
+/// The error a `ClientBody` yields: the client's body failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
 
 /// Held by an attempt until its response ends.
 #[derive(Debug)]
@@ -184,9 +203,10 @@ impl http_body::Body for ReplayBody {
         if s.current != this.attempt {
             return Poll::Ready(Some(Err("request body taken over by a retry".into())));
         }
-        if this.pos < s.chunks.len() {
+        if let Some(chunk) = s.chunks.get(this.pos) {
+            let chunk = chunk.clone();
             this.pos += 1;
-            return Poll::Ready(Some(Ok(Frame::data(s.chunks[this.pos - 1].clone()))));
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if s.done {
             if !this.trailers_sent {
@@ -267,6 +287,48 @@ impl http_body::Body for ReplayBody {
 
     fn size_hint(&self) -> SizeHint {
         self.hint
+    }
+}
+
+// === impl ClientBody ===
+
+impl ClientBody {
+    pub fn new(inner: Incoming, failed: ClientFailed) -> ClientBody {
+        ClientBody { inner, failed }
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.failed.0.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))))
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl ClientFailed ===
+
+impl ClientFailed {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 

@@ -50,7 +50,13 @@ pub fn classify(outcome: Outcome<'_>) -> Class {
             | ProxyError::MissingHost
             | ProxyError::Http10
             | ProxyError::BadPath
-            | ProxyError::HeadersTooLarge => Class::Local,
+            | ProxyError::HeadersTooLarge
+            | ProxyError::InvalidHost
+            | ProxyError::ConnectForm
+            | ProxyError::ConnectNotAllowed
+            | ProxyError::TransferCoding
+            | ProxyError::Framing { .. }
+            | ProxyError::DownstreamBody => Class::Local,
         },
     }
 }

@@ -76,6 +76,34 @@ pub enum ProxyError {
     BadPath,
     #[error("request headers larger than 60 KiB")]
     HeadersTooLarge,
+    /// `Host`/`:authority` with bytes an authority cannot hold, or several `Host` headers.
+    #[error("invalid Host / :authority")]
+    InvalidHost,
+    /// CONNECT whose target is not in authority-form (`CONNECT /x`, `CONNECT http://h/x`).
+    #[error("CONNECT target is not in authority-form")]
+    ConnectForm,
+    /// CONNECT in authority-form: not enabled (Envoy's reply to an upgrade it may not do).
+    #[error("CONNECT is not enabled")]
+    ConnectNotAllowed,
+    /// A transfer coding other than a single `chunked` (`gzip, chunked`, `chunked, chunked`).
+    #[error("unsupported transfer encoding")]
+    TransferCoding,
+    /// Request framing that two parsers could read differently.
+    #[error("ambiguous request framing: {kind}")]
+    Framing { kind: FramingError },
+    /// The client's request body broke off or was malformed (bad chunk size, missing CRLF):
+    /// the client's fault, never the upstream's.
+    #[error("the client's request body failed")]
+    DownstreamBody,
+}
+
+/// Why a request's framing is ambiguous (found on the wire by `proxy::framing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("both content-length and transfer-encoding")]
+    ContentLengthAndTransferEncoding,
+    #[error("more than one content-length")]
+    DuplicateContentLength,
 }
 
 impl ProxyError {
@@ -103,7 +131,14 @@ impl ProxyError {
             ProxyError::FaultAbort {
                 kind: AbortKind::Grpc(_),
             } => StatusCode::OK,
-            ProxyError::MissingHost | ProxyError::BadPath => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost
+            | ProxyError::BadPath
+            | ProxyError::InvalidHost
+            | ProxyError::ConnectForm
+            | ProxyError::Framing { .. }
+            | ProxyError::DownstreamBody => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectNotAllowed => StatusCode::FORBIDDEN,
+            ProxyError::TransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Http10 => StatusCode::UPGRADE_REQUIRED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
@@ -144,7 +179,13 @@ impl ProxyError {
             ProxyError::MissingHost
             | ProxyError::Http10
             | ProxyError::BadPath
-            | ProxyError::HeadersTooLarge => ResponseFlags::DPE,
+            | ProxyError::HeadersTooLarge
+            | ProxyError::InvalidHost
+            | ProxyError::ConnectForm
+            | ProxyError::ConnectNotAllowed
+            | ProxyError::TransferCoding
+            | ProxyError::Framing { .. }
+            | ProxyError::DownstreamBody => ResponseFlags::DPE,
         }
     }
 
@@ -169,16 +210,24 @@ impl ProxyError {
             | ProxyError::MissingHost
             | ProxyError::Http10
             | ProxyError::BadPath
-            | ProxyError::HeadersTooLarge => false,
+            | ProxyError::HeadersTooLarge
+            | ProxyError::InvalidHost
+            | ProxyError::ConnectForm
+            | ProxyError::ConnectNotAllowed
+            | ProxyError::TransferCoding
+            | ProxyError::Framing { .. }
+            | ProxyError::DownstreamBody => false,
         }
     }
 
     /// The body Envoy sends for this failure.
     pub fn body(&self) -> String {
         match self {
-            ProxyError::NoRoute | ProxyError::NoCluster { .. } | ProxyError::MissingHost => {
-                String::new()
-            }
+            ProxyError::NoRoute
+            | ProxyError::NoCluster { .. }
+            | ProxyError::MissingHost
+            | ProxyError::InvalidHost
+            | ProxyError::ConnectNotAllowed => String::new(),
             ProxyError::NoHealthyUpstream { .. } => "no healthy upstream".into(),
             ProxyError::Connect { detail, .. } => {
                 format!(
@@ -210,7 +259,11 @@ impl ProxyError {
                 format!("{RESET_PREFIX}connection failure, transport failure reason: {what} is not supported by meshgate yet")
             }
             ProxyError::Http10 => "Upgrade Required".into(),
-            ProxyError::BadPath => "Bad Request".into(),
+            ProxyError::BadPath
+            | ProxyError::ConnectForm
+            | ProxyError::Framing { .. }
+            | ProxyError::DownstreamBody => "Bad Request".into(),
+            ProxyError::TransferCoding => "Not Implemented".into(),
             ProxyError::HeadersTooLarge => "Request Header Fields Too Large".into(),
         }
     }
@@ -233,6 +286,22 @@ impl ProxyError {
         resp
     }
 
+    /// Codec-level rejections close the connection, as Envoy's HTTP/1 codec errors do: after
+    /// them the connection's framing cannot be trusted.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Http10
+                | ProxyError::BadPath
+                | ProxyError::HeadersTooLarge
+                | ProxyError::ConnectForm
+                | ProxyError::ConnectNotAllowed
+                | ProxyError::TransferCoding
+                | ProxyError::Framing { .. }
+                | ProxyError::DownstreamBody
+        )
+    }
+
     pub fn into_response(self) -> Response<Body> {
         if let ProxyError::FaultAbort {
             kind: AbortKind::Grpc(code),
@@ -245,10 +314,7 @@ impl ProxyError {
             resp.headers_mut()
                 .insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
         }
-        if matches!(
-            self,
-            ProxyError::Http10 | ProxyError::BadPath | ProxyError::HeadersTooLarge
-        ) {
+        if self.closes_connection() {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

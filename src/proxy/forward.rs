@@ -17,7 +17,7 @@ use crate::route::{Forward, Route, TemplateContext, WeightedCluster};
 use crate::snapshot::Snapshot;
 use crate::upstream::{Cluster, Endpoint, LbPolicy, Pick, RequestHash, RetryPermit, UpstreamBody};
 
-use super::body::{AttemptGuard, Replay, ResponseBody};
+use super::body::{AttemptGuard, ClientBody, ClientFailed, Replay, ResponseBody};
 use super::classify::{classify, upstream_error, Outcome};
 use super::error::{ProxyError, ResponseFlags};
 use super::head::Head;
@@ -106,15 +106,14 @@ pub async fn forward(
     };
 
     let mirrored = !action.mirrors.is_empty();
+    let client_failed = ClientFailed::default();
+    let body = ClientBody::new(body, client_failed.clone());
     let mut source = if http_body::Body::is_end_stream(&body) {
         Source::Empty
     } else if action.retry.num_retries == 0 && !mirrored && action.timeout.is_none() {
-        Source::Once(Some(body.map_err(Into::into).boxed_unsync()))
+        Source::Once(Some(body.boxed_unsync()))
     } else {
-        Source::Replay(Replay::new(
-            body.map_err(Into::into).boxed_unsync(),
-            mirrored,
-        ))
+        Source::Replay(Replay::new(body.boxed_unsync(), mirrored))
     };
     if mirrored {
         let body = match &source {
@@ -128,7 +127,7 @@ pub async fn forward(
         Source::Replay(r) => RouteTimer::after_body(action.timeout, r.ended()),
         Source::Empty | Source::Once(_) => RouteTimer::now(action.timeout),
     };
-    let done = attempts(
+    let done = match attempts(
         cluster,
         action,
         &target.key,
@@ -137,7 +136,13 @@ pub async fn forward(
         hash.hash,
         &timer,
     )
-    .await?;
+    .await
+    {
+        Ok(done) => done,
+        // However the upstream side reported it, a broken client body is the client's fault.
+        Err(_) if client_failed.get() => return Err(ProxyError::DownstreamBody),
+        Err(e) => return Err(e),
+    };
     flags |= done.flags;
     let Done {
         mut resp, guard, ..
@@ -310,6 +315,13 @@ async fn attempt(
             .request(req)
             .await
             .map_err(|e| upstream_error(&e, endpoint.addr))?;
+        if ambiguous_response(&resp) {
+            // Dropping the response unread also keeps its connection out of the pool.
+            return Err(ProxyError::Protocol {
+                endpoint: endpoint.addr,
+                detail: "response with both content-length and transfer-encoding".into(),
+            });
+        }
         Ok((
             resp,
             AttemptGuard {
@@ -337,6 +349,14 @@ async fn attempt(
         r = send => r,
     };
     (result, Some(endpoint))
+}
+
+/// An HTTP/1 response with both `content-length` and `transfer-encoding`: hyper reads it as
+/// chunked, another hop might not (Envoy answers 502 and closes the upstream connection).
+fn ambiguous_response(resp: &Response<Incoming>) -> bool {
+    resp.version() <= Version::HTTP_11
+        && resp.headers().contains_key(header::CONTENT_LENGTH)
+        && resp.headers().contains_key(header::TRANSFER_ENCODING)
 }
 
 // === impl Source ===

@@ -21,7 +21,7 @@ const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
 
 /// The upstream request head, built once and sent by every attempt and mirror.
 #[derive(Debug, Clone)]
-pub(super) struct Head {
+pub struct Head {
     pub method: Method,
     pub version: Version,
     pub path_and_query: PathAndQuery,

@@ -123,10 +123,9 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
         let id = uuid::Uuid::new_v4();
         let mut buf = uuid::Uuid::encode_buffer();
         let s = id.hyphenated().encode_lower(&mut buf);
-        headers.insert(
-            X_REQUEST_ID,
-            HeaderValue::from_str(s).expect("uuid is ascii"),
-        );
+        if let Ok(v) = HeaderValue::from_str(s) {
+            headers.insert(X_REQUEST_ID, v);
+        }
     }
     headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
 }

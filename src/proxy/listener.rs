@@ -8,6 +8,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::framing::{Framing, ScannedIo};
 use super::service::{handle, Conn};
 use super::Shared;
 
@@ -56,8 +57,14 @@ pub async fn serve(
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let conn = Conn { peer, gateway_port };
-            let svc = service_fn(move |req| handle(shared.clone(), conn, req));
-            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            // hyper hides some ambiguous framing from the service; the scanner does not.
+            let framing = Framing::new();
+            let io = TokioIo::new(ScannedIo::new(stream, framing.clone()));
+            let svc = service_fn(move |req| {
+                let ambiguous = framing.next_request();
+                handle(shared.clone(), conn, req, ambiguous)
+            });
+            let served = builder.serve_connection_with_upgrades(io, svc);
             tokio::pin!(served);
             tokio::select! {
                 res = served.as_mut() => {

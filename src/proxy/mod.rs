@@ -2,10 +2,12 @@
 //! May not touch: `config::*`, YAML files. Reads the snapshot once per request.
 
 mod body;
+mod checks;
 mod classify;
 mod error;
 mod fault;
 mod forward;
+mod framing;
 mod head;
 mod headers;
 mod listener;
@@ -20,9 +22,14 @@ use http::HeaderValue;
 
 use crate::snapshot::Snapshot;
 
-pub use error::{ProxyError, ResponseFlags};
+pub use checks::{authority as request_authority, authority_is_valid, check_head};
+pub use error::{FramingError, ProxyError, ResponseFlags};
+pub use framing::{Framing, Scanner};
+pub use head::Head;
+pub use headers::prepare_request;
 pub use listener::serve;
 pub use path::normalize as normalize_path;
+pub use service::redirect as redirect_response;
 
 /// State shared by every connection: the current snapshot (each cluster in it owns its client).
 pub struct Shared {

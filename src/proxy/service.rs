@@ -15,8 +15,8 @@ use crate::route::{
     Route, RouteAction, TemplateContext,
 };
 
-use super::error::{local_reply, ProxyError, ResponseFlags};
-use super::{forward, path, Body, Shared};
+use super::error::{local_reply, FramingError, ProxyError, ResponseFlags};
+use super::{checks, forward, path, Body, Shared};
 
 /// Envoy's `max_request_headers_kb` at an Istio gateway.
 const MAX_HEADER_BYTES: usize = 60 * 1024;
@@ -29,16 +29,26 @@ pub struct Conn {
     pub gateway_port: u16,
 }
 
-/// Handles one request. Never fails: every error becomes Envoy's local reply.
+/// Handles one request. Never fails: every error becomes Envoy's local reply. `ambiguous`: what
+/// the connection's framing scanner found wrong with this request's framing, if anything.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Conn,
     req: Request<Incoming>,
+    ambiguous: Option<FramingError>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let grpc = is_grpc(req.headers());
+    let checked = match ambiguous {
+        Some(kind) => Err(ProxyError::Framing { kind }),
+        None => Ok(()),
+    };
     let mut cors = None;
-    let mut resp = match route_request(&shared, conn, req, start, &mut cors).await {
+    let routed = match checked {
+        Ok(()) => route_request(&shared, conn, req, start, &mut cors).await,
+        Err(e) => Err(e),
+    };
+    let mut resp = match routed {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
@@ -78,6 +88,7 @@ async fn route_request(
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return Err(ProxyError::Http10);
     }
+    checks::check_head(&req)?;
     // hyper's buffer limit is not an exact header limit; Envoy's is 60 KiB.
     let header_bytes: usize = req
         .headers()
@@ -91,7 +102,7 @@ async fn route_request(
     let Some(table) = snapshot.table(conn.gateway_port) else {
         return Err(ProxyError::NoRoute);
     };
-    let authority = request_authority(&req).ok_or(ProxyError::MissingHost)?;
+    let authority: std::borrow::Cow<'_, str> = checks::authority(&req)?.into();
     let norm_path = path::normalize(req.uri().path()).map_err(|()| ProxyError::BadPath)?;
     let view = RequestView {
         method: req.method(),
@@ -150,15 +161,6 @@ fn is_grpc(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// `:authority` (HTTP/2, absolute-form) or `Host` (HTTP/1.1).
-fn request_authority(req: &Request<Incoming>) -> Option<std::borrow::Cow<'_, str>> {
-    if let Some(a) = req.uri().authority() {
-        return Some(std::borrow::Cow::Borrowed(a.as_str()));
-    }
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
-    (!host.is_empty()).then_some(std::borrow::Cow::Borrowed(host))
-}
-
 /// A preflight answered at the gateway: 200, empty body (Envoy's CORS filter reply).
 fn cors_preflight(headers: HeaderMap) -> Response<Body> {
     let mut resp = local_reply(StatusCode::OK, Bytes::new());
@@ -183,7 +185,7 @@ fn https_redirect(authority: &str, uri: &http::Uri) -> Response<Body> {
 }
 
 /// Builds the `location` of a VirtualService redirect the way Envoy does.
-fn redirect(
+pub fn redirect(
     r: &Redirect,
     route: &Route,
     authority: &str,

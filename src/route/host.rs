@@ -35,7 +35,9 @@ impl HostTable {
             if host.len() > MAX_HOST {
                 return self.any;
             }
-            let out = &mut buf[..host.len()];
+            let Some(out) = buf.get_mut(..host.len()) else {
+                return self.any;
+            };
             out.copy_from_slice(host.as_bytes());
             out.make_ascii_lowercase();
             // Lowercasing ASCII letters keeps the bytes valid UTF-8.
@@ -50,7 +52,7 @@ impl HostTable {
             // A wildcard never matches an empty label: start after the first character.
             for (i, b) in host.bytes().enumerate().skip(1) {
                 if b == b'.' {
-                    if let Some(&v) = self.suffix.get(&host[i..]) {
+                    if let Some(&v) = host.get(i..).and_then(|s| self.suffix.get(s)) {
                         return Some(v);
                     }
                 }
@@ -72,12 +74,18 @@ impl HostTable {
 fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return match authority.find(']') {
-            Some(end) => &authority[..=end],
+            Some(end) => authority.get(..=end).unwrap_or(authority),
             None => authority,
         };
     }
     match authority.rfind(':') {
-        Some(i) if authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &authority[..i],
+        Some(i)
+            if authority
+                .get(i + 1..)
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            authority.get(..i).unwrap_or(authority)
+        }
         _ => authority,
     }
 }

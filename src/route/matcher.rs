@@ -94,10 +94,10 @@ impl StrMatch {
     fn matches_ignore_case(&self, value: &str) -> bool {
         match self {
             StrMatch::Exact(v) => value.eq_ignore_ascii_case(v),
-            StrMatch::Prefix(p) => {
-                value.len() >= p.len()
-                    && value.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
-            }
+            StrMatch::Prefix(p) => value
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(p.as_bytes())),
             other => other.matches(value),
         }
     }

@@ -1,0 +1,7 @@
+//! Fuzz target `path`: see `harness::path` (shared with the stable replay test).
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::path(data));

@@ -1,0 +1,505 @@
+//! HTTP/1 request framing followed on the wire, beside hyper. hyper settles a request that has both
+//! `content-length` and `transfer-encoding` (chunked wins, the length is dropped) and one with a
+//! repeated identical `content-length` without telling the service; Envoy rejects both with 400.
+//! So the bytes hyper reads pass through a `Scanner` that finds each request head, notes such
+//! framing, and skips the body (by length, or chunk by chunk) to the next head; the service asks
+//! `Framing::next_request` whether the head it is handling was noted.
+//! May not touch: the bytes (only read), routing. Where it cannot follow the stream (HTTP/2, a head
+//! hyper rejects anyway, a tunnel), it stops looking: hyper's own handling then applies.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::error::FramingError;
+
+/// Longer heads are rejected by hyper (its buffer is about 76 KiB): stop looking.
+const MAX_HEAD: usize = 80 * 1024;
+/// A chunk-size line (with extensions) or trailer section longer than this: stop looking.
+const MAX_LINE: usize = 16 * 1024;
+const MAX_TRAILERS: usize = 64 * 1024;
+const NONE: u64 = u64::MAX;
+
+/// One connection's framing verdicts, shared by its `Scanner` (writer) and its service (reader).
+#[derive(Debug)]
+pub struct Framing {
+    /// `index << 1 | kind` of the first request whose framing is ambiguous; `NONE` if none. The
+    /// first is enough: that request is answered with `connection: close`.
+    flagged: AtomicU64,
+    /// Requests handed to the service so far.
+    requests: AtomicU64,
+}
+
+/// Reads a connection's bytes as they arrive and records ambiguous framing in its `Framing`.
+#[derive(Debug)]
+pub struct Scanner {
+    state: State,
+    /// The head being read (leading empty lines skipped).
+    head: Vec<u8>,
+    /// Non-CR bytes in the current line of the head.
+    line: usize,
+    /// Request heads seen so far.
+    messages: u64,
+    framing: Arc<Framing>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    /// Bytes of a content-length body still to come.
+    Fixed(u64),
+    /// A chunk-size line: the size so far, hex digits seen, past the digits (whitespace or
+    /// extension), CR seen, line length.
+    ChunkSize {
+        size: u64,
+        digits: u32,
+        past: bool,
+        cr: bool,
+        len: usize,
+    },
+    ChunkData(u64),
+    /// After a chunk's data: `\r` expected, then `\n`.
+    ChunkCr,
+    ChunkLf,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers {
+        line: usize,
+        total: usize,
+    },
+    /// Not following this connection any more.
+    Off,
+}
+
+pin_project! {
+    /// A connection whose incoming bytes are shown to a `Scanner` before hyper reads them.
+    pub struct ScannedIo<T> {
+        #[pin]
+        inner: T,
+        scanner: Scanner,
+    }
+}
+
+// === impl Framing ===
+
+impl Framing {
+    pub fn new() -> Arc<Framing> {
+        Arc::new(Framing {
+            flagged: AtomicU64::new(NONE),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Called once per request the service gets, in order (HTTP/1 requests on one connection
+    /// are sequential): the ambiguity of that request's framing, if any.
+    pub fn next_request(&self) -> Option<FramingError> {
+        let index = self.requests.fetch_add(1, Ordering::AcqRel);
+        match self.flagged() {
+            Some((i, kind)) if i == index => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// The first request (by index on the connection) found ambiguous, and why.
+    pub fn flagged(&self) -> Option<(u64, FramingError)> {
+        let f = self.flagged.load(Ordering::Acquire);
+        (f != NONE).then(|| {
+            let kind = if f & 1 == 0 {
+                FramingError::ContentLengthAndTransferEncoding
+            } else {
+                FramingError::DuplicateContentLength
+            };
+            (f >> 1, kind)
+        })
+    }
+
+    fn flag(&self, index: u64, kind: FramingError) {
+        let bit = match kind {
+            FramingError::ContentLengthAndTransferEncoding => 0,
+            FramingError::DuplicateContentLength => 1,
+        };
+        let value = index.saturating_mul(2) | bit;
+        let _ = self
+            .flagged
+            .compare_exchange(NONE, value, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+// === impl Scanner ===
+
+impl Scanner {
+    pub fn new(framing: Arc<Framing>) -> Scanner {
+        Scanner {
+            state: State::Head,
+            head: Vec::new(),
+            line: 0,
+            messages: 0,
+            framing,
+        }
+    }
+
+    /// Has it stopped following the stream?
+    pub fn is_off(&self) -> bool {
+        self.state == State::Off
+    }
+
+    /// Shows the next bytes of the stream, in order, in pieces of any size.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.state {
+                State::Off => return,
+                State::Fixed(n) | State::ChunkData(n) => {
+                    let take = n.min(data.len() as u64);
+                    data = data.get(take as usize..).unwrap_or_default();
+                    let left = n - take;
+                    self.state = match (self.state, left) {
+                        (State::Fixed(_), 0) => State::Head,
+                        (State::Fixed(_), _) => State::Fixed(left),
+                        (_, 0) => State::ChunkCr,
+                        (_, _) => State::ChunkData(left),
+                    };
+                }
+                _ => {
+                    let Some((&b, rest)) = data.split_first() else {
+                        return;
+                    };
+                    data = rest;
+                    self.byte(b);
+                }
+            }
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.state = match self.state {
+            State::Head => {
+                self.head_byte(b);
+                return;
+            }
+            State::ChunkSize {
+                size,
+                digits,
+                past,
+                cr,
+                len,
+            } => chunk_size_byte(b, size, digits, past, cr, len),
+            State::ChunkCr if b == b'\r' => State::ChunkLf,
+            State::ChunkLf if b == b'\n' => Self::chunk_start(),
+            State::Trailers { line, total } => match b {
+                b'\n' if line == 0 => State::Head,
+                b'\n' => State::Trailers { line: 0, total },
+                b'\r' => State::Trailers { line, total },
+                _ if total >= MAX_TRAILERS => State::Off,
+                _ => State::Trailers {
+                    line: line + 1,
+                    total: total + 1,
+                },
+            },
+            State::ChunkCr
+            | State::ChunkLf
+            | State::Fixed(_)
+            | State::ChunkData(_)
+            | State::Off => State::Off,
+        };
+    }
+
+    fn chunk_start() -> State {
+        State::ChunkSize {
+            size: 0,
+            digits: 0,
+            past: false,
+            cr: false,
+            len: 0,
+        }
+    }
+
+    fn head_byte(&mut self, b: u8) {
+        if self.head.is_empty() && (b == b'\r' || b == b'\n') {
+            return;
+        }
+        if self.head.len() >= MAX_HEAD {
+            self.state = State::Off;
+            return;
+        }
+        self.head.push(b);
+        match b {
+            b'\n' if self.line == 0 => self.end_of_head(),
+            b'\n' => self.line = 0,
+            b'\r' => {}
+            _ => self.line += 1,
+        }
+    }
+
+    /// A whole head was read: note its framing, then follow its body.
+    fn end_of_head(&mut self) {
+        let head = std::mem::take(&mut self.head);
+        self.line = 0;
+        self.state = match head_framing(&head) {
+            None => State::Off,
+            Some(f) => {
+                let index = self.messages;
+                self.messages += 1;
+                if let Some(kind) = f.ambiguous {
+                    self.framing.flag(index, kind);
+                    // That request is rejected and its connection closed.
+                    State::Off
+                } else {
+                    f.next
+                }
+            }
+        };
+        self.head = head;
+        self.head.clear();
+    }
+}
+
+/// What one head says about its body.
+struct HeadFraming {
+    ambiguous: Option<FramingError>,
+    next: State,
+}
+
+/// `None` when hyper would reject the head (or it is not HTTP/1), or it starts a tunnel.
+fn head_framing(head: &[u8]) -> Option<HeadFraming> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => return None,
+    }
+    if req.method == Some("CONNECT") {
+        return None;
+    }
+    let (mut te, mut chunked, mut lengths, mut length) = (false, false, 0u32, None);
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te = true;
+            // As hyper: the last coding of the last transfer-encoding line decides.
+            chunked = std::str::from_utf8(h.value).is_ok_and(|v| {
+                v.rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
+            });
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            let n = digits(h.value)?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    let ambiguous = if te && lengths > 0 {
+        Some(FramingError::ContentLengthAndTransferEncoding)
+    } else if lengths > 1 {
+        Some(FramingError::DuplicateContentLength)
+    } else {
+        None
+    };
+    let next = match (te, chunked, length) {
+        (true, true, _) => Scanner::chunk_start(),
+        (true, false, _) => State::Off,
+        (false, _, Some(n)) if n > 0 => State::Fixed(n),
+        (false, _, _) => State::Head,
+    };
+    Some(HeadFraming { ambiguous, next })
+}
+
+/// A content-length value as hyper reads it: ASCII digits only, no overflow.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// The next state after byte `b` of a chunk-size line.
+fn chunk_size_byte(b: u8, size: u64, digits: u32, past: bool, cr: bool, len: usize) -> State {
+    if len >= MAX_LINE {
+        return State::Off;
+    }
+    let len = len + 1;
+    if cr {
+        return match (b, size) {
+            (b'\n', 0) => State::Trailers { line: 0, total: 0 },
+            (b'\n', n) => State::ChunkData(n),
+            _ => State::Off,
+        };
+    }
+    match b {
+        b'\r' if digits > 0 => State::ChunkSize {
+            size,
+            digits,
+            past,
+            cr: true,
+            len,
+        },
+        b'\n' => State::Off,
+        _ if past => State::ChunkSize {
+            size,
+            digits,
+            past,
+            cr,
+            len,
+        },
+        b' ' | b'\t' | b';' if digits > 0 => State::ChunkSize {
+            size,
+            digits,
+            past: true,
+            cr,
+            len,
+        },
+        _ => match (b as char).to_digit(16) {
+            Some(d) => match size
+                .checked_mul(16)
+                .and_then(|s| s.checked_add(u64::from(d)))
+            {
+                Some(size) => State::ChunkSize {
+                    size,
+                    digits: digits + 1,
+                    past,
+                    cr,
+                    len,
+                },
+                None => State::Off,
+            },
+            None => State::Off,
+        },
+    }
+}
+
+// === impl ScannedIo ===
+
+impl<T> ScannedIo<T> {
+    pub fn new(inner: T, framing: Arc<Framing>) -> ScannedIo<T> {
+        ScannedIo {
+            inner,
+            scanner: Scanner::new(framing),
+        }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for ScannedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        ready!(this.inner.poll_read(cx, buf))?;
+        if !this.scanner.is_off() {
+            this.scanner
+                .feed(buf.filled().get(before..).unwrap_or_default());
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for ScannedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(stream: &[u8], piece: usize) -> Option<(u64, FramingError)> {
+        let f = Framing::new();
+        let mut s = Scanner::new(f.clone());
+        for p in stream.chunks(piece.max(1)) {
+            s.feed(p);
+        }
+        f.flagged()
+    }
+
+    const CL_TE: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    #[test]
+    fn cl_and_te_and_duplicate_cl_are_noted() {
+        for piece in [1, 3, 1000] {
+            assert_eq!(
+                scan(CL_TE, piece),
+                Some((0, FramingError::ContentLengthAndTransferEncoding))
+            );
+            let dup = b"POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx";
+            assert_eq!(
+                scan(dup, piece),
+                Some((0, FramingError::DuplicateContentLength))
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_are_skipped_to_the_next_head() {
+        let mut stream =
+            b"\r\nPOST / HTTP/1.1\r\nContent-Length: 28\r\n\r\nTransfer-Encoding: chunked\r\n"
+                .to_vec();
+        stream.extend_from_slice(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nCL: \r\n0\r\nX: 1\r\n\r\n");
+        stream.extend_from_slice(b"GET / HTTP/1.1\n\n");
+        stream.extend_from_slice(CL_TE);
+        for piece in [1, 2, 7, 4096] {
+            assert_eq!(
+                scan(&stream, piece),
+                Some((3, FramingError::ContentLengthAndTransferEncoding)),
+                "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn it_stops_where_it_cannot_follow() {
+        assert_eq!(scan(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 5), None);
+        let bad_chunk = [
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".as_slice(),
+            CL_TE,
+        ]
+        .concat();
+        assert_eq!(scan(&bad_chunk, 4), None);
+    }
+
+    #[test]
+    fn the_service_asks_per_request() {
+        let f = Framing::new();
+        f.flag(1, FramingError::DuplicateContentLength);
+        assert_eq!(f.next_request(), None);
+        assert_eq!(f.next_request(), Some(FramingError::DuplicateContentLength));
+        assert_eq!(f.next_request(), None);
+    }
+}
