@@ -23,6 +23,7 @@ use crate::snapshot::Snapshot;
 pub use error::{ProxyError, ResponseFlags};
 pub use listener::serve;
 pub use path::normalize as normalize_path;
+pub(crate) use service::{headers_too_large, https_location, redirect_location};
 
 /// State shared by every connection: the current snapshot (each cluster in it owns its client).
 pub struct Shared {
