@@ -171,6 +171,8 @@ pub struct Policy {
     pub timeout_ms: Option<u64>,
     pub retries: Retries,
     pub rewrite: Option<String>,
+    /// `rewrite.authority` (or a `host` header set on the route).
+    pub authority_rewrite: Option<String>,
     pub cors: bool,
     /// `delay 5s (10%)`, `abort 503 (100%)`.
     pub fault: Option<String>,
@@ -432,6 +434,10 @@ fn forward_info(f: &Forward, upstreams: Upstreams<'_>) -> ForwardInfo {
                     replacement,
                 } => format!("uriRegexRewrite: {:?} → {replacement:?}", pattern.as_str()),
             }),
+            authority_rewrite: f
+                .host_rewrite
+                .as_ref()
+                .map(|v| v.to_str().unwrap_or("<binary>").to_owned()),
             cors: f.cors.is_some(),
             fault: f.fault.as_ref().map(|fp| {
                 let mut parts = Vec::new();
@@ -580,7 +586,7 @@ pub fn render_text(ex: &Explanation) -> String {
             if let Outcome::NoListener { port } = ex.outcome {
                 let _ = writeln!(
                     out,
-                    "listener: none for Gateway port {port} (ports served: {ports})"
+                    "listener: none for Gateway port {port} (ports served: {ports}; the URL's port is the Gateway port)"
                 );
             }
         }
@@ -705,6 +711,9 @@ fn render_forward(out: &mut String, f: &ForwardInfo) {
     out.push('\n');
     if let Some(r) = &p.rewrite {
         let _ = writeln!(out, "  rewrite: {r}");
+    }
+    if let Some(a) = &p.authority_rewrite {
+        let _ = writeln!(out, "  authority rewrite: {a}");
     }
     let _ = writeln!(out, "  cors: {}", if p.cors { "yes" } else { "no" });
     let _ = writeln!(out, "  fault: {}", p.fault.as_deref().unwrap_or("none"));
