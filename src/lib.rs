@@ -19,7 +19,7 @@
 //! `proxy::classify` → outlier accounting → `RetryState` decides), mirrors on the side.
 //!
 //! Where a request is routed: `proxy/service.rs` (`route_request`), then `route/mod.rs` (`find`).
-//! `explain.rs` replays that routing for one request by hand (admin `/explain`, `meshgate explain`).
+//! `explain/` replays that routing for one request by hand (admin `/explain`, `meshgate explain`).
 #![forbid(unsafe_code)]
 
 pub mod compile;

@@ -251,3 +251,17 @@ fn config_errors_and_bad_requests() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("bad header"), "{}", o.stderr);
 }
+
+#[test]
+fn https_redirect_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n    tls: {httpsRedirect: true}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - directResponse: {status: 200}\n",
+    )
+    .unwrap();
+    let o = explain(dir.path(), &["http://s.example.com/a?b=1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    o.has("virtual host: * (catch-all *)");
+    o.has("result: 301 https redirect (tls.httpsRedirect), location: https://s.example.com/a?b=1");
+}

@@ -6,21 +6,26 @@
 //! It routes with the request path's own code: `proxy::normalize_path`, `HostTable`,
 //! `RequestMatch::first_mismatch` (which `RequestMatch::matches` is defined by) and the redirect
 //! `location` builder, so an explanation cannot disagree with what a request gets.
-//! Owns: parsing the request to explain, the `Explanation` data and its text form.
+//! Owns: parsing the request to explain, running it through the tables (here), the
+//! `Explanation` data (`report.rs`) and its text form (`text.rs`).
 //! May not touch: sockets, the `ArcSwap`, `config::*`.
 
-use std::fmt::Write as _;
+mod report;
+mod text;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use serde::Serialize;
 
 use crate::proxy::ProxyError;
 use crate::route::{
     ClusterId, Forward, HostMatch, PathRewrite, RequestView, Route, RouteAction, RouteTable,
 };
 use crate::upstream::{Cluster, ClusterSpec, Discovery, HashKey, LbPolicy};
+
+pub use report::*;
+pub use text::render_text;
 
 /// A request to explain: what `GET /explain?...` or `meshgate explain ...` was given.
 #[derive(Debug, Clone)]
@@ -40,151 +45,6 @@ pub enum Upstreams<'a> {
     Live(&'a [Arc<Cluster>]),
     /// A config compiled offline: endpoints of STATIC clusters only.
     Offline(&'a [ClusterSpec]),
-}
-
-/// Everything the explainer found, serialisable for `--json` / `format=json`.
-#[derive(Debug, Serialize)]
-pub struct Explanation {
-    pub request: RequestInfo,
-    /// The Gateway port that would take the request (`None`: no listener on that port).
-    pub listener: Option<u16>,
-    /// Every Gateway port served.
-    pub listener_ports: Vec<u16>,
-    pub virtual_host: Option<VirtualHostInfo>,
-    /// The routes of the virtual host tried in order, up to the first that matched.
-    pub routes: Vec<RouteTry>,
-    /// The route chosen (its origin), if any.
-    pub chosen: Option<RouteInfo>,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RequestInfo {
-    pub method: String,
-    pub authority: Option<String>,
-    /// As given.
-    pub path: String,
-    /// What routes match (`None` when the path is rejected).
-    pub normalized_path: Option<String>,
-    pub query: Option<String>,
-    pub headers: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct VirtualHostInfo {
-    pub name: String,
-    /// `exact`, `wildcard` (longest `*.suffix`) or `*`.
-    pub matched_by: &'static str,
-    pub https_redirect: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RouteInfo {
-    pub name: String,
-    /// `file.yaml#2`
-    pub location: String,
-    /// `VirtualService shop/cart`
-    pub resource: String,
-    /// `spec.http[1] (name)`
-    pub rule: String,
-    pub match_index: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RouteTry {
-    pub route: RouteInfo,
-    pub matched: bool,
-    /// The first condition that failed.
-    pub reason: Option<String>,
-}
-
-/// What the request would get.
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Outcome {
-    /// No listener on the Gateway port: the connection would be refused.
-    NoListener {
-        port: u16,
-    },
-    /// Rejected before routing (400, 431).
-    Rejected {
-        status: u16,
-        flag: String,
-        reason: String,
-    },
-    /// 404 `NR`.
-    NoRoute {
-        status: u16,
-        flag: String,
-        reason: String,
-    },
-    /// `tls.httpsRedirect` on the server: 301.
-    HttpsRedirect {
-        status: u16,
-        location: String,
-    },
-    Redirect {
-        status: u16,
-        location: String,
-    },
-    DirectResponse {
-        status: u16,
-        body_bytes: usize,
-    },
-    Forward(ForwardInfo),
-}
-
-#[derive(Debug, Serialize)]
-pub struct ForwardInfo {
-    pub destinations: Vec<Destination>,
-    pub policy: Policy,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Destination {
-    /// `outbound|<port>|<subset>|<host>`
-    pub cluster: String,
-    pub weight: u32,
-    /// Share of requests, in percent of the route's total weight.
-    pub percent: f64,
-    /// `false`: no such cluster (unknown host, subset or port): 503 `NC`.
-    pub exists: bool,
-    /// `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, `consistentHash(...)`.
-    pub lb: Option<String>,
-    pub outlier_detection: bool,
-    pub endpoints: Vec<EndpointInfo>,
-    /// Why `endpoints` is empty or partial (`not resolved offline`, `no such cluster: 503 NC`).
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EndpointInfo {
-    pub address: String,
-    pub weight: u32,
-    /// `healthy` or `ejected`; `None` offline.
-    pub health: Option<&'static str>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Policy {
-    /// Route timeout in milliseconds; `None` = no timeout.
-    pub timeout_ms: Option<u64>,
-    pub retries: Retries,
-    pub rewrite: Option<String>,
-    /// `rewrite.authority` (or a `host` header set on the route).
-    pub authority_rewrite: Option<String>,
-    pub cors: bool,
-    /// `delay 5s (10%)`, `abort 503 (100%)`.
-    pub fault: Option<String>,
-    pub mirrors: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Retries {
-    pub attempts: u32,
-    pub retry_on: Vec<&'static str>,
-    pub retriable_status_codes: Vec<u16>,
-    pub per_try_timeout_ms: Option<u64>,
 }
 
 // === impl Target ===
@@ -544,183 +404,43 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-// === text ===
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The human-readable form: one fact per line, `key: value`, routes indented.
-pub fn render_text(ex: &Explanation) -> String {
-    let mut out = String::new();
-    let r = &ex.request;
-    let _ = write!(
-        out,
-        "request: {} {}{}",
-        r.method,
-        r.authority
-            .as_deref()
-            .map(|a| format!("http://{a}"))
-            .unwrap_or_default(),
-        r.path
-    );
-    if let Some(q) = &r.query {
-        let _ = write!(out, "?{q}");
-    }
-    out.push('\n');
-    for h in &r.headers {
-        let _ = writeln!(out, "  header {h}");
-    }
-    if let Some(p) = &r.normalized_path {
-        if *p != r.path {
-            let _ = writeln!(out, "normalized path: {p}");
-        }
-    }
-    let ports = ex
-        .listener_ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    match ex.listener {
-        Some(p) => {
-            let _ = writeln!(out, "listener: Gateway port {p}");
-        }
-        None => {
-            if let Outcome::NoListener { port } = ex.outcome {
-                let _ = writeln!(
-                    out,
-                    "listener: none for Gateway port {port} (ports served: {ports}; the URL's port is the Gateway port)"
-                );
-            }
-        }
-    }
-    if let Some(vh) = &ex.virtual_host {
-        let how = match vh.matched_by {
-            "exact" => "exact host",
-            "wildcard" => "wildcard suffix",
-            _ => "catch-all *",
-        };
-        let _ = writeln!(out, "virtual host: {} ({how})", vh.name);
-    }
-    if !ex.routes.is_empty() {
-        out.push_str("routes tried:\n");
-    }
-    for (i, t) in ex.routes.iter().enumerate() {
-        let verdict = match &t.reason {
-            None => "MATCH".to_owned(),
-            Some(why) => format!("no: {why}"),
-        };
-        let _ = writeln!(
-            out,
-            "  {i}. {} {} match[{}]: {verdict}",
-            t.route.resource, t.route.rule, t.route.match_index
-        );
-    }
-    if let Some(c) = &ex.chosen {
-        let _ = writeln!(
-            out,
-            "chosen: {} {} {} match[{}]",
-            c.location, c.resource, c.rule, c.match_index
-        );
-    }
-    match &ex.outcome {
-        Outcome::NoListener { .. } => {
-            out.push_str("result: connection refused (no listener)\n");
-        }
-        Outcome::Rejected {
-            status,
-            flag,
-            reason,
-        } => {
-            let _ = writeln!(out, "result: {status} {flag}: {reason} (before routing)");
-        }
-        Outcome::NoRoute {
-            status,
-            flag,
-            reason,
-        } => {
-            let _ = writeln!(out, "result: {status} {flag}: {reason}");
-        }
-        Outcome::HttpsRedirect { status, location } => {
-            let _ = writeln!(
-                out,
-                "result: {status} https redirect (tls.httpsRedirect), location: {location}"
-            );
-        }
-        Outcome::Redirect { status, location } => {
-            let _ = writeln!(out, "result: redirect {status}, location: {location}");
-        }
-        Outcome::DirectResponse { status, body_bytes } => {
-            let _ = writeln!(
-                out,
-                "result: direct response {status} ({body_bytes} byte body)"
-            );
-        }
-        Outcome::Forward(f) => render_forward(&mut out, f),
-    }
-    out
-}
+    #[test]
+    fn target_from_url_host_param_or_host_header() {
+        let t = Target::parse("POST", "http://a.example:8080/x?y=1", None, &[]).unwrap();
+        assert_eq!(t.method, Method::POST);
+        assert_eq!(t.authority.as_deref(), Some("a.example:8080"));
+        assert_eq!(t.uri, "/x?y=1");
+        assert_eq!(t.port(), Some(8080));
 
-fn render_forward(out: &mut String, f: &ForwardInfo) {
-    out.push_str("result: forward\n");
-    for d in &f.destinations {
-        let _ = write!(
-            out,
-            "  destination {} weight {} ({:.1}%)",
-            d.cluster, d.weight, d.percent
-        );
-        if let Some(lb) = &d.lb {
-            let _ = write!(out, ", lb {lb}");
-        }
-        if d.outlier_detection {
-            out.push_str(", outlier detection");
-        }
-        out.push('\n');
-        for e in &d.endpoints {
-            let _ = write!(out, "    endpoint {} weight {}", e.address, e.weight);
-            if let Some(h) = e.health {
-                let _ = write!(out, " {h}");
-            }
-            out.push('\n');
-        }
-        if let Some(n) = &d.note {
-            let _ = writeln!(out, "    {n}");
-        }
+        let t = Target::parse("GET", "/x", Some("b.example"), &[]).unwrap();
+        assert_eq!(t.authority.as_deref(), Some("b.example"));
+        assert_eq!(t.port(), None);
+
+        let h = [
+            "Host: c.example:81".to_owned(),
+            "x-a: 1".to_owned(),
+            "x-a: 2".to_owned(),
+        ];
+        let t = Target::parse("GET", "/", None, &h).unwrap();
+        assert_eq!(t.authority.as_deref(), Some("c.example:81"));
+        assert_eq!(t.port(), Some(81));
+        assert_eq!(t.headers.get_all("x-a").iter().count(), 2);
+
+        let t = Target::parse("GET", "http://[::1]:90/", None, &[]).unwrap();
+        assert_eq!(t.port(), Some(90));
+        let t = Target::parse("GET", "/", Some("[::1]"), &[]).unwrap();
+        assert_eq!(t.port(), None);
     }
-    let p = &f.policy;
-    let ms = |v: Option<u64>| {
-        v.map(|m| format!("{:?}", Duration::from_millis(m)))
-            .unwrap_or_else(|| "none".into())
-    };
-    let _ = writeln!(out, "  timeout: {}", ms(p.timeout_ms));
-    let _ = write!(out, "  retries: {}", p.retries.attempts);
-    if p.retries.attempts > 0 {
-        let _ = write!(out, " on {}", p.retries.retry_on.join(","));
-        if !p.retries.retriable_status_codes.is_empty() {
-            let codes: Vec<String> = p
-                .retries
-                .retriable_status_codes
-                .iter()
-                .map(u16::to_string)
-                .collect();
-            let _ = write!(out, " (status {})", codes.join(","));
-        }
-        let _ = write!(
-            out,
-            ", per try timeout {}",
-            ms(p.retries.per_try_timeout_ms)
-        );
+
+    #[test]
+    fn bad_targets_are_refused() {
+        assert!(Target::parse("G ET", "/", None, &[]).is_err());
+        assert!(Target::parse("GET", "https://a/", None, &[]).is_err());
+        assert!(Target::parse("GET", "/", None, &["x".to_owned()]).is_err());
+        assert!(Target::parse("GET", "/a b", None, &[]).is_err());
     }
-    out.push('\n');
-    if let Some(r) = &p.rewrite {
-        let _ = writeln!(out, "  rewrite: {r}");
-    }
-    if let Some(a) = &p.authority_rewrite {
-        let _ = writeln!(out, "  authority rewrite: {a}");
-    }
-    let _ = writeln!(out, "  cors: {}", if p.cors { "yes" } else { "no" });
-    let _ = writeln!(out, "  fault: {}", p.fault.as_deref().unwrap_or("none"));
-    let mirrors = if p.mirrors.is_empty() {
-        "none".to_owned()
-    } else {
-        p.mirrors.join(", ")
-    };
-    let _ = writeln!(out, "  mirrors: {mirrors}");
 }
