@@ -19,10 +19,12 @@
 //! `proxy::classify` → outlier accounting → `RetryState` decides), mirrors on the side.
 //!
 //! Where a request is routed: `proxy/service.rs` (`route_request`), then `route/mod.rs` (`find`).
+//! `explain/` replays that routing for one request by hand (admin `/explain`, `meshgate explain`).
 #![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod config;
+pub mod explain;
 pub mod gateway;
 pub mod ops;
 pub mod proxy;

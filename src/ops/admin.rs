@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{json, Value};
 
+use crate::explain::{render_text, Target, Upstreams};
 use crate::gateway::Gateway;
 use crate::route::{RouteAction, RouteTable};
 use crate::snapshot::Snapshot;
@@ -56,8 +57,9 @@ async fn route(gw: &Gateway, req: &Request) -> Reply {
         "/stats/prometheus" if get => Reply::prometheus(super::stats::render()),
         "/config_dump" if get => Reply::json(200, &config_dump(gw)),
         "/clusters" if get => Reply::text(200, clusters_text(&gw.snapshot())),
+        "/explain" if get => explain(gw, req),
         "/ready" | "/healthcheck/fail" | "/healthcheck/ok" | "/reload" | "/stats/prometheus"
-        | "/config_dump" | "/clusters" => Reply::text(405, "method not allowed\n"),
+        | "/config_dump" | "/clusters" | "/explain" => Reply::text(405, "method not allowed\n"),
         "/" => Reply::text(200, INDEX),
         _ => Reply::text(404, "not found; GET / lists the endpoints\n"),
     }
@@ -66,11 +68,44 @@ async fn route(gw: &Gateway, req: &Request) -> Reply {
 const INDEX: &str = "meshgate admin\n\
   GET  /config_dump         the live config: listeners, routes, clusters, skipped resources\n\
   GET  /clusters            endpoints and their health, one per line\n\
+  GET  /explain?url=…       how a request would be routed: method=, url= (http://host[:port]/path or\n\
+                            a path with host=), header=name:value (repeatable), format=json\n\
   GET  /stats/prometheus    every metric\n\
   GET  /ready               LIVE, DRAINING, FAILED or PRE_INITIALIZING\n\
   POST /healthcheck/fail    make readiness fail (take this replica out of its load balancer)\n\
   POST /healthcheck/ok      undo /healthcheck/fail\n\
   POST /reload              re-read the config now\n";
+
+/// `GET /explain?method=GET&url=http://host/path&header=x:y&format=json`: how the live config
+/// would route that request. The URL's port picks the Gateway port; without one, the only
+/// listener (if there is just one), else port 80.
+fn explain(gw: &Gateway, req: &Request) -> Reply {
+    let Some(url) = req.params("url").pop() else {
+        return Reply::text(
+            400,
+            "url= is required, e.g. /explain?url=http://example.com/path\n",
+        );
+    };
+    let method = req.params("method").pop().unwrap_or_else(|| "GET".into());
+    let host = req.params("host").pop();
+    let target = match Target::parse(&method, &url, host.as_deref(), &req.params("header")) {
+        Ok(t) => t,
+        Err(e) => return Reply::text(400, format!("{e}\n")),
+    };
+    let snap = gw.snapshot();
+    let listeners: Vec<(u16, &RouteTable)> = snap.listeners.iter().map(|(p, t)| (*p, t)).collect();
+    let port = match (target.port(), listeners.as_slice()) {
+        (Some(p), _) => p,
+        (None, [(only, _)]) => *only,
+        (None, _) => 80,
+    };
+    let ex = crate::explain::explain(&target, port, &listeners, Upstreams::Live(&snap.clusters));
+    if req.params("format").iter().any(|f| f == "json") {
+        Reply::json(200, &serde_json::to_value(&ex).unwrap_or(Value::Null))
+    } else {
+        Reply::text(200, render_text(&ex))
+    }
+}
 
 fn status(gw: &Gateway) -> Value {
     let st = gw.status().borrow().clone();

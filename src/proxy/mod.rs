@@ -30,6 +30,7 @@ pub use headers::prepare_request;
 pub use listener::serve;
 pub use path::normalize as normalize_path;
 pub use service::redirect as redirect_response;
+pub(crate) use service::{headers_too_large, https_location, redirect_location};
 
 /// State shared by every connection: the current snapshot (each cluster in it owns its client).
 pub struct Shared {

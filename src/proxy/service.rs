@@ -90,12 +90,7 @@ async fn route_request(
     }
     checks::check_head(&req)?;
     // hyper's buffer limit is not an exact header limit; Envoy's is 60 KiB.
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > MAX_HEADER_BYTES {
+    if headers_too_large(req.headers()) {
         return Err(ProxyError::HeadersTooLarge);
     }
     let snapshot = shared.snapshot.load_full();
@@ -153,6 +148,15 @@ async fn route_request(
     }
 }
 
+/// Over Envoy's 60 KiB header limit (431)?
+pub(crate) fn headers_too_large(headers: &HeaderMap) -> bool {
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    bytes > MAX_HEADER_BYTES
+}
+
 /// A gRPC request (`content-type: application/grpc…`): its local replies are trailers-only.
 fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
@@ -176,15 +180,20 @@ fn direct_response(d: &DirectResponse, ctx: &TemplateContext<'_>) -> Response<Bo
 
 /// `tls.httpsRedirect`: 301 to `https://<host, :80 dropped><path?query>`.
 fn https_redirect(authority: &str, uri: &http::Uri) -> Response<Body> {
-    let host = authority.strip_suffix(":80").unwrap_or(authority);
-    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     location_reply(
         StatusCode::MOVED_PERMANENTLY,
-        &format!("https://{host}{pq}"),
+        &https_location(authority, uri),
     )
 }
 
-/// Builds the `location` of a VirtualService redirect the way Envoy does.
+/// The `location` of a `tls.httpsRedirect` reply (also shown by the explainer).
+pub(crate) fn https_location(authority: &str, uri: &http::Uri) -> String {
+    let host = authority.strip_suffix(":80").unwrap_or(authority);
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    format!("https://{host}{pq}")
+}
+
+/// Builds the `location` reply of a VirtualService redirect the way Envoy does.
 pub fn redirect(
     r: &Redirect,
     route: &Route,
@@ -193,6 +202,21 @@ pub fn redirect(
     query: Option<&str>,
     ctx: &TemplateContext<'_>,
 ) -> Response<Body> {
+    let location = redirect_location(r, route, authority, path, query);
+    let mut resp = location_reply(r.code, &location);
+    r.headers.response.apply(resp.headers_mut(), ctx);
+    resp
+}
+
+/// Builds the `location` of a VirtualService redirect the way Envoy does (also shown by the
+/// explainer). `path` is the normalised path.
+pub(crate) fn redirect_location(
+    r: &Redirect,
+    route: &Route,
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+) -> String {
     let req_scheme = "http";
     let scheme = r.scheme.as_deref().unwrap_or(req_scheme);
     let (req_host, req_port) = split_host_port(authority);
@@ -228,9 +252,7 @@ pub fn redirect(
         location.push('?');
         location.push_str(q);
     }
-    let mut resp = location_reply(r.code, &location);
-    r.headers.response.apply(resp.headers_mut(), ctx);
-    resp
+    location
 }
 
 fn location_reply(code: StatusCode, location: &str) -> Response<Body> {

@@ -12,6 +12,17 @@ pub struct HostTable {
     any: Option<usize>,
 }
 
+/// Which kind of entry a host lookup matched, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMatch {
+    /// The exact name.
+    Exact,
+    /// The longest `*.suffix` wildcard.
+    Suffix,
+    /// `*`.
+    Any,
+}
+
 /// Longest host name accepted for lookup; longer ones cannot be valid DNS names anyway.
 const MAX_HOST: usize = 255;
 
@@ -29,14 +40,20 @@ impl HostTable {
 
     /// Looks up a raw `Host` value: the port is stripped and the name compared case-insensitively.
     pub fn find(&self, authority: &str) -> Option<usize> {
+        self.find_with_kind(authority).map(|(i, _)| i)
+    }
+
+    /// Like [`find`](Self::find), and says which kind of entry matched (for the explainer).
+    pub fn find_with_kind(&self, authority: &str) -> Option<(usize, HostMatch)> {
         let host = strip_port(authority);
         let mut buf = [0u8; MAX_HOST];
+        let any = self.any.map(|i| (i, HostMatch::Any));
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             if host.len() > MAX_HOST {
-                return self.any;
+                return any;
             }
             let Some(out) = buf.get_mut(..host.len()) else {
-                return self.any;
+                return any;
             };
             out.copy_from_slice(host.as_bytes());
             out.make_ascii_lowercase();
@@ -46,19 +63,19 @@ impl HostTable {
             host
         };
         if let Some(&i) = self.exact.get(host) {
-            return Some(i);
+            return Some((i, HostMatch::Exact));
         }
         if !self.suffix.is_empty() {
             // A wildcard never matches an empty label: start after the first character.
             for (i, b) in host.bytes().enumerate().skip(1) {
                 if b == b'.' {
                     if let Some(&v) = host.get(i..).and_then(|s| self.suffix.get(s)) {
-                        return Some(v);
+                        return Some((v, HostMatch::Suffix));
                     }
                 }
             }
         }
-        self.any
+        any
     }
 
     pub fn len(&self) -> usize {
@@ -126,6 +143,20 @@ mod tests {
         t.insert("*.example.com", 1);
         assert_eq!(t.find("example.com"), None);
         assert_eq!(t.find(".example.com"), None);
+    }
+
+    #[test]
+    fn kind_of_match_is_reported() {
+        let t = table();
+        assert_eq!(
+            t.find_with_kind("api.example.com"),
+            Some((0, HostMatch::Exact))
+        );
+        assert_eq!(
+            t.find_with_kind("a.b.example.com"),
+            Some((2, HostMatch::Suffix))
+        );
+        assert_eq!(t.find_with_kind("other.org:80"), Some((3, HostMatch::Any)));
     }
 
     #[test]

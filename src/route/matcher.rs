@@ -1,6 +1,8 @@
 //! Per-request conditions of a route: path, method, scheme, authority, headers, query.
 //! Regexes are compiled once at load time and always anchored (Envoy `safe_regex` full match).
 
+use std::borrow::Cow;
+
 use http::header::HeaderName;
 use regex::Regex;
 
@@ -116,7 +118,16 @@ impl StrMatch {
 // === impl RequestMatch ===
 
 impl RequestMatch {
+    /// Do all conditions hold? Defined as "no condition fails", so the explainer's reasons and
+    /// the request path can never disagree.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.first_mismatch(req).is_none()
+    }
+
+    /// The first condition that does not hold, in evaluation order (path, method, scheme,
+    /// authority, headers, query), with the request's value; `None` when the route matches.
+    pub fn first_mismatch<'a>(&'a self, req: &RequestView<'a>) -> Option<Mismatch<'a>> {
+        let fail = |condition, actual| Some(Mismatch { condition, actual });
         if let Some(p) = &self.path {
             let ok = if p.ignore_case {
                 p.kind.matches_ignore_case(req.path)
@@ -124,25 +135,38 @@ impl RequestMatch {
                 p.kind.matches(req.path)
             };
             if !ok {
-                return false;
+                return fail(Condition::Path(p), Actual::Value(req.path.into()));
             }
         }
         if let Some(m) = &self.method {
             if !m.matches(req.method.as_str()) {
-                return false;
+                return fail(
+                    Condition::Method(m),
+                    Actual::Value(req.method.as_str().into()),
+                );
             }
         }
         if let Some(m) = &self.scheme {
             if !m.matches(req.scheme) {
-                return false;
+                return fail(Condition::Scheme(m), Actual::Value(req.scheme.into()));
             }
         }
         if let Some(m) = &self.authority {
             if !m.matches(req.authority) {
-                return false;
+                return fail(Condition::Authority(m), Actual::Value(req.authority.into()));
             }
         }
-        self.headers.iter().all(|h| h.holds(req)) && self.query.iter().all(|q| q.holds(req.query))
+        for h in &self.headers {
+            if let Err(actual) = h.check(req) {
+                return fail(Condition::Header(h), actual);
+            }
+        }
+        for q in &self.query {
+            if let Err(actual) = q.check(req.query) {
+                return fail(Condition::Query(q), actual);
+            }
+        }
+        None
     }
 
     /// The part of `path` the path condition matched, which `rewrite.uri` and a redirect's
@@ -176,60 +200,164 @@ impl RequestMatch {
 }
 
 impl HeaderCondition {
-    fn holds(&self, req: &RequestView<'_>) -> bool {
+    /// `Err` carries what the request had, for [`Mismatch`].
+    fn check<'a>(&self, req: &RequestView<'a>) -> Result<(), Actual<'a>> {
         let pseudo = match &self.name {
-            HeaderTarget::Header(name) => return self.header_holds(name, req),
+            HeaderTarget::Header(name) => return self.check_header(name, req),
             HeaderTarget::Method => req.method.as_str().into(),
             HeaderTarget::Authority => req.authority.into(),
             HeaderTarget::Scheme => req.scheme.into(),
             HeaderTarget::Path => match req.query {
                 Some(q) => format!("{}?{q}", req.path).into(),
-                None => std::borrow::Cow::Borrowed(req.path),
+                None => Cow::Borrowed(req.path),
             },
         };
         // Pseudo-headers are always present.
-        self.kind.matches(&pseudo) != self.invert
+        if self.kind.matches(&pseudo) != self.invert {
+            Ok(())
+        } else {
+            Err(Actual::Value(pseudo))
+        }
     }
 
-    fn header_holds(&self, name: &HeaderName, req: &RequestView<'_>) -> bool {
+    fn check_header<'a>(&self, name: &HeaderName, req: &RequestView<'a>) -> Result<(), Actual<'a>> {
         let mut values = req.headers.get_all(name).iter();
-        let first = values.next();
-        let result = match (first, &self.kind) {
-            (None, StrMatch::Present) => false,
-            // withoutHeaders evaluates a missing header as "" before inverting.
-            (None, kind) => self.invert && kind.matches(""),
-            (Some(v), kind) => match values.next() {
-                // Repeated headers are joined with "," before matching, as Envoy does.
-                None => kind.matches(v.to_str().unwrap_or("")),
-                Some(_) => {
-                    let joined = req
-                        .headers
-                        .get_all(name)
-                        .iter()
-                        .map(|v| v.to_str().unwrap_or(""))
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    kind.matches(&joined)
-                }
-            },
+        let (result, actual) = match values.next() {
+            None => {
+                // withoutHeaders evaluates a missing header as "" before inverting.
+                let r =
+                    !matches!(self.kind, StrMatch::Present) && self.invert && self.kind.matches("");
+                (r, Actual::Absent)
+            }
+            Some(v) => {
+                let value: Cow<'a, str> = match values.next() {
+                    None => Cow::Borrowed(v.to_str().unwrap_or("")),
+                    // Repeated headers are joined with "," before matching, as Envoy does.
+                    Some(_) => Cow::Owned(
+                        req.headers
+                            .get_all(name)
+                            .iter()
+                            .map(|v| v.to_str().unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                };
+                (self.kind.matches(&value), Actual::Value(value))
+            }
         };
-        result != self.invert
+        if result != self.invert {
+            Ok(())
+        } else {
+            Err(actual)
+        }
     }
 }
 
 impl QueryCondition {
     /// The first occurrence of the parameter is used; names and values are compared raw.
-    fn holds(&self, query: Option<&str>) -> bool {
+    fn check<'a>(&self, query: Option<&'a str>) -> Result<(), Actual<'a>> {
         let Some(query) = query else {
-            return false;
+            return Err(Actual::Absent);
         };
         for pair in query.split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             if k == &*self.name {
-                return self.kind.matches(v);
+                return if self.kind.matches(v) {
+                    Ok(())
+                } else {
+                    Err(Actual::Value(v.into()))
+                };
             }
         }
-        false
+        Err(Actual::Absent)
+    }
+}
+
+/// The condition of a route that a request failed, and the request's value for it.
+/// Displays as `uri prefix "/api" does not match "/cart/1"` or `header x-canary: absent`.
+#[derive(Debug)]
+pub struct Mismatch<'a> {
+    pub condition: Condition<'a>,
+    pub actual: Actual<'a>,
+}
+
+/// One condition of a [`RequestMatch`].
+#[derive(Debug, Clone, Copy)]
+pub enum Condition<'a> {
+    Path(&'a PathMatch),
+    Method(&'a StrMatch),
+    Scheme(&'a StrMatch),
+    Authority(&'a StrMatch),
+    Header(&'a HeaderCondition),
+    Query(&'a QueryCondition),
+}
+
+/// What the request had for a failed condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actual<'a> {
+    Value(Cow<'a, str>),
+    Absent,
+}
+
+impl std::fmt::Display for StrMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StrMatch::Exact(v) => write!(f, "exact {v:?}"),
+            StrMatch::Prefix(v) => write!(f, "prefix {v:?}"),
+            StrMatch::Regex(r) => {
+                // Shown as written: the anchoring added at compile time is ours.
+                let s = r.as_str();
+                let s = s
+                    .strip_prefix("^(?:")
+                    .and_then(|s| s.strip_suffix(")$"))
+                    .unwrap_or(s);
+                write!(f, "regex {s:?}")
+            }
+            StrMatch::Present => f.write_str("present"),
+        }
+    }
+}
+
+impl std::fmt::Display for HeaderTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HeaderTarget::Header(n) => n.as_str(),
+            HeaderTarget::Method => ":method",
+            HeaderTarget::Authority => ":authority",
+            HeaderTarget::Path => ":path",
+            HeaderTarget::Scheme => ":scheme",
+        })
+    }
+}
+
+impl std::fmt::Display for Condition<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Condition::Path(p) if p.ignore_case => write!(f, "uri {} (ignoring case)", p.kind),
+            Condition::Path(p) => write!(f, "uri {}", p.kind),
+            Condition::Method(m) => write!(f, "method {m}"),
+            Condition::Scheme(m) => write!(f, "scheme {m}"),
+            Condition::Authority(m) => write!(f, "authority {m}"),
+            Condition::Header(h) if h.invert => write!(f, "withoutHeaders {} {}", h.name, h.kind),
+            Condition::Header(h) => write!(f, "header {} {}", h.name, h.kind),
+            Condition::Query(q) => write!(f, "query {} {}", q.name, q.kind),
+        }
+    }
+}
+
+impl std::fmt::Display for Mismatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.condition, &self.actual) {
+            (Condition::Header(h), Actual::Absent) if !h.invert => {
+                write!(f, "header {}: absent", h.name)
+            }
+            (Condition::Query(q), Actual::Absent) => write!(f, "query {}: absent", q.name),
+            (Condition::Header(h), Actual::Value(v)) if h.invert => {
+                write!(f, "{} matches {v:?}", self.condition)
+            }
+            (c, Actual::Value(v)) => write!(f, "{c} does not match {v:?}"),
+            (c, Actual::Absent) => write!(f, "{c}: absent"),
+        }
     }
 }
 
@@ -287,8 +415,129 @@ mod tests {
             name: "a".into(),
             kind: StrMatch::Exact("1".into()),
         };
-        assert!(q.holds(Some("b=2&a=1&a=3")));
-        assert!(!q.holds(Some("a=3&a=1")));
-        assert!(!q.holds(None));
+        assert!(q.check(Some("b=2&a=1&a=3")).is_ok());
+        assert_eq!(q.check(Some("a=3&a=1")), Err(Actual::Value("3".into())));
+        assert_eq!(q.check(None), Err(Actual::Absent));
+    }
+
+    fn hdr(name: &str, kind: StrMatch, invert: bool) -> HeaderCondition {
+        HeaderCondition {
+            name: HeaderTarget::from_name(name).unwrap().unwrap(),
+            kind,
+            invert,
+        }
+    }
+
+    /// `matches()` is defined through `first_mismatch()`; this pins it over a table of
+    /// conditions and requests, and pins the reasons the explainer shows.
+    #[test]
+    fn matches_agrees_with_first_mismatch() {
+        let matchers = [
+            RequestMatch {
+                path: Some(PathMatch {
+                    kind: StrMatch::Prefix("/api".into()),
+                    ignore_case: false,
+                }),
+                ..Default::default()
+            },
+            RequestMatch {
+                path: Some(PathMatch {
+                    kind: StrMatch::Exact("/API/x".into()),
+                    ignore_case: true,
+                }),
+                method: Some(StrMatch::Exact("GET".into())),
+                ..Default::default()
+            },
+            RequestMatch {
+                method: Some(StrMatch::Exact("POST".into())),
+                ..Default::default()
+            },
+            RequestMatch {
+                headers: vec![hdr("x-canary", StrMatch::Exact("yes".into()), false)],
+                query: vec![QueryCondition {
+                    name: "v".into(),
+                    kind: StrMatch::Regex(Regex::new("^(?:[0-9]+)$").unwrap()),
+                }],
+                ..Default::default()
+            },
+            RequestMatch {
+                headers: vec![
+                    hdr("x-canary", StrMatch::Present, true),
+                    hdr(":path", StrMatch::Prefix("/api/x?".into()), false),
+                ],
+                ..Default::default()
+            },
+            RequestMatch {
+                headers: vec![hdr("x-env", StrMatch::Exact("".into()), true)],
+                authority: Some(StrMatch::Prefix("a.".into())),
+                scheme: Some(StrMatch::Exact("http".into())),
+                ..Default::default()
+            },
+        ];
+        let mut yes = HeaderMap::new();
+        yes.insert("x-canary", HeaderValue::from_static("yes"));
+        let mut twice = HeaderMap::new();
+        twice.append("x-canary", HeaderValue::from_static("yes"));
+        twice.append("x-canary", HeaderValue::from_static("no"));
+        let none = HeaderMap::new();
+        let requests = [
+            view("/api/x", Some("v=1"), &yes),
+            view("/api/x", Some("v=a"), &yes),
+            view("/api/x", None, &none),
+            view("/cart", Some("v=1"), &twice),
+            view("/ApI/X", None, &none),
+            view("/", Some("a=1&v=22"), &yes),
+        ];
+        let mut agreed = 0;
+        for m in &matchers {
+            for r in &requests {
+                assert_eq!(m.matches(r), m.first_mismatch(r).is_none(), "{m:?} {r:?}");
+                agreed += 1;
+            }
+        }
+        assert_eq!(agreed, 36);
+
+        let reason = |m: &RequestMatch, r: &RequestView<'_>| {
+            m.first_mismatch(r)
+                .map(|x| x.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            reason(&matchers[0], &requests[3]),
+            r#"uri prefix "/api" does not match "/cart""#
+        );
+        assert_eq!(reason(&matchers[1], &requests[4]), "");
+        assert_eq!(
+            reason(&matchers[2], &requests[0]),
+            r#"method exact "POST" does not match "GET""#
+        );
+        assert_eq!(
+            reason(&matchers[3], &requests[2]),
+            "header x-canary: absent"
+        );
+        assert_eq!(
+            reason(&matchers[3], &requests[3]),
+            r#"header x-canary exact "yes" does not match "yes,no""#
+        );
+        assert_eq!(
+            reason(&matchers[3], &requests[1]),
+            r#"query v regex "[0-9]+" does not match "a""#
+        );
+        assert_eq!(
+            reason(&matchers[3], &requests[4]),
+            "header x-canary: absent"
+        );
+        assert_eq!(
+            reason(&matchers[4], &requests[0]),
+            r#"withoutHeaders x-canary present matches "yes""#
+        );
+        assert_eq!(
+            reason(&matchers[4], &requests[4]),
+            r#"header :path prefix "/api/x?" does not match "/ApI/X""#
+        );
+        assert_eq!(
+            reason(&matchers[5], &requests[0]),
+            r#"withoutHeaders x-env exact "": absent"#
+        );
     }
 }

@@ -10,9 +10,10 @@ mod policy;
 
 pub use action::*;
 pub use cors::{CorsDecision, CorsPolicy};
-pub use host::HostTable;
+pub use host::{HostMatch, HostTable};
 pub use matcher::{
-    HeaderCondition, HeaderTarget, PathMatch, QueryCondition, RequestMatch, StrMatch,
+    Actual, Condition, HeaderCondition, HeaderTarget, Mismatch, PathMatch, QueryCondition,
+    RequestMatch, StrMatch,
 };
 pub use policy::*;
 

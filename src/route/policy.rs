@@ -104,27 +104,44 @@ impl RetryOn {
             | Self::RETRIABLE_STATUS_CODES.0,
     );
 
+    /// Every condition with its `retryOn` token.
+    const TOKENS: [(&'static str, RetryOn); 16] = [
+        ("5xx", Self::FIVE_XX),
+        ("gateway-error", Self::GATEWAY_ERROR),
+        ("reset", Self::RESET),
+        ("reset-before-request", Self::RESET_BEFORE_REQUEST),
+        ("connect-failure", Self::CONNECT_FAILURE),
+        ("retriable-4xx", Self::RETRIABLE_4XX),
+        ("refused-stream", Self::REFUSED_STREAM),
+        ("retriable-status-codes", Self::RETRIABLE_STATUS_CODES),
+        ("retriable-headers", Self::RETRIABLE_HEADERS),
+        ("envoy-ratelimited", Self::ENVOY_RATELIMITED),
+        (
+            "http3-post-connect-failure",
+            Self::HTTP3_POST_CONNECT_FAILURE,
+        ),
+        ("cancelled", Self::GRPC_CANCELLED),
+        ("deadline-exceeded", Self::GRPC_DEADLINE_EXCEEDED),
+        ("internal", Self::GRPC_INTERNAL),
+        ("resource-exhausted", Self::GRPC_RESOURCE_EXHAUSTED),
+        ("unavailable", Self::GRPC_UNAVAILABLE),
+    ];
+
     /// The condition a `retryOn` token names (numeric tokens are status codes, not conditions).
     pub fn from_token(token: &str) -> Option<RetryOn> {
-        Some(match token {
-            "5xx" => Self::FIVE_XX,
-            "gateway-error" => Self::GATEWAY_ERROR,
-            "reset" => Self::RESET,
-            "reset-before-request" => Self::RESET_BEFORE_REQUEST,
-            "connect-failure" => Self::CONNECT_FAILURE,
-            "retriable-4xx" => Self::RETRIABLE_4XX,
-            "refused-stream" => Self::REFUSED_STREAM,
-            "retriable-status-codes" => Self::RETRIABLE_STATUS_CODES,
-            "retriable-headers" => Self::RETRIABLE_HEADERS,
-            "envoy-ratelimited" => Self::ENVOY_RATELIMITED,
-            "http3-post-connect-failure" => Self::HTTP3_POST_CONNECT_FAILURE,
-            "cancelled" => Self::GRPC_CANCELLED,
-            "deadline-exceeded" => Self::GRPC_DEADLINE_EXCEEDED,
-            "internal" => Self::GRPC_INTERNAL,
-            "resource-exhausted" => Self::GRPC_RESOURCE_EXHAUSTED,
-            "unavailable" => Self::GRPC_UNAVAILABLE,
-            _ => return None,
-        })
+        Self::TOKENS
+            .iter()
+            .find(|(t, _)| *t == token)
+            .map(|(_, on)| *on)
+    }
+
+    /// The `retryOn` tokens of this set, in Envoy's documentation order.
+    pub fn tokens(self) -> Vec<&'static str> {
+        Self::TOKENS
+            .iter()
+            .filter(|(_, on)| self.contains(*on))
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     pub fn contains(self, other: RetryOn) -> bool {

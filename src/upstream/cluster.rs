@@ -273,6 +273,11 @@ impl Cluster {
     }
 
     /// Each endpoint's state now, for the admin API.
+    /// `false` for a DNS cluster whose names have not resolved: requests get 503 `NC`.
+    pub fn is_resolved(&self) -> bool {
+        self.resolved.load(Ordering::Acquire)
+    }
+
     pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
         let now = self.now_ms();
         self.hosts

@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod client;
+pub mod explain;
 pub mod fields;
 pub mod gateway;
 pub mod load;
