@@ -39,13 +39,9 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let grpc = is_grpc(req.headers());
-    let checked = match ambiguous {
+    let routed = match ambiguous {
         Some(kind) => Err(ProxyError::Framing { kind }),
-        None => Ok(()),
-    };
-    let routed = match checked {
-        Ok(()) => route_request(&shared, conn, req, start).await,
-        Err(e) => Err(e),
+        None => route_request(&shared, conn, req, start).await,
     };
     let mut resp = match routed {
         Ok(resp) => resp,
