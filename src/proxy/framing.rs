@@ -7,16 +7,14 @@
 //! May not touch: the bytes (only read), routing. Where it cannot follow the stream (HTTP/2, a head
 //! hyper rejects anyway, a tunnel), it stops looking: hyper's own handling then applies.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-
-use pin_project_lite::pin_project;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::error::FramingError;
+
+mod io;
+
+pub use io::ScannedIo;
 
 /// Longer heads are rejected by hyper (its buffer is about 76 KiB): stop looking.
 const MAX_HEAD: usize = 80 * 1024;
@@ -73,15 +71,6 @@ enum State {
     },
     /// Not following this connection any more.
     Off,
-}
-
-pin_project! {
-    /// A connection whose incoming bytes are shown to a `Scanner` before hyper reads them.
-    pub struct ScannedIo<T> {
-        #[pin]
-        inner: T,
-        scanner: Scanner,
-    }
 }
 
 // === impl Framing ===
@@ -378,128 +367,5 @@ fn chunk_size_byte(b: u8, size: u64, digits: u32, past: bool, cr: bool, len: usi
     }
 }
 
-// === impl ScannedIo ===
-
-impl<T> ScannedIo<T> {
-    pub fn new(inner: T, framing: Arc<Framing>) -> ScannedIo<T> {
-        ScannedIo {
-            inner,
-            scanner: Scanner::new(framing),
-        }
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for ScannedIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        ready!(this.inner.poll_read(cx, buf))?;
-        if !this.scanner.is_off() {
-            this.scanner
-                .feed(buf.filled().get(before..).unwrap_or_default());
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for ScannedIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scan(stream: &[u8], piece: usize) -> Option<(u64, FramingError)> {
-        let f = Framing::new();
-        let mut s = Scanner::new(f.clone());
-        for p in stream.chunks(piece.max(1)) {
-            s.feed(p);
-        }
-        f.flagged()
-    }
-
-    const CL_TE: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-
-    #[test]
-    fn cl_and_te_and_duplicate_cl_are_noted() {
-        for piece in [1, 3, 1000] {
-            assert_eq!(
-                scan(CL_TE, piece),
-                Some((0, FramingError::ContentLengthAndTransferEncoding))
-            );
-            let dup = b"POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx";
-            assert_eq!(
-                scan(dup, piece),
-                Some((0, FramingError::DuplicateContentLength))
-            );
-        }
-    }
-
-    #[test]
-    fn bodies_are_skipped_to_the_next_head() {
-        let mut stream =
-            b"\r\nPOST / HTTP/1.1\r\nContent-Length: 28\r\n\r\nTransfer-Encoding: chunked\r\n"
-                .to_vec();
-        stream.extend_from_slice(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nCL: \r\n0\r\nX: 1\r\n\r\n");
-        stream.extend_from_slice(b"GET / HTTP/1.1\n\n");
-        stream.extend_from_slice(CL_TE);
-        for piece in [1, 2, 7, 4096] {
-            assert_eq!(
-                scan(&stream, piece),
-                Some((3, FramingError::ContentLengthAndTransferEncoding)),
-                "piece {piece}"
-            );
-        }
-    }
-
-    #[test]
-    fn it_stops_where_it_cannot_follow() {
-        assert_eq!(scan(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 5), None);
-        let bad_chunk = [
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".as_slice(),
-            CL_TE,
-        ]
-        .concat();
-        assert_eq!(scan(&bad_chunk, 4), None);
-    }
-
-    #[test]
-    fn the_service_asks_per_request() {
-        let f = Framing::new();
-        f.flag(1, FramingError::DuplicateContentLength);
-        assert_eq!(f.next_request(), None);
-        assert_eq!(f.next_request(), Some(FramingError::DuplicateContentLength));
-        assert_eq!(f.next_request(), None);
-    }
-}
+mod tests;

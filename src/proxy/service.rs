@@ -39,14 +39,10 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let grpc = is_grpc(req.headers());
-    let checked = match ambiguous {
-        Some(kind) => Err(ProxyError::Framing { kind }),
-        None => Ok(()),
-    };
     let mut cors = None;
-    let routed = match checked {
-        Ok(()) => route_request(&shared, conn, req, start, &mut cors).await,
-        Err(e) => Err(e),
+    let routed = match ambiguous {
+        Some(kind) => Err(ProxyError::Framing { kind }),
+        None => route_request(&shared, conn, req, start, &mut cors).await,
     };
     let mut resp = match routed {
         Ok(resp) => resp,
