@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use meshgate::compile::{self, Compiled, Options};
 use meshgate::proxy::{
     authority_is_valid, check_head, normalize_path, prepare_request, redirect_response,
-    request_authority, Framing, Head, Scanner,
+    request_authority, Framing, Head, HeadInput, Scanner,
 };
 use meshgate::route::{Decision, RequestView, RouteAction, TemplateContext};
 use meshgate::upstream::Protocol;
@@ -115,7 +115,7 @@ pub fn request(data: &[u8]) {
         remote: PEER,
         request_headers: &headers,
         hostname: "fuzz",
-        start_time: "",
+        start_time: std::time::SystemTime::UNIX_EPOCH,
     };
     match &*route.action {
         RouteAction::Forward(f) => {
@@ -125,15 +125,18 @@ pub fn request(data: &[u8]) {
             let (parts, ()) = req.into_parts();
             let _ = Head::build(
                 parts,
-                route,
-                f,
-                target,
-                PEER,
-                "fuzz",
-                &authority,
-                &path,
-                false,
-                Protocol::Http1,
+                &HeadInput {
+                    route,
+                    action: f,
+                    destination: target,
+                    peer: PEER,
+                    hostname: "fuzz",
+                    start_time: std::time::SystemTime::UNIX_EPOCH,
+                    authority: &authority,
+                    path: &path,
+                    websocket: false,
+                    protocol: Protocol::Http1,
+                },
             );
         }
         RouteAction::Redirect(r) => {

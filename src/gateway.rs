@@ -23,6 +23,7 @@ use crate::config::{self, Diff, Report, Resources};
 use crate::ops;
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
+use crate::telemetry::{self, AccessLog, IstioMetrics};
 use crate::upstream::{Registry, Resolver};
 
 /// How the gateway runs (the CLI flags).
@@ -50,6 +51,8 @@ pub struct Settings {
     pub health: Option<SocketAddr>,
     /// Prometheus (`/stats/prometheus`) address. Default `0.0.0.0:15090` (Istio's).
     pub stats: Option<SocketAddr>,
+    /// Access log format and destination; `None` is off. Default off (the CLI turns it on).
+    pub access_log: Option<(telemetry::Format, telemetry::Sink)>,
     pub compile: compile::Options,
 }
 
@@ -66,6 +69,7 @@ impl Settings {
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 15000))),
             health: Some(SocketAddr::from(([0, 0, 0, 0], 15021))),
             stats: Some(SocketAddr::from(([0, 0, 0, 0], 15090))),
+            access_log: None,
             compile: compile::Options::default(),
         }
     }
@@ -266,14 +270,24 @@ impl Gateway {
         let snapshot = Snapshot::build(compiled, 1, &registry, &resolver).await;
         tracing::info!(generation = 1, "config loaded: {}", snapshot.summary);
         let ports: Vec<u16> = snapshot.ports().collect();
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            server_header: settings
+        let workload = settings
+            .compile
+            .proxy_labels
+            .get("app")
+            .cloned()
+            .unwrap_or_else(|| "istio-ingressgateway".into());
+        let shared = Arc::new(Shared::new(
+            snapshot,
+            settings
                 .server_header
                 .as_deref()
                 .and_then(|s| HeaderValue::from_str(s).ok()),
-            hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "meshgate".into()),
-        });
+            IstioMetrics::new(&workload, &settings.compile.proxy_namespace),
+            settings
+                .access_log
+                .as_ref()
+                .map(|(format, sink)| AccessLog::start(*format, sink)),
+        ));
         let mut listeners = BTreeMap::new();
         for port in ports {
             let (listener, addr) = bind(&settings, port).await?;
@@ -373,6 +387,18 @@ impl Gateway {
             .iter()
             .find(|(w, _)| *w == which)
             .map(|(_, l)| l.addr)
+    }
+
+    /// SIGTERM's first step: readiness fails at once (load balancers stop sending), responses
+    /// carry `connection: close`, HTTP/2 connections get a GOAWAY; listeners keep accepting.
+    pub fn start_draining(&self) {
+        self.health.start_draining();
+        self.shared.start_draining();
+    }
+
+    /// Open downstream connections on the Gateway ports.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections()
     }
 
     /// Readiness (and the operator's health-check switch).
@@ -553,8 +579,15 @@ impl Gateway {
         });
     }
 
-    /// Stops accepting on every port, lets in-flight requests finish, waits for the accept loops.
+    /// Stops accepting on every port and waits until every open connection has finished its
+    /// in-flight requests and closed (callers bound the wait).
     pub async fn shutdown(&self) {
+        self.stop_accepting().await;
+        self.shared.connections_closed().await;
+    }
+
+    /// Stops accepting on every port (open connections finish their requests on their own).
+    pub async fn stop_accepting(&self) {
         for (_, l) in self.ops.lock().await.drain(..) {
             let _ = l.stop.send(true);
             let _ = l.task.await;

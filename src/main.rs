@@ -54,6 +54,9 @@ struct Cli {
     /// sending (Istio's terminationDrainDuration), in seconds.
     #[arg(long, default_value_t = 5.0)]
     drain_duration: f64,
+    /// Access log on stdout: `text` (Istio's default Envoy format), `json`, or `off`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "off"])]
+    access_log_format: String,
     /// Then: how long in-flight requests may take to finish before the process exits, in seconds.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
@@ -342,6 +345,11 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         settings.admin = cli.admin_address.0;
         settings.health = cli.health_address.0;
         settings.stats = cli.stats_address.0;
+        settings.access_log = match cli.access_log_format.as_str() {
+            "json" => Some((meshgate::telemetry::Format::Json, meshgate::telemetry::Sink::Stdout)),
+            "off" => None,
+            _ => Some((meshgate::telemetry::Format::Text, meshgate::telemetry::Sink::Stdout)),
+        };
         settings.compile = compile_options(&cli.common);
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),
@@ -380,7 +388,7 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         let drain = std::time::Duration::from_secs_f64(cli.drain_duration.max(0.0));
         let timeout = std::time::Duration::from_secs_f64(cli.drain_timeout.max(0.0));
         tracing::info!(drain_secs = drain.as_secs_f64(), "draining: readiness fails, still serving");
-        gateway.health().start_draining();
+        gateway.start_draining();
         tokio::select! {
             _ = tokio::time::sleep(drain) => {}
             _ = second_signal() => {

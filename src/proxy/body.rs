@@ -88,6 +88,8 @@ pub struct ReplayBody {
 pub struct ClientBody {
     inner: Incoming,
     failed: ClientFailed,
+    /// Bytes read so far (the access log's `%BYTES_RECEIVED%`).
+    received: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Did the client's request body fail? Shared by a `ClientBody` and the attempt loop.
@@ -293,8 +295,16 @@ impl http_body::Body for ReplayBody {
 // === impl ClientBody ===
 
 impl ClientBody {
-    pub fn new(inner: Incoming, failed: ClientFailed) -> ClientBody {
-        ClientBody { inner, failed }
+    pub fn new(
+        inner: Incoming,
+        failed: ClientFailed,
+        received: Arc<std::sync::atomic::AtomicU64>,
+    ) -> ClientBody {
+        ClientBody {
+            inner,
+            failed,
+            received,
+        }
     }
 }
 
@@ -310,6 +320,12 @@ impl http_body::Body for ClientBody {
             Poll::Ready(Some(Err(e))) => {
                 self.failed.0.store(true, Ordering::Release);
                 Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.received.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
             }
             other => other.map_err(Into::into),
         }

@@ -189,6 +189,46 @@ impl ProxyError {
         }
     }
 
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for this reply.
+    pub fn details(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "route_not_found",
+            ProxyError::NoCluster { .. } => "cluster_not_found",
+            ProxyError::NoHealthyUpstream { .. } => "no_healthy_upstream",
+            ProxyError::Connect { .. } => {
+                "upstream_reset_before_response_started{connection_failure}"
+            }
+            ProxyError::ConnectTimeout { .. } => {
+                "upstream_reset_before_response_started{connection_timeout}"
+            }
+            ProxyError::ConnectionTermination { .. } => {
+                "upstream_reset_before_response_started{connection_termination}"
+            }
+            ProxyError::RemoteReset { .. } => {
+                "upstream_reset_before_response_started{remote_reset}"
+            }
+            ProxyError::RefusedStream { .. } => {
+                "upstream_reset_before_response_started{remote_refused_stream_reset}"
+            }
+            ProxyError::Protocol { .. } => "upstream_reset_before_response_started{protocol_error}",
+            ProxyError::UpstreamTimeout { .. } => "response_timeout",
+            ProxyError::PerTryTimeout { .. } => "upstream_per_try_timeout",
+            ProxyError::Overflow { .. } => "upstream_reset_before_response_started{overflow}",
+            ProxyError::Retried { last, .. } => last.details(),
+            ProxyError::FaultAbort { .. } => "fault_filter_abort",
+            ProxyError::Unsupported { .. } => "cluster_not_supported",
+            ProxyError::MissingHost => "missing_host_header",
+            ProxyError::Http10 => "low_version",
+            ProxyError::BadPath => "path_normalization_failed",
+            ProxyError::HeadersTooLarge => "request_headers_too_large",
+            ProxyError::InvalidHost => "invalid_authority",
+            ProxyError::ConnectForm | ProxyError::ConnectNotAllowed => "upgrade_failed",
+            ProxyError::TransferCoding => "http1.invalid_transfer_encoding",
+            ProxyError::Framing { .. } => "http1.content_length_and_chunked_not_allowed",
+            ProxyError::DownstreamBody => "downstream_remote_disconnect_or_codec_error",
+        }
+    }
+
     /// Was this a circuit-breaker overflow (the reply carries `x-envoy-overloaded: true`)?
     pub fn is_overflow(&self) -> bool {
         match self {
@@ -344,9 +384,11 @@ impl ResponseFlags {
     pub const DPE: ResponseFlags = ResponseFlags(1 << 10);
     pub const UPE: ResponseFlags = ResponseFlags(1 << 11);
     pub const NC: ResponseFlags = ResponseFlags(1 << 12);
+    /// The client went away before the response was complete.
+    pub const DC: ResponseFlags = ResponseFlags(1 << 13);
 
     /// Names in Envoy's order.
-    const NAMES: [(ResponseFlags, &'static str); 13] = [
+    const NAMES: [(ResponseFlags, &'static str); 14] = [
         (Self::UH, "UH"),
         (Self::UT, "UT"),
         (Self::UR, "UR"),
@@ -356,11 +398,17 @@ impl ResponseFlags {
         (Self::NR, "NR"),
         (Self::DI, "DI"),
         (Self::FI, "FI"),
+        (Self::DC, "DC"),
         (Self::URX, "URX"),
         (Self::DPE, "DPE"),
         (Self::UPE, "UPE"),
         (Self::NC, "NC"),
     ];
+
+    /// The raw bit set (a cache key for metric handles).
+    pub fn bits(self) -> u32 {
+        self.0
+    }
 
     pub fn contains(self, other: ResponseFlags) -> bool {
         self.0 & other.0 == other.0

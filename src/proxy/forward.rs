@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, Version};
 use http_body_util::{BodyExt, Empty};
@@ -19,14 +18,14 @@ use crate::upstream::{Cluster, Endpoint, LbPolicy, Pick, RequestHash, RetryPermi
 
 use super::body::{AttemptGuard, ClientBody, ClientFailed, Replay, ResponseBody};
 use super::classify::{classify, upstream_error, Outcome};
+use super::context::RequestCtx;
 use super::error::{ProxyError, ResponseFlags};
-use super::head::Head;
+use super::head::{Head, HeadInput};
 use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::mirror::{self, MirrorBody};
 use super::retry::RetryState;
-use super::service::Conn;
 use super::timer::RouteTimer;
-use super::{fault, Body, Shared};
+use super::{fault, Body};
 
 /// Where each attempt's request body comes from.
 enum Source {
@@ -47,18 +46,33 @@ struct Done {
 
 type AttemptResult = Result<(Response<Incoming>, AttemptGuard), ProxyError>;
 
-#[allow(clippy::too_many_arguments)]
+/// What a request is forwarded by: the route, its action, and the request's normalised authority
+/// and path.
+pub struct Target<'a> {
+    pub route: &'a Route,
+    pub action: &'a Forward,
+    pub authority: &'a str,
+    pub path: &'a str,
+}
+
+/// Everything the attempt loop needs that does not change between attempts.
+struct Plan<'a> {
+    cluster: &'a Cluster,
+    action: &'a Forward,
+    key: &'a Arc<str>,
+    head: &'a Head,
+    hash: Option<u64>,
+    timer: &'a RouteTimer,
+}
+
 pub async fn forward(
-    shared: &Shared,
+    cx: &mut RequestCtx,
     snapshot: &Snapshot,
-    conn: Conn,
-    route: &Route,
-    action: &Forward,
+    t: Target<'_>,
     mut req: Request<Incoming>,
-    authority: &str,
-    path: &str,
-    start: Instant,
 ) -> Result<Response<Body>, ProxyError> {
+    let action = t.action;
+    let shared = cx.shared.clone();
     let mut flags = ResponseFlags::default();
     if let Some(f) = &action.fault {
         if fault::inject(f).await? {
@@ -70,6 +84,7 @@ pub async fn forward(
         key: target.key.clone(),
     })?;
     let cluster = &snapshot.clusters[cluster_id];
+    cx.cluster = Some(cluster.clone());
     if let Some(what) = &cluster.spec.unsupported {
         return Err(ProxyError::Unsupported { what: what.clone() });
     }
@@ -81,33 +96,37 @@ pub async fn forward(
     let hash = match &cluster.spec.lb {
         LbPolicy::ConsistentHash(h) => {
             h.key
-                .hash(&parts.headers, parts.uri.query(), conn.peer.ip())
+                .hash(&parts.headers, parts.uri.query(), cx.conn.peer.ip())
         }
         LbPolicy::RoundRobin | LbPolicy::LeastRequest | LbPolicy::Random => RequestHash::default(),
     };
 
     let (head, ctx_headers) = Head::build(
         parts,
-        route,
-        action,
-        target,
-        conn.peer,
-        &shared.hostname,
-        authority,
-        path,
-        websocket,
-        cluster.spec.protocol,
+        &HeadInput {
+            route: t.route,
+            action,
+            destination: target,
+            peer: cx.conn.peer,
+            hostname: &shared.hostname,
+            start_time: cx.start_time,
+            authority: t.authority,
+            path: t.path,
+            websocket,
+            protocol: cluster.spec.protocol,
+        },
     )?;
+    cx.set_request_id(&head.headers);
     let ctx = TemplateContext {
-        remote: conn.peer,
+        remote: cx.conn.peer,
         request_headers: &ctx_headers,
         hostname: &shared.hostname,
-        start_time: "",
+        start_time: cx.start_time,
     };
 
     let mirrored = !action.mirrors.is_empty();
     let client_failed = ClientFailed::default();
-    let body = ClientBody::new(body, client_failed.clone());
+    let body = ClientBody::new(body, client_failed.clone(), cx.bytes_received.clone());
     let mut source = if http_body::Body::is_end_stream(&body) {
         Source::Empty
     } else if action.retry.num_retries == 0 && !mirrored && action.timeout.is_none() {
@@ -127,17 +146,15 @@ pub async fn forward(
         Source::Replay(r) => RouteTimer::after_body(action.timeout, r.ended()),
         Source::Empty | Source::Once(_) => RouteTimer::now(action.timeout),
     };
-    let done = match attempts(
+    let plan = Plan {
         cluster,
         action,
-        &target.key,
-        &head,
-        &mut source,
-        hash.hash,
-        &timer,
-    )
-    .await
-    {
+        key: &target.key,
+        head: &head,
+        hash: hash.hash,
+        timer: &timer,
+    };
+    let done = match attempts(cx, &plan, &mut source).await {
         Ok(done) => done,
         // However the upstream side reported it, a broken client body is the client's fault.
         Err(_) if client_failed.get() => return Err(ProxyError::DownstreamBody),
@@ -147,7 +164,7 @@ pub async fn forward(
     let Done {
         mut resp, guard, ..
     } = done;
-    let elapsed = HeaderValue::from(start.elapsed().as_millis() as u64);
+    let elapsed = HeaderValue::from(cx.start.elapsed().as_millis() as u64);
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             let up = hyper::upgrade::on(&mut resp);
@@ -172,17 +189,15 @@ pub async fn forward(
     Ok(Response::from_parts(parts, BodyExt::boxed_unsync(body)))
 }
 
-/// The attempt loop: attempt, classify, account, then retry or finish.
+/// The attempt loop: attempt, classify, account, then retry or finish. Records the attempt count
+/// and the last endpoint in the request context.
 async fn attempts(
-    cluster: &Cluster,
-    action: &Forward,
-    key: &Arc<str>,
-    head: &Head,
+    cx: &mut RequestCtx,
+    plan: &Plan<'_>,
     source: &mut Source,
-    hash: Option<u64>,
-    timer: &RouteTimer,
 ) -> Result<Done, ProxyError> {
-    let policy = &action.retry;
+    let (cluster, key, timer) = (plan.cluster, plan.key, plan.timer);
+    let policy = &plan.action.retry;
     let mut retry = RetryState::new(policy);
     // Consistent-hash routes keep a key on its endpoint: no previous-hosts predicate.
     let avoid_tried = !matches!(cluster.spec.lb, LbPolicy::ConsistentHash(_));
@@ -191,18 +206,11 @@ async fn attempts(
     for n in 1..=max {
         let exclude = if avoid_tried { retry.exclude() } else { &[] };
         let body = source.attempt(n);
-        let (result, endpoint) = attempt(
-            cluster,
-            key,
-            head,
-            n,
-            body,
-            hash,
-            exclude,
-            policy.per_try_timeout,
-            timer,
-        )
-        .await;
+        let (result, endpoint) = attempt(plan, n, body, exclude).await;
+        cx.attempts = n;
+        if let Some(ep) = &endpoint {
+            cx.upstream = Some(ep.addr);
+        }
         let class = match &result {
             Ok((resp, _)) => classify(Outcome::Response(resp.status(), resp.headers())),
             Err(e) => classify(Outcome::Failed(e)),
@@ -273,18 +281,21 @@ fn finish(
 
 /// One attempt: pick an endpoint, pass the circuit breakers, send, wait for response headers
 /// within the per-try timeout and the route timeout. Returns the endpoint used, if any.
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
-    cluster: &Cluster,
-    key: &Arc<str>,
-    head: &Head,
+    plan: &Plan<'_>,
     n: u32,
     body: UpstreamBody,
-    hash: Option<u64>,
     exclude: &[SocketAddr],
-    per_try_timeout: Option<Duration>,
-    timer: &RouteTimer,
 ) -> (AttemptResult, Option<Arc<Endpoint>>) {
+    let Plan {
+        cluster,
+        key,
+        head,
+        hash,
+        timer,
+        ..
+    } = *plan;
+    let per_try_timeout = plan.action.retry.per_try_timeout;
     let endpoint = match cluster.pick(hash, exclude) {
         Pick::Endpoint(e) => e,
         Pick::NoHealthy => {

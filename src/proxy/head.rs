@@ -3,7 +3,7 @@
 //! its endpoint. May not touch: bodies, endpoint choice.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderName};
 use http::request::Parts;
@@ -28,6 +28,25 @@ pub struct Head {
     pub headers: HeaderMap,
 }
 
+/// What the upstream head is built from: the routing decision and the request's facts.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadInput<'a> {
+    pub route: &'a Route,
+    pub action: &'a Forward,
+    pub destination: &'a WeightedCluster,
+    pub peer: SocketAddr,
+    /// For `%HOSTNAME%`.
+    pub hostname: &'a str,
+    /// For `%START_TIME%`.
+    pub start_time: SystemTime,
+    /// The request's authority as received.
+    pub authority: &'a str,
+    /// The normalised path.
+    pub path: &'a str,
+    pub websocket: bool,
+    pub protocol: Protocol,
+}
+
 impl Head {
     /// Builds the head from the client's request. Also returns the client's headers as they
     /// arrived when a header template (`%REQ(x)%`) needs them (empty otherwise), for the
@@ -35,19 +54,19 @@ impl Head {
     ///
     /// # Errors
     /// `BadPath` for a path that cannot be sent, `MissingHost` for an unusable authority.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        mut parts: Parts,
-        route: &Route,
-        action: &Forward,
-        target: &WeightedCluster,
-        peer: SocketAddr,
-        hostname: &str,
-        authority: &str,
-        path: &str,
-        websocket: bool,
-        protocol: Protocol,
-    ) -> Result<(Head, HeaderMap), ProxyError> {
+    pub fn build(mut parts: Parts, input: &HeadInput<'_>) -> Result<(Head, HeaderMap), ProxyError> {
+        let HeadInput {
+            route,
+            action,
+            destination: target,
+            peer,
+            hostname,
+            start_time,
+            authority,
+            path,
+            websocket,
+            protocol,
+        } = *input;
         // Path: rewrite, then the path and query sent upstream.
         let new_path = rewrite_path(route, action.rewrite.as_deref(), path);
         let mut pq = new_path.as_deref().unwrap_or(path).to_owned();
@@ -71,7 +90,7 @@ impl Head {
             remote: peer,
             request_headers: &ctx_headers,
             hostname,
-            start_time: "",
+            start_time,
         };
         let h = &mut parts.headers;
         headers::prepare_request(h, peer.ip(), websocket);

@@ -52,11 +52,19 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
         let shared = shared.clone();
         let builder = builder.clone();
         let mut stop = stop.clone();
+        let drain = shared.drain_watch();
+        let guard = shared.track_connection();
         tokio::spawn(async move {
-            let conn = Conn { peer, gateway_port };
+            let _guard = guard;
+            let conn = Conn {
+                peer,
+                local,
+                gateway_port,
+            };
             // hyper hides some ambiguous framing from the service; the scanner does not.
             let framing = Framing::new();
             let io = TokioIo::new(ScannedIo::new(stream, framing.clone()));
@@ -72,11 +80,29 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %e, "connection error");
                     }
                 }
+                // Stopped (listener removed, shutdown) or draining: HTTP/2 gets a GOAWAY, an
+                // idle HTTP/1 connection closes, a busy one closes after its response.
                 _ = stop.changed() => {
+                    served.as_mut().graceful_shutdown();
+                    let _ = served.await;
+                }
+                () = drained(drain) => {
                     served.as_mut().graceful_shutdown();
                     let _ = served.await;
                 }
             }
         });
+    }
+}
+
+/// Resolves once draining starts (never, if the gateway goes away first).
+async fn drained(mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

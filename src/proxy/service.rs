@@ -8,14 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use tokio::time::Instant;
 
 use crate::route::{
     CorsDecision, Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView,
     Route, RouteAction, TemplateContext,
 };
 
-use super::error::{local_reply, FramingError, ProxyError, ResponseFlags};
+use super::context::{self, RequestCtx};
+use super::error::{local_reply, FramingError, ProxyError};
 use super::{checks, forward, path, Body, Shared};
 
 /// Envoy's `max_request_headers_kb` at an Istio gateway.
@@ -25,6 +25,8 @@ const MAX_HEADER_BYTES: usize = 60 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
     pub peer: SocketAddr,
+    /// The local socket address the client connected to.
+    pub local: SocketAddr,
     /// The Gateway server port this listener serves (not the local socket port).
     pub gateway_port: u16,
 }
@@ -37,18 +39,18 @@ pub async fn handle(
     req: Request<Incoming>,
     ambiguous: Option<FramingError>,
 ) -> Result<Response<Body>, Infallible> {
-    let start = Instant::now();
-    let grpc = is_grpc(req.headers());
+    let mut cx = RequestCtx::new(shared, conn, &req);
     let mut cors = None;
     let routed = match ambiguous {
         Some(kind) => Err(ProxyError::Framing { kind }),
-        None => route_request(&shared, conn, req, start, &mut cors).await,
+        None => route_request(&mut cx, req, &mut cors).await,
     };
     let mut resp = match routed {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
-            if grpc {
+            cx.details = e.details();
+            if cx.grpc {
                 e.into_grpc_response()
             } else {
                 e.into_response()
@@ -59,26 +61,20 @@ pub async fn handle(
         // Envoy's CORS filter sets these on every response, the gateway's own replies included.
         resp.headers_mut().extend(cors);
     }
-    if let Some(server) = &shared.server_header {
+    if let Some(server) = &cx.shared.server_header {
         resp.headers_mut().insert(header::SERVER, server.clone());
     }
-    tracing::trace!(
-        status = resp.status().as_u16(),
-        flags = %resp
-            .extensions()
-            .get::<ResponseFlags>()
-            .copied()
-            .unwrap_or_default(),
-        "request"
-    );
-    Ok(resp)
+    if cx.shared.draining() {
+        // Draining: tell HTTP/1 clients to go elsewhere (HTTP/2 ones get a GOAWAY).
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(context::finish(resp, cx))
 }
 
 async fn route_request(
-    shared: &Shared,
-    conn: Conn,
+    cx: &mut RequestCtx,
     req: Request<Incoming>,
-    start: Instant,
     cors: &mut Option<HeaderMap>,
 ) -> Result<Response<Body>, ProxyError> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
@@ -89,15 +85,16 @@ async fn route_request(
     if headers_too_large(req.headers()) {
         return Err(ProxyError::HeadersTooLarge);
     }
-    let snapshot = shared.snapshot.load_full();
-    let Some(table) = snapshot.table(conn.gateway_port) else {
+    let snapshot = cx.shared.snapshot.load_full();
+    cx.snapshot = Some(snapshot.clone());
+    let Some(table) = snapshot.table(cx.conn.gateway_port) else {
         return Err(ProxyError::NoRoute);
     };
     let authority: std::borrow::Cow<'_, str> = checks::authority(&req)?.into();
     let norm_path = path::normalize(req.uri().path()).map_err(|()| ProxyError::BadPath)?;
     let view = RequestView {
         method: req.method(),
-        scheme: "http",
+        scheme: cx.scheme,
         authority: &authority,
         path: &norm_path,
         query: req.uri().query(),
@@ -108,11 +105,12 @@ async fn route_request(
         Decision::RequireTls => return Ok(https_redirect(&authority, req.uri())),
         Decision::Route(route) => route,
     };
+    cx.set_route(route);
     let ctx = TemplateContext {
-        remote: conn.peer,
+        remote: cx.conn.peer,
         request_headers: req.headers(),
-        hostname: &shared.hostname,
-        start_time: "",
+        hostname: &cx.shared.hostname,
+        start_time: cx.start_time,
     };
     match &*route.action {
         RouteAction::Direct(d) => Ok(direct_response(d, &ctx)),
@@ -134,12 +132,15 @@ async fn route_request(
                 Some(CorsDecision::Allowed(headers)) => *cors = Some(headers),
                 Some(CorsDecision::Pass) | None => {}
             }
-            let norm_path = norm_path.into_owned();
             let authority = authority.into_owned();
-            forward::forward(
-                shared, &snapshot, conn, route, f, req, &authority, &norm_path, start,
-            )
-            .await
+            let norm_path = norm_path.into_owned();
+            let target = forward::Target {
+                route,
+                action: f,
+                authority: &authority,
+                path: &norm_path,
+            };
+            forward::forward(cx, &snapshot, target, req).await
         }
     }
 }
@@ -154,7 +155,7 @@ pub(crate) fn headers_too_large(headers: &HeaderMap) -> bool {
 }
 
 /// A gRPC request (`content-type: application/grpc…`): its local replies are trailers-only.
-fn is_grpc(headers: &http::HeaderMap) -> bool {
+pub(super) fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

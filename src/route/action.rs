@@ -133,7 +133,8 @@ pub struct TemplateContext<'a> {
     pub remote: std::net::SocketAddr,
     pub request_headers: &'a http::HeaderMap,
     pub hostname: &'a str,
-    pub start_time: &'a str,
+    /// When the request arrived (`%START_TIME%`, rendered as Envoy does).
+    pub start_time: std::time::SystemTime,
 }
 
 impl HeaderOpList {
@@ -186,7 +187,9 @@ impl HeaderTemplate {
                             }
                         }
                         Segment::Hostname => out.push_str(ctx.hostname),
-                        Segment::StartTime => out.push_str(ctx.start_time),
+                        Segment::StartTime => {
+                            out.push_str(&crate::telemetry::access_log::format_time(ctx.start_time))
+                        }
                     }
                 }
                 HeaderValue::from_str(&out).ok()

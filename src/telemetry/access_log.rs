@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// `--access-log-format`.
@@ -173,6 +174,37 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Where access log lines go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Stdout,
+    /// An in-process buffer (tests, embedding).
+    Memory(Arc<Mutex<Vec<u8>>>),
+}
+
+impl Sink {
+    fn writer(&self) -> Box<dyn std::io::Write + Send> {
+        match self {
+            Sink::Stdout => Box::new(std::io::stdout()),
+            Sink::Memory(buf) => Box::new(MemoryWriter(buf.clone())),
+        }
+    }
+}
+
+struct MemoryWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for MemoryWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Lines waiting for the writer thread; past this, lines are dropped and counted.
 const QUEUE: usize = 16 * 1024;
 
@@ -186,8 +218,9 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Starts the writer thread on `out` (stdout in production).
-    pub fn start(format: Format, out: Box<dyn std::io::Write + Send>) -> AccessLog {
+    /// Starts the writer thread on `sink`.
+    pub fn start(format: Format, sink: &Sink) -> AccessLog {
+        let out = sink.writer();
         let (tx, rx) = sync_channel::<String>(QUEUE);
         let _ = std::thread::Builder::new()
             .name("access-log".into())

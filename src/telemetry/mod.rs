@@ -5,5 +5,5 @@
 pub mod access_log;
 pub mod istio;
 
-pub use access_log::{AccessLog, Format};
+pub use access_log::{AccessLog, Format, Sink};
 pub use istio::{Destination, IstioMetrics, Sample};

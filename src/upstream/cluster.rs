@@ -87,6 +87,31 @@ pub struct Cluster {
     ejected_hint: AtomicU64,
     pool: Arc<PoolState>,
     client: ClusterClient,
+    /// Istio's destination labels for this cluster's requests.
+    pub telemetry: Arc<crate::telemetry::Destination>,
+    /// Envoy's per-cluster request counters.
+    pub stats: ClusterStats,
+}
+
+/// Envoy's per-cluster counters (`envoy_cluster_*{cluster_name}`), registered once per cluster.
+#[derive(Debug)]
+pub struct ClusterStats {
+    pub rq_total: metrics::Counter,
+    pub rq_retry: metrics::Counter,
+    pub rq_timeout: metrics::Counter,
+    pub rq_pending_overflow: metrics::Counter,
+}
+
+impl ClusterStats {
+    fn new(key: &str) -> ClusterStats {
+        let name = key.to_owned();
+        ClusterStats {
+            rq_total: metrics::counter!("envoy_cluster_upstream_rq_total", "cluster_name" => name.clone()),
+            rq_retry: metrics::counter!("envoy_cluster_upstream_rq_retry", "cluster_name" => name.clone()),
+            rq_timeout: metrics::counter!("envoy_cluster_upstream_rq_timeout", "cluster_name" => name.clone()),
+            rq_pending_overflow: metrics::counter!("envoy_cluster_upstream_rq_pending_overflow", "cluster_name" => name),
+        }
+    }
 }
 
 /// Outcome of picking an endpoint.
@@ -128,6 +153,11 @@ impl Cluster {
                 spec.protocol == Protocol::Http1,
             )),
             client: ClusterClient::new(spec.protocol, &spec.connection),
+            telemetry: Arc::new(crate::telemetry::Destination::new(
+                &spec.host,
+                spec.subset.as_deref(),
+            )),
+            stats: ClusterStats::new(&spec.key),
             spec,
         }
     }
