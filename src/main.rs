@@ -387,8 +387,8 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         wait_for_signals(&gateway).await;
         let drain = std::time::Duration::from_secs_f64(cli.drain_duration.max(0.0));
         let timeout = std::time::Duration::from_secs_f64(cli.drain_timeout.max(0.0));
-        tracing::info!(drain_secs = drain.as_secs_f64(), "draining: readiness fails, still serving");
         gateway.start_draining();
+        tracing::info!(drain_secs = drain.as_secs_f64(), "draining: readiness fails, still serving");
         tokio::select! {
             _ = tokio::time::sleep(drain) => {}
             _ = second_signal() => {

@@ -54,3 +54,28 @@ fn refuses_to_start_on_a_broken_config_and_names_every_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_drains_then_exits_zero() {
+    let mut gw = Binary::start(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config").as_ref(),
+        &["--drain-duration", "0.5", "--drain-timeout", "5"],
+    );
+    let line = gw.wait_line("port=Health");
+    let health = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("addr= in the health line")
+        .to_owned();
+    assert!(get(&health, "/healthz/ready").starts_with("HTTP/1.1 200"));
+    gw.signal("TERM");
+    gw.wait_line("draining");
+    // Readiness fails at once while the Gateway port still serves (with connection: close).
+    let ready = get(&health, "/healthz/ready");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    let r = get(&gw.addr, "/hello");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+    assert_eq!(gw.wait_exit(std::time::Duration::from_secs(20)), Some(0));
+}

@@ -1,5 +1,6 @@
 //! Accepting connections on one listener socket and serving HTTP/1.1 and h2c on it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hyper::service::service_fn;
@@ -57,6 +58,8 @@ pub async fn serve(
         let builder = builder.clone();
         let mut stop = stop.clone();
         let drain = shared.drain_watch();
+        // Accepted while draining: served, its responses carry `connection: close`.
+        let accepted_draining = shared.draining();
         let guard = shared.track_connection();
         tokio::spawn(async move {
             let _guard = guard;
@@ -68,27 +71,45 @@ pub async fn serve(
             // hyper hides some ambiguous framing from the service; the scanner does not.
             let framing = Framing::new();
             let io = TokioIo::new(ScannedIo::new(stream, framing.clone()));
-            let svc = service_fn(move |req| {
-                let ambiguous = framing.next_request();
-                handle(shared.clone(), conn, req, ambiguous)
-            });
+            let is_h2 = Arc::new(AtomicBool::new(false));
+            let svc = {
+                let is_h2 = is_h2.clone();
+                service_fn(move |req| {
+                    if req.version() == http::Version::HTTP_2 {
+                        is_h2.store(true, Ordering::Relaxed);
+                    }
+                    let ambiguous = framing.next_request();
+                    handle(shared.clone(), conn, req, ambiguous)
+                })
+            };
             let served = builder.serve_connection_with_upgrades(io, svc);
             tokio::pin!(served);
-            tokio::select! {
-                res = served.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(%peer, error = %e, "connection error");
+            let mut draining = accepted_draining;
+            loop {
+                tokio::select! {
+                    res = served.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::debug!(%peer, error = %e, "connection error");
+                        }
+                        break;
                     }
-                }
-                // Stopped (listener removed, shutdown) or draining: HTTP/2 gets a GOAWAY, an
-                // idle HTTP/1 connection closes, a busy one closes after its response.
-                _ = stop.changed() => {
-                    served.as_mut().graceful_shutdown();
-                    let _ = served.await;
-                }
-                () = drained(drain) => {
-                    served.as_mut().graceful_shutdown();
-                    let _ = served.await;
+                    // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
+                    // HTTP/1 connection closes, a busy one closes after its response.
+                    _ = stop.changed() => {
+                        served.as_mut().graceful_shutdown();
+                        let _ = served.await;
+                        break;
+                    }
+                    // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
+                    // `connection: close` (a request racing an idle close would fail).
+                    () = drained(drain.clone()), if !draining => {
+                        draining = true;
+                        if is_h2.load(Ordering::Relaxed) {
+                            served.as_mut().graceful_shutdown();
+                            let _ = served.await;
+                            break;
+                        }
+                    }
                 }
             }
         });

@@ -69,6 +69,18 @@ impl Binary {
         }
     }
 
+    /// Waits (polling, at most `limit`) for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
