@@ -358,10 +358,14 @@ impl Gateway {
                         Box::pin(async move { reply })
                     })
                 }
-                OpsPort::Stats => Arc::new(|req| {
-                    let reply = ops::stats_endpoint(&req);
-                    Box::pin(async move { reply })
-                }),
+                OpsPort::Stats => {
+                    let gw = Arc::downgrade(self);
+                    Arc::new(move |req| {
+                        let snapshot = gw.upgrade().map(|g| g.snapshot());
+                        let reply = ops::stats_endpoint(&req, snapshot.as_deref());
+                        Box::pin(async move { reply })
+                    })
+                }
             };
             tracing::info!(port = ?which, addr = %local, "operations endpoint listening");
             let (stop, stop_rx) = watch::channel(false);

@@ -110,6 +110,22 @@ async fn istio_metrics_after_real_traffic() {
         &[("destination_service", "m1-ok.svc"), ("le", "3600000")],
     );
     assert_eq!(bucket, vec![3.0]);
+    // Envoy's cluster gauges (state at scrape time) and connection manager counters.
+    assert_eq!(
+        series(
+            &stats,
+            "envoy_cluster_membership_healthy",
+            &[("cluster_name", "outbound|80||m1-ok.svc")]
+        ),
+        vec![1.0]
+    );
+    assert!(series(
+        &stats,
+        "envoy_http_downstream_cx_total",
+        &[("http_conn_manager_prefix", "outbound_0.0.0.0_8080")]
+    )
+    .first()
+    .is_some_and(|v| *v >= 1.0));
     // Envoy's cluster counters.
     assert_eq!(
         series(

@@ -54,7 +54,7 @@ async fn route(gw: &Gateway, req: &Request) -> Reply {
                 &json!({"result": "refused", "error": e.to_string(), "status": status(gw)}),
             ),
         },
-        "/stats/prometheus" if get => Reply::prometheus(super::stats::render()),
+        "/stats/prometheus" if get => super::stats_endpoint(req, Some(&gw.snapshot())),
         "/config_dump" if get => Reply::json(200, &config_dump(gw)),
         "/clusters" if get => Reply::text(200, clusters_text(&gw.snapshot())),
         "/explain" if get => explain(gw, req),

@@ -68,10 +68,18 @@ pub fn health_endpoint(health: &Health, req: &server::Request) -> Reply {
     }
 }
 
-/// `GET /stats/prometheus` (the stats port).
-pub fn stats_endpoint(req: &server::Request) -> Reply {
+/// `GET /stats/prometheus` (the stats port); cluster gauges are refreshed from `snapshot` first.
+pub fn stats_endpoint(
+    req: &server::Request,
+    snapshot: Option<&crate::snapshot::Snapshot>,
+) -> Reply {
     match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/stats/prometheus") => Reply::prometheus(stats::render()),
+        ("GET", "/stats/prometheus") => {
+            if let Some(s) = snapshot {
+                stats::cluster_gauges(s);
+            }
+            Reply::prometheus(stats::render())
+        }
         _ => Reply::text(404, ""),
     }
 }

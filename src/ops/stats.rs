@@ -50,3 +50,27 @@ pub fn render() -> String {
         _ => String::new(),
     }
 }
+
+/// Sets Envoy's per-cluster health gauges from the live clusters (called before each scrape:
+/// they describe state, not events).
+pub fn cluster_gauges(snapshot: &crate::snapshot::Snapshot) {
+    for c in &snapshot.clusters {
+        let name = c.spec.key.clone();
+        let eps = c.endpoint_health();
+        let ejected = eps.iter().filter(|e| e.ejected).count();
+        let ejections: u64 = eps.iter().map(|e| e.ejections).sum();
+        metrics::gauge!("envoy_cluster_membership_total", "cluster_name" => name.clone())
+            .set(eps.len() as f64);
+        metrics::gauge!("envoy_cluster_membership_healthy", "cluster_name" => name.clone())
+            .set((eps.len() - ejected) as f64);
+        metrics::gauge!("envoy_cluster_outlier_detection_ejections_active", "cluster_name" => name.clone())
+            .set(ejected as f64);
+        metrics::gauge!("envoy_cluster_outlier_detection_ejections_enforced_total", "cluster_name" => name.clone())
+            .set(ejections as f64);
+        let pool = c.pool_stats();
+        metrics::gauge!("envoy_cluster_upstream_rq_active", "cluster_name" => name.clone())
+            .set(f64::from(pool.requests));
+        metrics::gauge!("envoy_cluster_upstream_rq_pending_active", "cluster_name" => name)
+            .set(f64::from(pool.pending));
+    }
+}

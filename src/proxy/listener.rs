@@ -39,6 +39,11 @@ pub async fn serve(
         .initial_connection_window_size(1 << 21)
         .max_concurrent_streams(1024);
     let builder = Arc::new(builder);
+    // Envoy's connection manager stats, with the stat prefix Istio gives a gateway's listener.
+    let prefix = format!("outbound_0.0.0.0_{gateway_port}");
+    let cx_total = metrics::counter!("envoy_http_downstream_cx_total", "http_conn_manager_prefix" => prefix.clone());
+    let cx_active =
+        metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -61,6 +66,9 @@ pub async fn serve(
         // Accepted while draining: served, its responses carry `connection: close`.
         let accepted_draining = shared.draining();
         let guard = shared.track_connection();
+        cx_total.increment(1);
+        cx_active.increment(1.0);
+        let cx_active = cx_active.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let conn = Conn {
@@ -112,6 +120,7 @@ pub async fn serve(
                     }
                 }
             }
+            cx_active.decrement(1.0);
         });
     }
 }
