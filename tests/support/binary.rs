@@ -19,12 +19,17 @@ impl Binary {
     /// Starts `meshgate --config <config> --listen 8080=127.0.0.1:0 <extra>` (operations ports on
     /// ephemeral 127.0.0.1 ports too) and waits (bounded) for its `listening` log line.
     pub fn start(config: &Path, extra: &[&str]) -> Binary {
+        Self::start_on(config, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Like `start`, with Gateway port 8080 on `listen` and readiness on `health`.
+    pub fn start_on(config: &Path, listen: &str, health: &str, extra: &[&str]) -> Binary {
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(config)
-            .args(["--listen", "8080=127.0.0.1:0"])
+            .args(["--listen", &format!("8080={listen}")])
             .args(["--admin-address", "127.0.0.1:0"])
-            .args(["--health-address", "127.0.0.1:0"])
+            .args(["--health-address", health])
             .args(["--stats-address", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -106,15 +111,19 @@ impl Drop for Binary {
 
 /// A blocking HTTP/1.1 GET with `Connection: close`; returns the raw response.
 pub fn get(addr: &str, path: &str) -> String {
+    try_get(addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// Like `get`, with the error instead of a panic (the server may be down).
+pub fn try_get(addr: &str, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
