@@ -3,7 +3,9 @@
 #
 #   docker/test.sh            # tests meshgate:latest (MESHGATE_IMAGE to change); build it first
 #
-# Needs a Docker engine (skipped, saying so, without one) and curl. Everything it creates (containers, one network, temp dirs, haproxy) is
+# Needs a Docker engine (skipped, saying so, without one), curl, python3, and for the rolling
+# restart haproxy (installed with apt-get if missing and apt-get is usable; that test is skipped,
+# saying so, otherwise). Everything it creates (containers, one network, temp dirs, haproxy) is
 # removed by id/pid on exit, failed or not. No sleeps as synchronisation: every wait polls a real
 # condition (readiness endpoint, container state, haproxy's view) under a deadline.
 # Last line: `container tests: N passed, N failed`.
@@ -187,11 +189,164 @@ test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   docker logs "$id" 2>&1 | grep -q 'draining' || fail "no draining log line"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Rolling restart: three containers on a Docker network behind haproxy on the host, which
+# health-checks /healthz/ready on each like a cloud load balancer; bounded load through haproxy
+# while the containers are restarted (then replaced with a new config) one by one.
+
+HAPROXY_PORT=
+STATS_PORT=
+NET=
+IPS=()
+GW=()
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+ensure_haproxy() {
+  command -v haproxy >/dev/null && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "installing haproxy with apt-get"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null 2>&1
+  fi
+  command -v haproxy >/dev/null
+}
+
+# haproxy's view of server $1: UP, DOWN, ... (from its stats CSV).
+server_status() {
+  curl -sf -m 2 "http://127.0.0.1:$STATS_PORT/stats;csv" | awk -F, -v s="$1" '$1 == "gw" && $2 == s { print $18 }'
+}
+server_is() { [ "$(server_status "$1")" = "$2" ] || [[ "$(server_status "$1")" == "$2 "* ]]; }
+
+setup_lb() {
+  local sub i cfg dir=$1
+  for _ in 1 2 3 4 5; do
+    sub="172.$((RANDOM % 16 + 16)).$((RANDOM % 256))"
+    NET=$(docker network create --subnet "$sub.0/24" "meshgate-test-$$-$RANDOM" 2>/dev/null) && break
+    NET=
+  done
+  [ -n "$NET" ] || fail "cannot create a Docker network"
+  track networks "$NET"
+  for i in 1 2 3; do
+    IPS[$i]="$sub.$((10 + i))"
+    GW[$i]=$(run_gw --network "$NET" --ip "${IPS[$i]}" --read-only --cap-drop ALL \
+      -v "$dir:/etc/meshgate:ro" "$IMAGE")
+  done
+  HAPROXY_PORT=$(free_port)
+  STATS_PORT=$(free_port)
+  cfg=$(mktemp -d)
+  track tmpdirs "$cfg"
+  cat >"$cfg/haproxy.cfg" <<CFG
+global
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  # haproxy's defaults: retry only when the connection to a server cannot be made.
+  retries 3
+frontend web
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend gw
+frontend stats
+  bind 127.0.0.1:$STATS_PORT
+  stats enable
+  stats uri /stats
+backend gw
+  balance roundrobin
+  option httpchk GET /healthz/ready
+  http-check expect status 200
+  # A cloud load balancer's health check, made quick: every 500 ms, 2 failures → out, 2 → in.
+  default-server check port 15021 inter 500ms fall 2 rise 2
+  server gw1 ${IPS[1]}:8080
+  server gw2 ${IPS[2]}:8080
+  server gw3 ${IPS[3]}:8080
+CFG
+  haproxy -f "$cfg/haproxy.cfg" -db >"$cfg/haproxy.log" 2>&1 &
+  track pids $!
+  for i in 1 2 3; do
+    wait_for 30 "haproxy sees gw$i UP" server_is "gw$i" UP
+  done
+}
+
+# start_load: bounded load through haproxy in the background; results in $LOAD_OUT.
+start_load() {
+  LOAD_DIR=$(mktemp -d)
+  track tmpdirs "$LOAD_DIR"
+  LOAD_OUT="$LOAD_DIR/out.json"
+  python3 docker/loadgen.py "127.0.0.1:$HAPROXY_PORT" /hello --threads 2 \
+    --max-requests 200000 --max-seconds 120 --ready-file "$LOAD_DIR/ready" >"$LOAD_OUT" &
+  LOADGEN_PID=$!
+  track pids "$LOADGEN_PID"
+  wait_for 10 "the first request through haproxy" test -e "$LOAD_DIR/ready"
+}
+stop_load() {
+  kill -TERM "$LOADGEN_PID"
+  wait "$LOADGEN_PID"
+  log "load: $(cat "$LOAD_OUT")"
+}
+load_field() { python3 -c "import json,sys; print(json.load(open('$LOAD_OUT'))$1)"; }
+
+# restart_one I: docker stop (drains) → start → ready → haproxy has it UP again.
+restart_one() {
+  local i=$1 t0=$SECONDS
+  docker stop -t 20 "${GW[$i]}" >/dev/null
+  [ "$(container_state '{{.State.ExitCode}}' "${GW[$i]}")" = 0 ] || fail "gw$i exited non-zero"
+  docker start "${GW[$i]}" >/dev/null
+  wait_for 20 "gw$i ready" is_status 200 "http://${IPS[$i]}:15021/healthz/ready"
+  wait_for 20 "haproxy sees gw$i UP" server_is "gw$i" UP
+  log "gw$i restarted and back in haproxy in $((SECONDS - t0)) s"
+}
+
+# replace_one I DIR: docker stop (drains) → rm → run with the config in DIR → ready → UP.
+replace_one() {
+  local i=$1 dir=$2 t0=$SECONDS
+  docker stop -t 20 "${GW[$i]}" >/dev/null
+  [ "$(container_state '{{.State.ExitCode}}' "${GW[$i]}")" = 0 ] || fail "gw$i exited non-zero"
+  docker rm "${GW[$i]}" >/dev/null
+  GW[$i]=$(run_gw --network "$NET" --ip "${IPS[$i]}" --read-only --cap-drop ALL \
+    -v "$dir:/etc/meshgate:ro" "$IMAGE")
+  wait_for 20 "gw$i ready" is_status 200 "http://${IPS[$i]}:15021/healthz/ready"
+  wait_for 20 "haproxy sees gw$i UP" server_is "gw$i" UP
+  log "gw$i replaced (new config) and back in haproxy in $((SECONDS - t0)) s"
+}
+
+test_rolling_restart_behind_haproxy_loses_no_request() {
+  local dir
+  if ! ensure_haproxy; then
+    echo "    SKIPPED: haproxy is not installed and cannot be installed here"
+    return 0
+  fi
+  dir=$(config_copy)
+  setup_lb "$dir"
+  start_load
+  for i in 1 2 3; do restart_one "$i"; done
+  stop_load
+  ROLL_RESULT="restart: $(load_field "['requests']") requests, $(load_field "['errors']") errors, longest stall $(load_field "['longest_stall_ms']") ms"
+  [ "$(load_field "['errors']")" = 0 ] || fail "client errors: $(load_field "['reasons']")"
+
+  # A config change rolled out on all three: each replaced, one by one, by one on the new config.
+  local v2
+  v2=$(config_copy)
+  sed -i 's/hello from meshgate/hello from config v2/' "$v2/shop.yaml"
+  start_load
+  for i in 1 2 3; do replace_one "$i" "$v2"; done
+  stop_load
+  ROLL_RESULT="$ROLL_RESULT; config rollout: $(load_field "['requests']") requests, $(load_field "['errors']") errors, longest stall $(load_field "['longest_stall_ms']") ms"
+  log "$ROLL_RESULT"
+  [ "$(load_field "['errors']")" = 0 ] || fail "client errors: $(load_field "['reasons']")"
+  [ "$(load_field "['bodies'].get('hello from config v2\n', 0) > 0")" = True ] || fail "no v2 answer seen"
+  for _ in 1 2 3 4 5 6; do
+    [ "$(body_of "http://127.0.0.1:$HAPROXY_PORT/hello")" = "hello from config v2" ] || fail "an old answer after the rollout"
+  done
+}
+
 for t in \
   test_image_is_small_static_and_non_root \
   test_docker_run_serves_the_example_config \
   test_meshgate_health_fails_when_nothing_listens \
-  test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains; do
+  test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains \
+  test_rolling_restart_behind_haproxy_loses_no_request; do
   run_test "$t"
 done
 summary
