@@ -31,7 +31,13 @@ mkdir -p "$ctx"
 cp "$bin" "$ctx/meshgate"
 strip "$ctx/meshgate"
 
+old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 docker build --quiet -f docker/Dockerfile -t "$image" "$ctx" >/dev/null
 rm -rf "$ctx"
+# The image this tag named before is now dangling: remove it (by id, only if nothing uses it).
+new=$(docker image inspect -f '{{.Id}}' "$image")
+if [ -n "$old" ] && [ "$old" != "$new" ] && [ -z "$(docker image inspect -f '{{.RepoTags}}' "$old" 2>/dev/null | tr -d '[]')" ]; then
+  docker rmi "$old" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect -f '{{.Size}}' "$image")
 echo "built $image ($profile profile): $(awk -v s="$size" 'BEGIN { printf "%.1f MB (%d bytes)", s/1e6, s }')"
