@@ -110,6 +110,19 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Probe a running gateway's readiness endpoint: exit 0 if `GET http://ADDRESS/healthz/ready`
+    /// answers 200, 1 otherwise. For a container HEALTHCHECK (a scratch image has no curl).
+    Health {
+        /// The `--health-address` of the gateway to probe.
+        #[arg(long, default_value = "127.0.0.1:15021")]
+        address: SocketAddr,
+        /// Path to GET.
+        #[arg(long, default_value = "/healthz/ready")]
+        path: String,
+        /// Connect and read timeout, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        timeout: f64,
+    },
 }
 
 fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
@@ -163,6 +176,11 @@ fn main() -> ExitCode {
             json,
             common,
         }) => explain(&config, &request, &headers, host.as_deref(), json, &common),
+        Some(Command::Health {
+            address,
+            path,
+            timeout,
+        }) => health(address, &path, timeout),
         None => {
             let Some(config) = cli.config.clone() else {
                 eprintln!(
@@ -322,6 +340,46 @@ fn explain(
         print!("{}", render_text(&ex));
     }
     ExitCode::SUCCESS
+}
+
+/// `meshgate health`: one blocking HTTP/1.1 GET, no runtime; prints the status line (or the error).
+fn health(address: SocketAddr, path: &str, timeout: f64) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs_f64(timeout.max(0.001));
+    let probe = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&address, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: meshgate-health\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 256];
+        while !head.contains(&b'\n') && head.len() < 4096 {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let line = String::from_utf8_lossy(&head);
+        Ok(line.lines().next().unwrap_or("").trim().to_owned())
+    };
+    match probe() {
+        Ok(status) if status.split_whitespace().nth(1) == Some("200") => {
+            println!("{address}{path}: {status}");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            println!("{address}{path}: not ready: {status:?}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            println!("{address}{path}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn run(cli: Cli, config: PathBuf) -> ExitCode {
