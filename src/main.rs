@@ -394,6 +394,7 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let signals = install_signals();
         let mut settings = Settings::new(config.clone());
         settings.bind = cli.bind;
         settings.listen = cli.listen.into_iter().collect::<HashMap<_, _>>();
@@ -442,7 +443,7 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
                 }
             }
         };
-        wait_for_signals(&gateway).await;
+        wait_for_signals(&gateway, signals).await;
         let drain = std::time::Duration::from_secs_f64(cli.drain_duration.max(0.0));
         let timeout = std::time::Duration::from_secs_f64(cli.drain_timeout.max(0.0));
         gateway.start_draining();
@@ -464,6 +465,17 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
     })
 }
 
+type Signal = tokio::signal::unix::Signal;
+
+/// SIGHUP and SIGTERM handlers, installed first thing.
+fn install_signals() -> Option<(Signal, Signal)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    Some((
+        signal(SignalKind::hangup()).ok()?,
+        signal(SignalKind::terminate()).ok()?,
+    ))
+}
+
 /// The next SIGTERM or SIGINT.
 async fn second_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -481,12 +493,11 @@ async fn second_signal() {
 }
 
 /// SIGHUP reloads the config; SIGINT/SIGTERM stop the gateway.
-async fn wait_for_signals(gateway: &Gateway) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-    ) else {
+///
+/// `signals` were installed before the gateway started, so a SIGHUP arriving while it starts is
+/// held for the loop below rather than killing the process (SIGHUP's default action).
+async fn wait_for_signals(gateway: &Gateway, signals: Option<(Signal, Signal)>) {
+    let Some((mut hup, mut term)) = signals else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
