@@ -14,6 +14,15 @@ use crate::config::{self, HttpMatchRequest, HttpRoute, Resource, Resources, Stri
 
 use super::names::{exported_to, resolve_gateway_ref};
 
+/// Fills every listed `Option` field of `$out` that is unset from `$from`.
+macro_rules! inherit {
+    ($out:ident, $from:ident, $($f:ident),* $(,)?) => {$(
+        if $out.$f.is_none() {
+            $out.$f = $from.$f.clone();
+        }
+    )*};
+}
+
 /// The delegate a root route names, or why it cannot be used.
 pub(super) fn find<'a>(
     resources: &'a Resources,
@@ -59,14 +68,9 @@ pub(super) fn merge(root: &HttpRoute, leaf: &HttpRoute, root_ns: &str) -> Option
     out.matches = matches;
     out.delegate = None;
     out.name = join_names(root.name.as_deref(), leaf.name.as_deref());
-    macro_rules! inherit {
-        ($($f:ident),*) => {$(
-            if out.$f.is_none() {
-                out.$f = root.$f.clone();
-            }
-        )*};
-    }
     inherit!(
+        out,
+        root,
         rewrite,
         direct_response,
         timeout,
@@ -124,14 +128,9 @@ fn merge_matches(
 fn merge_match(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> HttpMatchRequest {
     let mut out = leaf.clone();
     out.name = join_names(root.name.as_deref(), leaf.name.as_deref());
-    macro_rules! inherit {
-        ($($f:ident),*) => {$(
-            if out.$f.is_none() {
-                out.$f = root.$f.clone();
-            }
-        )*};
-    }
     inherit!(
+        out,
+        root,
         uri,
         scheme,
         method,
