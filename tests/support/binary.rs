@@ -19,7 +19,21 @@ impl Binary {
     /// Starts `meshgate --config <config> --listen 8080=127.0.0.1:0 <extra>` (operations ports on
     /// ephemeral 127.0.0.1 ports too) and waits (bounded) for its `listening` log line.
     pub fn start(config: &Path, extra: &[&str]) -> Binary {
-        let mut child = Command::new(BIN)
+        Self::start_with(Command::new(BIN), config, extra)
+    }
+
+    /// Like `start`, with at most `nofile` open file descriptors (`prlimit`, which then execs
+    /// meshgate in place: the PID is meshgate's).
+    pub fn start_with_nofile(nofile: u32, config: &Path, extra: &[&str]) -> Binary {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(BIN);
+        Self::start_with(cmd, config, extra)
+    }
+
+    fn start_with(mut cmd: Command, config: &Path, extra: &[&str]) -> Binary {
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .args(["--listen", "8080=127.0.0.1:0"])
@@ -67,6 +81,11 @@ impl Binary {
                 return line;
             }
         }
+    }
+
+    /// Every log line received so far and not yet read.
+    pub fn take_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 
     /// Waits (polling, at most `limit`) for the process to exit; its exit code.
