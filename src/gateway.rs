@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
@@ -54,6 +54,10 @@ pub struct Settings {
     /// Access log format and destination; `None` is off. Default off (the CLI turns it on).
     pub access_log: Option<(telemetry::Format, telemetry::Sink)>,
     pub compile: compile::Options,
+    /// Downstream connection limits and timeouts (backlog, request headers / stream idle / idle
+    /// timeouts, max connection duration, max requests per connection, max connections).
+    /// Default is `proxy::Limits::default()`.
+    pub limits: proxy::Limits,
 }
 
 impl Settings {
@@ -71,6 +75,7 @@ impl Settings {
             stats: Some(SocketAddr::from(([0, 0, 0, 0], 15090))),
             access_log: None,
             compile: compile::Options::default(),
+            limits: proxy::Limits::default(),
         }
     }
 }
@@ -291,7 +296,10 @@ impl Gateway {
         let mut listeners = BTreeMap::new();
         for port in ports {
             let (listener, addr) = bind(&settings, port).await?;
-            listeners.insert(port, spawn_listener(listener, addr, port, &shared));
+            listeners.insert(
+                port,
+                spawn_listener(listener, addr, port, &shared, settings.limits),
+            );
         }
         let addrs = listeners.iter().map(|(p, l)| (*p, l.addr)).collect();
         let status = Status {
@@ -521,9 +529,10 @@ impl Gateway {
         self.shared.snapshot.store(Arc::new(snapshot));
 
         for (port, (listener, addr)) in new_sockets {
-            state
-                .listeners
-                .insert(port, spawn_listener(listener, addr, port, &self.shared));
+            state.listeners.insert(
+                port,
+                spawn_listener(listener, addr, port, &self.shared, self.settings.limits),
+            );
         }
         for port in &removed {
             if let Some(l) = state.listeners.remove(port) {
@@ -614,8 +623,7 @@ async fn bind(settings: &Settings, port: u16) -> Result<(TcpListener, SocketAddr
         .get(&port)
         .copied()
         .unwrap_or(SocketAddr::new(settings.bind, default_port));
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = listen(addr, settings.limits.listen_backlog)
         .map_err(|source| StartError::Bind { port, addr, source })?;
     let local = listener
         .local_addr()
@@ -623,15 +631,35 @@ async fn bind(settings: &Settings, port: u16) -> Result<(TcpListener, SocketAddr
     Ok((listener, local))
 }
 
+/// A listening socket with `SO_REUSEADDR` (as `TcpListener::bind` sets) and our backlog (tokio's
+/// is 1024; the kernel caps it at `net.core.somaxconn`).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 fn spawn_listener(
     listener: TcpListener,
     addr: SocketAddr,
     port: u16,
     shared: &Arc<Shared>,
+    limits: proxy::Limits,
 ) -> Listener {
     tracing::info!(gateway_port = port, %addr, "listening");
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(proxy::serve(listener, port, shared.clone(), stop_rx));
+    let task = tokio::spawn(proxy::serve(
+        listener,
+        port,
+        shared.clone(),
+        limits,
+        stop_rx,
+    ));
     Listener { addr, stop, task }
 }
 

@@ -62,6 +62,41 @@ struct Cli {
     drain_timeout: f64,
     #[command(flatten)]
     common: Common,
+    /// Listen backlog of every Gateway port (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    listen_backlog: u32,
+    /// Seconds from the first byte of an HTTP/1 request head to its end before a 408 (0: off).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    request_headers_timeout: f64,
+    /// Seconds a request may see no bytes move before its response starts: 408 (0: off; Envoy's
+    /// own default is 300, istiod turns it off at gateways).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_seconds)]
+    stream_idle_timeout: f64,
+    /// Seconds a downstream connection may stay idle (no request, no bytes) before it is closed (0: off).
+    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
+    idle_timeout: f64,
+    /// Seconds after which a downstream connection is drained (GOAWAY / connection: close) (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_seconds)]
+    max_connection_duration: f64,
+    /// Requests per downstream connection; the last one closes it (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_requests_per_connection: u64,
+    /// Open downstream connections (all Gateway ports); more are accepted and closed (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+}
+
+/// Seconds as a float, 0 or more.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: expected seconds, 0 or more (0: off)")),
+    }
+}
+
+/// `0` is off.
+fn seconds(v: f64) -> Option<std::time::Duration> {
+    (v > 0.0).then(|| std::time::Duration::from_secs_f64(v))
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -410,6 +445,16 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             _ => Some((meshgate::telemetry::Format::Text, meshgate::telemetry::Sink::Stdout)),
         };
         settings.compile = compile_options(&cli.common);
+        settings.limits = meshgate::proxy::Limits {
+            listen_backlog: cli.listen_backlog,
+            request_headers_timeout: seconds(cli.request_headers_timeout),
+            stream_idle_timeout: seconds(cli.stream_idle_timeout),
+            idle_timeout: seconds(cli.idle_timeout),
+            max_connection_duration: seconds(cli.max_connection_duration),
+            max_requests_per_connection: (cli.max_requests_per_connection > 0)
+                .then_some(cli.max_requests_per_connection),
+            max_connections: (cli.max_connections > 0).then_some(cli.max_connections),
+        };
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),
             Err(StartError::Config(report)) => {

@@ -1,14 +1,26 @@
-//! Accepting connections on one listener socket and serving HTTP/1.1 and h2c on it.
+//! Accepting connections on one listener socket and serving HTTP/1.1 and h2c on it, within the
+//! downstream limits and timeouts (`Limits`).
+//! May not touch: routing, the snapshot (the service does).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::time::{Instant, Sleep};
 
+use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
 use super::service::{handle, Conn};
 use super::Shared;
@@ -17,6 +29,84 @@ use super::Shared;
 const MAX_HEADER_BYTES: usize = 60 * 1024;
 /// Envoy's limit on the number of request headers.
 const MAX_HEADERS: usize = 100;
+/// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: above the 60 KiB that `service.rs` checks exactly (h2
+/// counts 32 bytes more per header), so h2 and HTTP/1.1 answer the same 431 at the same size;
+/// far larger lists get h2's own bare 431 and a stream reset. hyper's default is 16 KiB.
+const H2_MAX_HEADER_LIST: u32 = (MAX_HEADER_BYTES + 16 * 1024) as u32;
+/// Back-off after a failed accept (out of file descriptors, …): doubling from 10 ms to 1 s.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one `accept failed` log line per this long (the others are counted in the next line).
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
+/// Quiet periods are checked this many times per timeout: they fire within 1¼ of their value.
+const QUIET_TICKS: u32 = 4;
+
+/// Downstream connection limits and timeouts, per listener. `None` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Listen backlog of each Gateway port's socket. Default is 4096 (Envoy's; tokio's is 1024).
+    pub listen_backlog: u32,
+    /// From the first byte of an HTTP/1 request head to its end; past it the client gets `408`
+    /// and the connection closes (Envoy's `request_headers_timeout`). Default is 10 s (Envoy's
+    /// recommended edge value; Envoy and Istio leave it off, hyper's was a silent 30 s close).
+    pub request_headers_timeout: Option<Duration>,
+    /// A request with no bytes moving on its connection for this long, before its response
+    /// started, gets `408 stream timeout` (Envoy's `stream_idle_timeout`). Default is off (istiod
+    /// sets 0 at gateways, overriding Envoy's 5 min).
+    pub stream_idle_timeout: Option<Duration>,
+    /// A connection with no request in flight and no bytes moving for this long is closed (HTTP/2:
+    /// GOAWAY first). Default is 1 h (Envoy's `idle_timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// Connections older than this are drained: HTTP/2 gets a GOAWAY, HTTP/1 closes after the
+    /// response in flight (Envoy's `max_connection_duration`). Default is off.
+    pub max_connection_duration: Option<Duration>,
+    /// The Nth request of a connection is its last: HTTP/1 answers it with `connection: close`,
+    /// HTTP/2 sends a GOAWAY (Envoy's `max_requests_per_connection`). Default is off.
+    pub max_requests_per_connection: Option<u64>,
+    /// Open downstream connections, all Gateway ports together; connections past it are accepted
+    /// and closed at once, counted in `meshgate_downstream_cx_overflow_total` (Envoy's
+    /// `global_downstream_max_connections`). Default is off.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            listen_backlog: 4096,
+            request_headers_timeout: Some(Duration::from_secs(10)),
+            stream_idle_timeout: None,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_connection_duration: None,
+            max_requests_per_connection: None,
+            max_connections: None,
+        }
+    }
+}
+
+/// One connection's counters, shared by its I/O wrapper, its service and its task.
+#[derive(Debug, Default)]
+struct ConnState {
+    is_h2: AtomicBool,
+    /// Upgraded (WebSocket): the bytes are a tunnel's, no more HTTP/1 heads.
+    tunnel: AtomicBool,
+    /// Requests handed to the service so far.
+    requests: AtomicU64,
+    /// Requests whose response head is not produced yet.
+    in_flight: AtomicUsize,
+    /// Bumped on every read and write that moved bytes.
+    activity: AtomicU64,
+    /// The service asks the task for a GOAWAY (HTTP/2 max requests reached).
+    goaway: Notify,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Serves `listener` until `stop` turns true; then stops accepting and lets open connections
 /// finish their in-flight requests (graceful shutdown).
@@ -24,6 +114,7 @@ pub async fn serve(
     listener: TcpListener,
     gateway_port: u16,
     shared: Arc<Shared>,
+    limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -31,32 +122,60 @@ pub async fn serve(
         .http1()
         .max_buf_size(MAX_HEADER_BYTES.max(8192) + 8192)
         .max_headers(MAX_HEADERS)
+        // hyper's own header timeout also runs while a keep-alive connection waits for its next
+        // request and closes without a 408: `TimedIo` does Envoy's instead.
+        .header_read_timeout(None)
         .timer(hyper_util::rt::TokioTimer::new());
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(1 << 21)
-        .max_concurrent_streams(1024);
+        .max_concurrent_streams(1024)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     let builder = Arc::new(builder);
+    let timeout_reply: Arc<[u8]> = request_timeout_reply(shared.server_header.as_ref()).into();
     // Envoy's connection manager stats, with the stat prefix Istio gives a gateway's listener.
     let prefix = format!("outbound_0.0.0.0_{gateway_port}");
     let cx_total = metrics::counter!("envoy_http_downstream_cx_total", "http_conn_manager_prefix" => prefix.clone());
-    let cx_active =
-        metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix);
+    let cx_active = metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix.clone());
+    let cx_overflow = metrics::counter!("meshgate_downstream_cx_overflow_total", "http_conn_manager_prefix" => prefix.clone());
+    let mut accept_errors = AcceptErrors::new(
+        gateway_port,
+        metrics::counter!("meshgate_accept_errors_total", "http_conn_manager_prefix" => prefix),
+    );
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors or similar: log and keep accepting.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.changed() => break,
         };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                accept_errors.succeeded();
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors or similar: pause, or this loop spins (and logs) as
+                // fast as accept fails; the pending connections wait in the backlog.
+                if let Some(pause) = accept_errors.failed(&e) {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+                continue;
+            }
+        };
+        if limits
+            .max_connections
+            .is_some_and(|max| shared.open_connections() >= max)
+        {
+            // Accepted and closed at once, as Envoy does: the client learns now, instead of
+            // waiting in the backlog until its connect times out.
+            cx_overflow.increment(1);
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
         let shared = shared.clone();
@@ -69,6 +188,7 @@ pub async fn serve(
         cx_total.increment(1);
         cx_active.increment(1.0);
         let cx_active = cx_active.clone();
+        let timeout_reply = timeout_reply.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let conn = Conn {
@@ -76,22 +196,76 @@ pub async fn serve(
                 local,
                 gateway_port,
             };
+            let state = Arc::new(ConnState::default());
             // hyper hides some ambiguous framing from the service; the scanner does not.
             let framing = Framing::new();
-            let io = TokioIo::new(ScannedIo::new(stream, framing.clone()));
-            let is_h2 = Arc::new(AtomicBool::new(false));
+            let io = TokioIo::new(TimedIo::new(
+                ScannedIo::new(stream, framing.clone()),
+                state.clone(),
+                limits.request_headers_timeout,
+                timeout_reply,
+            ));
             let svc = {
-                let is_h2 = is_h2.clone();
+                let state = state.clone();
                 service_fn(move |req| {
-                    if req.version() == http::Version::HTTP_2 {
-                        is_h2.store(true, Ordering::Relaxed);
+                    let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+                    let h2 = req.version() == http::Version::HTTP_2;
+                    if h2 {
+                        state.is_h2.store(true, Ordering::Relaxed);
                     }
+                    state.in_flight.fetch_add(1, Ordering::AcqRel);
+                    let in_flight = InFlight(state.clone());
+                    let last = limits
+                        .max_requests_per_connection
+                        .is_some_and(|max| n >= max);
                     let ambiguous = framing.next_request();
-                    handle(shared.clone(), conn, req, ambiguous)
+                    let handled = handle(shared.clone(), conn, req, ambiguous);
+                    let server = limits
+                        .stream_idle_timeout
+                        .and_then(|_| shared.server_header.clone());
+                    async move {
+                        let resp = match limits.stream_idle_timeout {
+                            None => handled.await,
+                            Some(t) => tokio::select! {
+                                resp = handled => resp,
+                                () = quiet_for(&in_flight.0, t, false) => {
+                                    Ok(stream_timeout_reply(server))
+                                }
+                            },
+                        };
+                        let mut resp = resp?;
+                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                            in_flight.0.tunnel.store(true, Ordering::Relaxed);
+                        }
+                        if last {
+                            if h2 {
+                                in_flight.0.goaway.notify_one();
+                            } else {
+                                resp.headers_mut()
+                                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                            }
+                        }
+                        drop(in_flight);
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 })
             };
             let served = builder.serve_connection_with_upgrades(io, svc);
             tokio::pin!(served);
+            let idle = async {
+                match limits.idle_timeout {
+                    Some(t) => quiet_for(&state, t, true).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::pin!(idle);
+            let too_old = async {
+                match limits.max_connection_duration {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::pin!(too_old);
             let mut draining = accepted_draining;
             loop {
                 tokio::select! {
@@ -108,11 +282,29 @@ pub async fn serve(
                         let _ = served.await;
                         break;
                     }
+                    // Idle, too old, or past its request budget: the same graceful close.
+                    () = &mut idle => {
+                        tracing::debug!(%peer, "idle timeout");
+                        served.as_mut().graceful_shutdown();
+                        let _ = served.await;
+                        break;
+                    }
+                    () = &mut too_old => {
+                        tracing::debug!(%peer, "max connection duration");
+                        served.as_mut().graceful_shutdown();
+                        let _ = served.await;
+                        break;
+                    }
+                    () = state.goaway.notified() => {
+                        served.as_mut().graceful_shutdown();
+                        let _ = served.await;
+                        break;
+                    }
                     // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
                     // `connection: close` (a request racing an idle close would fail).
                     () = drained(drain.clone()), if !draining => {
                         draining = true;
-                        if is_h2.load(Ordering::Relaxed) {
+                        if state.is_h2.load(Ordering::Relaxed) {
                             served.as_mut().graceful_shutdown();
                             let _ = served.await;
                             break;
@@ -122,6 +314,253 @@ pub async fn serve(
             }
             cx_active.decrement(1.0);
         });
+    }
+}
+
+/// Resolves once `state` has seen no bytes move for `t` (and, if `idle`, no request in flight),
+/// checked `QUIET_TICKS` times per `t`: so between `t` and 1¼ `t` after the last activity.
+async fn quiet_for(state: &ConnState, t: Duration, idle: bool) {
+    let tick = (t / QUIET_TICKS).max(Duration::from_millis(1));
+    let mut last = state.activity.load(Ordering::Relaxed);
+    let mut quiet = 0;
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = state.activity.load(Ordering::Relaxed);
+        if now != last || (idle && state.in_flight.load(Ordering::Acquire) > 0) {
+            last = now;
+            quiet = 0;
+        } else {
+            quiet += 1;
+            if quiet >= QUIET_TICKS {
+                return;
+            }
+        }
+    }
+}
+
+/// Envoy's reply to a stream idle timeout.
+fn stream_timeout_reply(server: Option<HeaderValue>) -> http::Response<super::Body> {
+    let mut resp = local_reply(
+        StatusCode::REQUEST_TIMEOUT,
+        Bytes::from_static(b"stream timeout"),
+    );
+    if let Some(server) = server {
+        resp.headers_mut().insert(header::SERVER, server);
+    }
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The bytes of the 408 a slow request head gets (written under hyper, which is mid-parse).
+fn request_timeout_reply(server: Option<&HeaderValue>) -> Vec<u8> {
+    let mut out =
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n".to_vec();
+    if let Some(server) = server {
+        out.extend_from_slice(b"server: ");
+        out.extend_from_slice(server.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Failed accepts: counted, logged at most once per `ACCEPT_LOG_EVERY`, backed off.
+struct AcceptErrors {
+    gateway_port: u16,
+    total: metrics::Counter,
+    backoff: Duration,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn new(gateway_port: u16, total: metrics::Counter) -> Self {
+        AcceptErrors {
+            gateway_port,
+            total,
+            backoff: ACCEPT_BACKOFF_MIN,
+            last_log: None,
+            suppressed: 0,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.backoff = ACCEPT_BACKOFF_MIN;
+    }
+
+    /// Counts and maybe logs `e`; how long to pause before the next accept, if at all.
+    fn failed(&mut self, e: &std::io::Error) -> Option<Duration> {
+        self.total.increment(1);
+        // A client that reset before its connection was accepted says nothing about us.
+        let client_side = matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+        );
+        let pause = (!client_side).then_some(self.backoff);
+        let now = Instant::now();
+        if self.last_log.is_none_or(|t| now - t >= ACCEPT_LOG_EVERY) {
+            tracing::warn!(
+                gateway_port = self.gateway_port,
+                error = %e,
+                suppressed = self.suppressed,
+                retry_in_ms = pause.map_or(0, |p| p.as_millis() as u64),
+                "accept failed"
+            );
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        if pause.is_some() {
+            self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+        }
+        pause
+    }
+}
+
+pin_project! {
+    /// The connection under hyper: counts activity for the idle timers, and answers a request
+    /// head that takes longer than the request headers timeout with a 408, itself, since hyper
+    /// is mid-parse (hyper then reads end of stream and closes).
+    struct TimedIo<T> {
+        #[pin]
+        inner: T,
+        state: Arc<ConnState>,
+        headers_timeout: Option<Duration>,
+        // Armed at the first byte read with no request in flight; disarmed once the service
+        // got a request (the head was complete). Boxed so hyper gets an `Unpin` connection;
+        // made at the first request and reset after.
+        head_timer: Option<Pin<Box<Sleep>>>,
+        // `requests` when the timer was armed.
+        armed_at: Option<u64>,
+        reply: Arc<[u8]>,
+        first_read: bool,
+        timed_out: bool,
+    }
+}
+
+impl<T> TimedIo<T> {
+    fn new(
+        inner: T,
+        state: Arc<ConnState>,
+        headers_timeout: Option<Duration>,
+        reply: Arc<[u8]>,
+    ) -> Self {
+        TimedIo {
+            inner,
+            state,
+            headers_timeout,
+            head_timer: None,
+            armed_at: None,
+            reply,
+            first_read: true,
+            timed_out: false,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let mut this = self.project();
+        if *this.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        let requests = this.state.requests.load(Ordering::Acquire);
+        if this.armed_at.is_some_and(|at| at != requests) {
+            *this.armed_at = None;
+        }
+        let before = buf.filled().len();
+        match this.inner.as_mut().poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = buf.filled().get(before..).unwrap_or_default();
+                if !read.is_empty() {
+                    this.state.activity.fetch_add(1, Ordering::Relaxed);
+                    if std::mem::take(this.first_read) && read.starts_with(b"PRI ") {
+                        // The HTTP/2 preface: its streams are not HTTP/1 heads.
+                        this.state.is_h2.store(true, Ordering::Relaxed);
+                    }
+                    if let Some(t) = *this.headers_timeout {
+                        if this.armed_at.is_none()
+                            && this.state.in_flight.load(Ordering::Acquire) == 0
+                            && !this.state.is_h2.load(Ordering::Relaxed)
+                            && !this.state.tunnel.load(Ordering::Relaxed)
+                        {
+                            *this.armed_at = Some(requests);
+                            let deadline = Instant::now() + t;
+                            match this.head_timer {
+                                Some(timer) => timer.as_mut().reset(deadline),
+                                None => {
+                                    *this.head_timer =
+                                        Some(Box::pin(tokio::time::sleep_until(deadline)))
+                                }
+                            }
+                        }
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let expired = this.armed_at.is_some()
+                    && this
+                        .head_timer
+                        .as_mut()
+                        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+                if expired {
+                    // Best effort: a 408 fits any send buffer a slow client left empty.
+                    let _ = this.inner.as_mut().poll_write(cx, &this.reply[..]);
+                    let _ = this.inner.as_mut().poll_flush(cx);
+                    *this.timed_out = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.activity.fetch_add(1, Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.activity.fetch_add(1, Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -33,7 +33,7 @@ pub use error::{FramingError, ProxyError, ResponseFlags};
 pub use framing::{Framing, Scanner};
 pub use head::{Head, HeadInput};
 pub use headers::prepare_request;
-pub use listener::serve;
+pub use listener::{serve, Limits};
 pub use path::normalize as normalize_path;
 pub use service::redirect as redirect_response;
 pub(crate) use service::{headers_too_large, https_location, redirect_location};

@@ -24,7 +24,27 @@ impl Binary {
 
     /// Like `start`, with Gateway port 8080 on `listen` and readiness on `health`.
     pub fn start_on(config: &Path, listen: &str, health: &str, extra: &[&str]) -> Binary {
-        let mut child = Command::new(BIN)
+        Self::start_with(Command::new(BIN), config, listen, health, extra)
+    }
+
+    /// Like `start`, with at most `nofile` open file descriptors (`prlimit`, which then execs
+    /// meshgate in place: the PID is meshgate's).
+    pub fn start_with_nofile(nofile: u32, config: &Path, extra: &[&str]) -> Binary {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(BIN);
+        Self::start_with(cmd, config, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    fn start_with(
+        mut cmd: Command,
+        config: &Path,
+        listen: &str,
+        health: &str,
+        extra: &[&str],
+    ) -> Binary {
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .args(["--listen", &format!("8080={listen}")])
@@ -72,6 +92,11 @@ impl Binary {
                 return line;
             }
         }
+    }
+
+    /// Every log line received so far and not yet read.
+    pub fn take_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 
     /// Waits (polling, at most `limit`) for the process to exit; its exit code.
