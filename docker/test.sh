@@ -102,7 +102,11 @@ run_gw() {
   echo "$id"
 }
 
-published() { docker port "$1" "$2/tcp" | grep -m1 '^127.0.0.1:'; }
+published() {
+  local p
+  p=$(docker port "$1" "$2/tcp")
+  grep -m1 '^127.0.0.1:' <<<"$p"
+}
 
 # ---------------------------------------------------------------------------------------------
 
@@ -122,7 +126,7 @@ test_image_is_small_static_and_non_root() {
   files=$(docker export "$id" | tar -t | sort)
   extra=$(echo "$files" | grep -v -x -E '\.dockerenv|dev/.*|proc/|sys/|etc/|etc/(hosts|hostname|resolv\.conf|mtab)|usr/|usr/local/|usr/local/bin/|usr/local/bin/meshgate' || true)
   [ -z "$extra" ] || fail "unexpected files in the image: $extra"
-  echo "$files" | grep -qx 'usr/local/bin/meshgate' || fail "no usr/local/bin/meshgate"
+  grep -qx 'usr/local/bin/meshgate' <<<"$files" || fail "no usr/local/bin/meshgate"
   docker rm "$id" >/dev/null
 }
 
@@ -136,7 +140,7 @@ test_docker_run_serves_the_example_config() {
   health=$(published "$id" 15021)
   wait_for 20 "readiness 200" is_status 200 "http://$health/healthz/ready"
   [ "$(body_of "http://$web/hello")" = "hello from meshgate" ] || fail "/hello"
-  body_of "http://$web/api/orders?id=7" | grep -q "backend answered" || fail "/api/orders (upstream pool)"
+  [[ "$(body_of "http://$web/api/orders?id=7")" == "backend answered"* ]] || fail "/api/orders (upstream pool)"
   [ "$(status_of "http://$web/nope")" = 404 ] || fail "/nope is not 404"
   # The HEALTHCHECK (meshgate health inside the container) turns the container healthy.
   local out
@@ -169,8 +173,11 @@ test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   sed -i 's/hello from meshgate/hello from the edited config/' "$dir/shop.yaml"
   wait_for 15 "the edited /hello" \
     bash -c "[ \"\$(curl -sf -m 2 http://$web/hello)\" = 'hello from the edited config' ]"
-  docker logs "$id" 2>&1 | grep -q 'config reloaded' || fail "no 'config reloaded' log line"
-  log "$(docker logs "$id" 2>&1 | grep -m1 'config reloaded' | cut -c1-200)"
+  # (Logs read whole, then searched: `cmd | grep -q` under pipefail fails when grep quits early.)
+  local logs
+  logs=$(docker logs "$id" 2>&1)
+  grep -q 'config reloaded' <<<"$logs" || fail "no 'config reloaded' log line"
+  log "$(grep -m1 'config reloaded' <<<"$logs" | cut -c1-200)"
 
   # docker stop: readiness fails at once while requests are still served, then exit 0 in grace.
   t0=$(date +%s.%N)
@@ -186,7 +193,8 @@ test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   [ "$code" = 0 ] || fail "exit code $code (137 would mean killed at the end of the grace period)"
   [ "$(echo "$elapsed < 20" | bc)" = 1 ] || fail "took ${elapsed}s"
   [ "$(echo "$elapsed >= 4.5" | bc)" = 1 ] || fail "exited after ${elapsed}s, before the drain duration"
-  docker logs "$id" 2>&1 | grep -q 'draining' || fail "no draining log line"
+  logs=$(docker logs "$id" 2>&1)
+  grep -q 'draining' <<<"$logs" || fail "no draining log line"
 }
 
 # ---------------------------------------------------------------------------------------------
