@@ -160,6 +160,28 @@ test_meshgate_health_fails_when_nothing_listens() {
   [ "$rc" = 1 ] || fail "exit $rc, expected 1"
 }
 
+# The static glibc binary resolves names (hickory, /etc/resolv.conf → Docker's DNS): the example's
+# backend turned into a DNS ServiceEntry naming another container on a test network.
+test_static_binary_resolves_upstream_names_through_dns() {
+  local net name dir id web health
+  net=$(docker network create "meshgate-test-$$-dns-$RANDOM")
+  track networks "$net"
+  name="meshgate-test-$$-backend-$RANDOM"
+  run_gw --network "$net" --name "$name" --read-only --cap-drop ALL \
+    -v "$PWD/config:/etc/meshgate:ro" "$IMAGE" >/dev/null
+  dir=$(config_copy)
+  sed -i "s/resolution: STATIC/resolution: DNS/; s/address: 127.0.0.1/address: $name/" "$dir/backend-service.yaml"
+  id=$(run_gw --network "$net" -p 127.0.0.1::8080 -p 127.0.0.1::15021 --read-only --cap-drop ALL \
+    -v "$dir:/etc/meshgate:ro" "$IMAGE")
+  web=$(published "$id" 8080)
+  health=$(published "$id" 15021)
+  wait_for 20 "readiness 200" is_status 200 "http://$health/healthz/ready"
+  # The backend container may still be starting: poll until it answers through the DNS cluster.
+  wait_for 20 "/api/orders answered by the other container" \
+    bash -c "curl -sf -m 2 http://$web/api/orders | grep -q 'backend answered'"
+  log "resolved $name through Docker's DNS; /api/orders answered by it"
+}
+
 test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   local dir id web health t0 stop_pid code elapsed
   dir=$(config_copy)
@@ -349,12 +371,17 @@ test_rolling_restart_behind_haproxy_loses_no_request() {
   done
 }
 
-for t in \
-  test_image_is_small_static_and_non_root \
-  test_docker_run_serves_the_example_config \
-  test_meshgate_health_fails_when_nothing_listens \
-  test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains \
-  test_rolling_restart_behind_haproxy_loses_no_request; do
+tests=(
+  test_image_is_small_static_and_non_root
+  test_docker_run_serves_the_example_config
+  test_meshgate_health_fails_when_nothing_listens
+  test_static_binary_resolves_upstream_names_through_dns
+  test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains
+  test_rolling_restart_behind_haproxy_loses_no_request
+)
+# ONLY="test_a test_b" docker/test.sh runs just those.
+[ -n "${ONLY:-}" ] && read -r -a tests <<<"$ONLY"
+for t in "${tests[@]}"; do
   run_test "$t"
 done
 summary
