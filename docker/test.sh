@@ -102,7 +102,11 @@ run_gw() {
   echo "$id"
 }
 
-published() { docker port "$1" "$2/tcp" | grep -m1 '^127.0.0.1:'; }
+published() {
+  local p
+  p=$(docker port "$1" "$2/tcp")
+  grep -m1 '^127.0.0.1:' <<<"$p"
+}
 
 # ---------------------------------------------------------------------------------------------
 
@@ -122,7 +126,7 @@ test_image_is_small_static_and_non_root() {
   files=$(docker export "$id" | tar -t | sort)
   extra=$(echo "$files" | grep -v -x -E '\.dockerenv|dev/.*|proc/|sys/|etc/|etc/(hosts|hostname|resolv\.conf|mtab)|usr/|usr/local/|usr/local/bin/|usr/local/bin/meshgate' || true)
   [ -z "$extra" ] || fail "unexpected files in the image: $extra"
-  echo "$files" | grep -qx 'usr/local/bin/meshgate' || fail "no usr/local/bin/meshgate"
+  grep -qx 'usr/local/bin/meshgate' <<<"$files" || fail "no usr/local/bin/meshgate"
   docker rm "$id" >/dev/null
 }
 
@@ -136,7 +140,7 @@ test_docker_run_serves_the_example_config() {
   health=$(published "$id" 15021)
   wait_for 20 "readiness 200" is_status 200 "http://$health/healthz/ready"
   [ "$(body_of "http://$web/hello")" = "hello from meshgate" ] || fail "/hello"
-  body_of "http://$web/api/orders?id=7" | grep -q "backend answered" || fail "/api/orders (upstream pool)"
+  [[ "$(body_of "http://$web/api/orders?id=7")" == "backend answered"* ]] || fail "/api/orders (upstream pool)"
   [ "$(status_of "http://$web/nope")" = 404 ] || fail "/nope is not 404"
   # The HEALTHCHECK (meshgate health inside the container) turns the container healthy.
   local out
@@ -156,6 +160,28 @@ test_meshgate_health_fails_when_nothing_listens() {
   [ "$rc" = 1 ] || fail "exit $rc, expected 1"
 }
 
+# The static glibc binary resolves names (hickory, /etc/resolv.conf → Docker's DNS): the example's
+# backend turned into a DNS ServiceEntry naming another container on a test network.
+test_static_binary_resolves_upstream_names_through_dns() {
+  local net name dir id web health
+  net=$(docker network create "meshgate-test-$$-dns-$RANDOM")
+  track networks "$net"
+  name="meshgate-test-$$-backend-$RANDOM"
+  run_gw --network "$net" --name "$name" --read-only --cap-drop ALL \
+    -v "$PWD/config:/etc/meshgate:ro" "$IMAGE" >/dev/null
+  dir=$(config_copy)
+  sed -i "s/resolution: STATIC/resolution: DNS/; s/address: 127.0.0.1/address: $name/" "$dir/backend-service.yaml"
+  id=$(run_gw --network "$net" -p 127.0.0.1::8080 -p 127.0.0.1::15021 --read-only --cap-drop ALL \
+    -v "$dir:/etc/meshgate:ro" "$IMAGE")
+  web=$(published "$id" 8080)
+  health=$(published "$id" 15021)
+  wait_for 20 "readiness 200" is_status 200 "http://$health/healthz/ready"
+  # The backend container may still be starting: poll until it answers through the DNS cluster.
+  wait_for 20 "/api/orders answered by the other container" \
+    bash -c "curl -sf -m 2 http://$web/api/orders | grep -q 'backend answered'"
+  log "resolved $name through Docker's DNS; /api/orders answered by it"
+}
+
 test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   local dir id web health t0 stop_pid code elapsed
   dir=$(config_copy)
@@ -169,8 +195,11 @@ test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   sed -i 's/hello from meshgate/hello from the edited config/' "$dir/shop.yaml"
   wait_for 15 "the edited /hello" \
     bash -c "[ \"\$(curl -sf -m 2 http://$web/hello)\" = 'hello from the edited config' ]"
-  docker logs "$id" 2>&1 | grep -q 'config reloaded' || fail "no 'config reloaded' log line"
-  log "$(docker logs "$id" 2>&1 | grep -m1 'config reloaded' | cut -c1-200)"
+  # (Logs read whole, then searched: `cmd | grep -q` under pipefail fails when grep quits early.)
+  local logs
+  logs=$(docker logs "$id" 2>&1)
+  grep -q 'config reloaded' <<<"$logs" || fail "no 'config reloaded' log line"
+  log "$(grep -m1 'config reloaded' <<<"$logs" | cut -c1-200)"
 
   # docker stop: readiness fails at once while requests are still served, then exit 0 in grace.
   t0=$(date +%s.%N)
@@ -186,7 +215,8 @@ test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains() {
   [ "$code" = 0 ] || fail "exit code $code (137 would mean killed at the end of the grace period)"
   [ "$(echo "$elapsed < 20" | bc)" = 1 ] || fail "took ${elapsed}s"
   [ "$(echo "$elapsed >= 4.5" | bc)" = 1 ] || fail "exited after ${elapsed}s, before the drain duration"
-  docker logs "$id" 2>&1 | grep -q 'draining' || fail "no draining log line"
+  logs=$(docker logs "$id" 2>&1)
+  grep -q 'draining' <<<"$logs" || fail "no draining log line"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -341,12 +371,17 @@ test_rolling_restart_behind_haproxy_loses_no_request() {
   done
 }
 
-for t in \
-  test_image_is_small_static_and_non_root \
-  test_docker_run_serves_the_example_config \
-  test_meshgate_health_fails_when_nothing_listens \
-  test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains \
-  test_rolling_restart_behind_haproxy_loses_no_request; do
+tests=(
+  test_image_is_small_static_and_non_root
+  test_docker_run_serves_the_example_config
+  test_meshgate_health_fails_when_nothing_listens
+  test_static_binary_resolves_upstream_names_through_dns
+  test_editing_the_mounted_folder_hot_reloads_and_docker_stop_drains
+  test_rolling_restart_behind_haproxy_loses_no_request
+)
+# ONLY="test_a test_b" docker/test.sh runs just those.
+[ -n "${ONLY:-}" ] && read -r -a tests <<<"$ONLY"
+for t in "${tests[@]}"; do
   run_test "$t"
 done
 summary
