@@ -60,6 +60,10 @@ struct Cli {
     /// Then: how long in-flight requests may take to finish before the process exits, in seconds.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
+    /// Percent of the traces started at the gateway that are sampled, 0-100 (Istio's `sampling`).
+    /// An incoming traceparent/B3 keeps its own decision; `x-client-trace-id` forces sampling.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    trace_sampling: f64,
     #[command(flatten)]
     common: Common,
 }
@@ -123,6 +127,13 @@ fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
         .parse()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?;
     Ok((port, addr))
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a percentage from 0 to 100, got {s:?}")),
+    }
 }
 
 /// `ADDR:PORT`, or `off`.
@@ -351,6 +362,9 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             _ => Some((meshgate::telemetry::Format::Text, meshgate::telemetry::Sink::Stdout)),
         };
         settings.compile = compile_options(&cli.common);
+        settings.tracing = meshgate::telemetry::TraceSettings {
+            sampling: cli.trace_sampling,
+        };
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),
             Err(StartError::Config(report)) => {

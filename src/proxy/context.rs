@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::route::Route;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::Line;
-use crate::telemetry::Sample;
+use crate::telemetry::{RequestTrace, Sample};
 use crate::upstream::Cluster;
 
 use super::error::ResponseFlags;
@@ -53,6 +53,8 @@ pub struct RequestCtx {
     pub bytes_received: Arc<AtomicU64>,
     /// What the access log shows of the request; only kept when the access log is on.
     pub log: Option<LogFacts>,
+    /// The trace context (sent upstream).
+    pub trace: RequestTrace,
 }
 
 /// The request as the client sent it, for the access log.
@@ -92,6 +94,7 @@ impl RequestCtx {
             forwarded_for: h.get("x-forwarded-for").cloned(),
             request_id: h.get("x-request-id").cloned(),
         });
+        let trace = shared.tracer.start(req);
         RequestCtx {
             shared,
             conn,
@@ -109,6 +112,7 @@ impl RequestCtx {
             upstream_service_time: None,
             bytes_received: Arc::default(),
             log,
+            trace,
         }
     }
 
@@ -312,6 +316,7 @@ fn record(st: Finish) {
             downstream_remote_address: Some(cx.conn.peer),
             requested_server_name: None,
             route_name: cx.route_name.as_deref(),
+            trace_id: Some(&cx.trace.context.trace_id_hex()),
         });
     }
 }
