@@ -53,7 +53,7 @@ pub struct Settings {
     pub stats: Option<SocketAddr>,
     /// Access log format and destination; `None` is off. Default off (the CLI turns it on).
     pub access_log: Option<(telemetry::Format, telemetry::Sink)>,
-    /// Trace sampling. Default is 1%.
+    /// Trace sampling and span export. Default is 1% sampling, no export.
     pub tracing: telemetry::TraceSettings,
     pub compile: compile::Options,
 }
@@ -290,7 +290,10 @@ impl Gateway {
                 .access_log
                 .as_ref()
                 .map(|(format, sink)| AccessLog::start(*format, sink)),
-            Tracer::new(&settings.tracing),
+            Tracer::new(
+                &settings.tracing,
+                &format!("{workload}.{}", settings.compile.proxy_namespace),
+            ),
         ));
         let mut listeners = BTreeMap::new();
         for port in ports {

@@ -133,17 +133,23 @@ pub struct Fresh {
     pub sampled: bool,
 }
 
-/// `--trace-sampling`.
+/// `--trace-sampling` and `--otlp-endpoint`.
 #[derive(Debug, Clone)]
 pub struct TraceSettings {
     /// Percent of the traces started at the gateway that are sampled (0-100). Default is 1.0,
     /// Istio's default `sampling`.
     pub sampling: f64,
+    /// OTLP/HTTP collector (`http://host:port/v1/traces`); sampled requests are exported there as
+    /// spans. Default is none.
+    pub otlp_endpoint: Option<http::Uri>,
 }
 
 impl Default for TraceSettings {
     fn default() -> Self {
-        TraceSettings { sampling: 1.0 }
+        TraceSettings {
+            sampling: 1.0,
+            otlp_endpoint: None,
+        }
     }
 }
 
