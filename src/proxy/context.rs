@@ -3,7 +3,8 @@
 //! The context is made when the request head arrives and filled in as the request is routed and
 //! forwarded (route, cluster, endpoint, attempts, flags, reason). `finish` wraps the response
 //! body; exactly once — when the body ends, fails, or is dropped because the client went away —
-//! the request is recorded: Istio's metrics, Envoy's cluster counters, the access log line.
+//! the request is recorded: Istio's metrics, Envoy's cluster counters, its trace span (when
+//! sampled and exported), the access log line.
 //! Plain data and one body wrapper; nothing here decides anything about the request.
 
 use std::net::SocketAddr;
@@ -249,7 +250,7 @@ impl Drop for Finishing {
     }
 }
 
-/// The finish phase: metrics, cluster counters, access log.
+/// The finish phase: metrics, cluster counters, trace span, access log.
 fn record(st: Finish) {
     let Finish {
         cx,
