@@ -23,8 +23,13 @@ use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use rand::Rng;
 
+mod b3;
 #[cfg(test)]
 mod tests;
+mod w3c;
+
+pub use b3::{parse_b3_multi, parse_b3_single};
+pub use w3c::{parse_traceparent, parse_tracestate};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -343,175 +348,6 @@ fn hex_id(s: &str, len: usize) -> Option<u128> {
         return None;
     }
     u128::from_str_radix(s, 16).ok().filter(|v| *v != 0)
-}
-
-/// Parses a W3C `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`). Later
-/// versions are read as version 00, as the spec asks; version `ff` and any deviation are
-/// malformed (`None`).
-pub fn parse_traceparent(v: &str) -> Option<TraceParent> {
-    let b = v.as_bytes();
-    if !v.is_ascii() || b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return None;
-    }
-    let version = u8::try_from(hex_or_zero(&v[0..2])?).ok()?;
-    match version {
-        0xff => return None,
-        0 if b.len() != 55 => return None,
-        _ if b.len() > 55 && b[55] != b'-' => return None,
-        _ => {}
-    }
-    let trace_id = hex_id(&v[3..35], 32)?;
-    let parent_id = hex_id(&v[36..52], 16)? as u64;
-    let flags = hex_or_zero(&v[53..55])?;
-    Some(TraceParent {
-        trace_id,
-        parent_id,
-        sampled: flags & 1 == 1,
-    })
-}
-
-/// Lowercase hex, zero allowed.
-fn hex_or_zero(s: &str) -> Option<u128> {
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    u128::from_str_radix(s, 16).ok()
-}
-
-/// Every `tracestate` header, joined by `,`, if each list member is `key=value` as the W3C spec
-/// writes them (at most 32). A malformed `tracestate` is dropped; the `traceparent` stays.
-pub fn parse_tracestate(headers: &HeaderMap) -> Option<String> {
-    let mut parts = Vec::new();
-    for v in headers.get_all(&TRACESTATE) {
-        parts.push(v.to_str().ok()?);
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    let joined = parts.join(",");
-    let members = joined
-        .split(',')
-        .map(|m| m.trim_matches([' ', '\t']))
-        .filter(|m| !m.is_empty());
-    let mut n = 0;
-    for m in members {
-        n += 1;
-        if n > TRACESTATE_MAX_MEMBERS || !tracestate_member(m) {
-            return None;
-        }
-    }
-    (n > 0).then_some(joined)
-}
-
-/// `key=value`: a key of `[a-z0-9_*/-]` (with one `@` for `tenant@vendor`) starting with a letter
-/// or digit, a value of printable ASCII without `,` or `=` that does not end in a space.
-fn tracestate_member(m: &str) -> bool {
-    let Some((key, value)) = m.split_once('=') else {
-        return false;
-    };
-    let key_ok = !key.is_empty()
-        && key.len() <= 256
-        && key
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && key.bytes().filter(|b| *b == b'@').count() <= 1
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(&b));
-    let value_ok = !value.is_empty()
-        && value.len() <= 256
-        && !value.ends_with(' ')
-        && value
-            .bytes()
-            .all(|b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=');
-    key_ok && value_ok
-}
-
-fn parse_sampling(s: &str) -> Option<Sampling> {
-    match s {
-        "0" => Some(Sampling::Deny),
-        "1" => Some(Sampling::Accept),
-        "d" => Some(Sampling::Debug),
-        _ => None,
-    }
-}
-
-/// Parses a B3 single header: `{traceid}-{spanid}[-{sampling}[-{parentspanid}]]`, or a sampling
-/// decision alone (`0`, `1`, `d`). Trace ids are 16 or 32 lowercase hex digits.
-pub fn parse_b3_single(v: &str) -> Option<B3Context> {
-    if !v.is_ascii() {
-        return None;
-    }
-    if let Some(sampling) = parse_sampling(v) {
-        return Some(B3Context {
-            ids: None,
-            sampling: Some(sampling),
-        });
-    }
-    let mut parts = v.split('-');
-    let trace = b3_trace_id(parts.next()?)?;
-    let span = hex_id(parts.next()?, 16)? as u64;
-    let sampling = match parts.next() {
-        Some(s) => Some(parse_sampling(s)?),
-        None => None,
-    };
-    if let Some(parent) = parts.next() {
-        hex_id(parent, 16)?;
-    }
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(B3Context {
-        ids: Some((trace.0, trace.1, span)),
-        sampling,
-    })
-}
-
-/// A B3 trace id: 32 or 16 lowercase hex digits. Returns the id and whether it was 64-bit.
-fn b3_trace_id(s: &str) -> Option<(u128, bool)> {
-    match s.len() {
-        32 => Some((hex_id(s, 32)?, false)),
-        16 => Some((hex_id(s, 16)?, true)),
-        _ => None,
-    }
-}
-
-/// Parses the B3 multi headers. `x-b3-traceid` and `x-b3-spanid` come together or not at all; a
-/// malformed id (or parent id) makes the whole context malformed. A malformed `x-b3-sampled` or
-/// `x-b3-flags` is as absent (the decision is then the gateway's).
-pub fn parse_b3_multi(headers: &HeaderMap) -> Option<B3Context> {
-    let trace = headers.get(&X_B3_TRACEID);
-    let span = headers.get(&X_B3_SPANID);
-    let ids = match (trace, span) {
-        (None, None) => None,
-        (Some(_), Some(_)) => {
-            let trace = b3_trace_id(single(headers, &X_B3_TRACEID)?)?;
-            let span = hex_id(single(headers, &X_B3_SPANID)?, 16)? as u64;
-            Some((trace.0, trace.1, span))
-        }
-        _ => return None,
-    };
-    if headers.contains_key(&X_B3_PARENTSPANID) {
-        hex_id(single(headers, &X_B3_PARENTSPANID)?, 16)?;
-    }
-    let debug = single(headers, &X_B3_FLAGS) == Some("1");
-    // Old tracers sent `true`/`false`; the B3 spec asks receivers to accept them.
-    let sampled = match single(headers, &X_B3_SAMPLED) {
-        Some("1" | "true") => Some(Sampling::Accept),
-        Some("0" | "false") => Some(Sampling::Deny),
-        _ => None,
-    };
-    let sampling = if debug {
-        Some(Sampling::Debug)
-    } else {
-        sampled
-    };
-    Some(B3Context { ids, sampling })
 }
 
 /// Decides each request's trace context: parses what arrived, draws fresh ids and the sampling
