@@ -23,7 +23,7 @@ use crate::config::{self, Diff, Report, Resources};
 use crate::ops;
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
-use crate::telemetry::{self, AccessLog, IstioMetrics};
+use crate::telemetry::{self, AccessLog, IstioMetrics, Tracer};
 use crate::upstream::{Registry, Resolver};
 
 /// How the gateway runs (the CLI flags).
@@ -53,6 +53,8 @@ pub struct Settings {
     pub stats: Option<SocketAddr>,
     /// Access log format and destination; `None` is off. Default off (the CLI turns it on).
     pub access_log: Option<(telemetry::Format, telemetry::Sink)>,
+    /// Trace sampling and span export. Default is 1% sampling, no export.
+    pub tracing: telemetry::TraceSettings,
     pub compile: compile::Options,
     /// Downstream connection limits and timeouts (backlog, request headers / stream idle / idle
     /// timeouts, max connection duration, max requests per connection, max connections).
@@ -74,6 +76,7 @@ impl Settings {
             health: Some(SocketAddr::from(([0, 0, 0, 0], 15021))),
             stats: Some(SocketAddr::from(([0, 0, 0, 0], 15090))),
             access_log: None,
+            tracing: telemetry::TraceSettings::default(),
             compile: compile::Options::default(),
             limits: proxy::Limits::default(),
         }
@@ -292,6 +295,10 @@ impl Gateway {
                 .access_log
                 .as_ref()
                 .map(|(format, sink)| AccessLog::start(*format, sink)),
+            Tracer::new(
+                &settings.tracing,
+                &format!("{workload}.{}", settings.compile.proxy_namespace),
+            ),
         ));
         let mut listeners = BTreeMap::new();
         for port in ports {

@@ -60,6 +60,14 @@ struct Cli {
     /// Then: how long in-flight requests may take to finish before the process exits, in seconds.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
+    /// Percent of the traces started at the gateway that are sampled, 0-100 (Istio's `sampling`).
+    /// An incoming traceparent/B3 keeps its own decision; `x-client-trace-id` forces sampling.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_percent)]
+    trace_sampling: f64,
+    /// Export a span per sampled request to this OTLP/HTTP collector (protobuf), e.g.
+    /// `http://otel-collector:4318/v1/traces`.
+    #[arg(long, env = "MESHGATE_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    otlp_endpoint: Option<http::Uri>,
     #[command(flatten)]
     common: Common,
     /// Listen backlog of every Gateway port (capped by net.core.somaxconn).
@@ -171,6 +179,24 @@ fn parse_listen(s: &str) -> Result<(u16, SocketAddr), String> {
         .parse()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?;
     Ok((port, addr))
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a percentage from 0 to 100, got {s:?}")),
+    }
+}
+
+/// An `http://host:port/path` URL (no TLS to the collector yet).
+fn parse_otlp_endpoint(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("bad URL {s:?}: {e}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(_)) => Ok(uri),
+        _ => Err(format!(
+            "expected http://host:port/v1/traces (OTLP/HTTP, no TLS), got {s:?}"
+        )),
+    }
 }
 
 /// `ADDR:PORT`, or `off`.
@@ -454,6 +480,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             max_requests_per_connection: (cli.max_requests_per_connection > 0)
                 .then_some(cli.max_requests_per_connection),
             max_connections: (cli.max_connections > 0).then_some(cli.max_connections),
+        };
+        settings.tracing = meshgate::telemetry::TraceSettings {
+            sampling: cli.trace_sampling,
+            otlp_endpoint: cli.otlp_endpoint.clone(),
         };
         let gateway = match Gateway::start(settings).await {
             Ok(g) => std::sync::Arc::new(g),

@@ -3,7 +3,8 @@
 //! The context is made when the request head arrives and filled in as the request is routed and
 //! forwarded (route, cluster, endpoint, attempts, flags, reason). `finish` wraps the response
 //! body; exactly once — when the body ends, fails, or is dropped because the client went away —
-//! the request is recorded: Istio's metrics, Envoy's cluster counters, the access log line.
+//! the request is recorded: Istio's metrics, Envoy's cluster counters, its trace span (when
+//! sampled and exported), the access log line.
 //! Plain data and one body wrapper; nothing here decides anything about the request.
 
 use std::net::SocketAddr;
@@ -21,7 +22,8 @@ use tokio::time::Instant;
 use crate::route::Route;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::Line;
-use crate::telemetry::Sample;
+use crate::telemetry::tracer::{protocol_name, Finished};
+use crate::telemetry::{RequestTrace, Sample};
 use crate::upstream::Cluster;
 
 use super::error::ResponseFlags;
@@ -53,6 +55,8 @@ pub struct RequestCtx {
     pub bytes_received: Arc<AtomicU64>,
     /// What the access log shows of the request; only kept when the access log is on.
     pub log: Option<LogFacts>,
+    /// The trace context (sent upstream) and what the request's span reports.
+    pub trace: RequestTrace,
 }
 
 /// The request as the client sent it, for the access log.
@@ -92,6 +96,7 @@ impl RequestCtx {
             forwarded_for: h.get("x-forwarded-for").cloned(),
             request_id: h.get("x-request-id").cloned(),
         });
+        let trace = shared.tracer.start(req);
         RequestCtx {
             shared,
             conn,
@@ -109,6 +114,7 @@ impl RequestCtx {
             upstream_service_time: None,
             bytes_received: Arc::default(),
             log,
+            trace,
         }
     }
 
@@ -118,9 +124,11 @@ impl RequestCtx {
 
     /// The request id sent upstream (generated when the client sent none), for the log.
     pub fn set_request_id(&mut self, headers: &HeaderMap) {
+        let id = headers.get("x-request-id");
         if let Some(log) = &mut self.log {
-            log.request_id = headers.get("x-request-id").cloned();
+            log.request_id = id.cloned();
         }
+        self.trace.set_request_id(id);
     }
 }
 
@@ -242,7 +250,7 @@ impl Drop for Finishing {
     }
 }
 
-/// The finish phase: metrics, cluster counters, access log.
+/// The finish phase: metrics, cluster counters, trace span, access log.
 fn record(st: Finish) {
     let Finish {
         cx,
@@ -282,16 +290,32 @@ fn record(st: Finish) {
             c.stats.rq_pending_overflow.increment(1);
         }
     }
+    let cluster_key = cx.cluster.as_ref().map(|c| c.spec.key.as_str());
+    shared.tracer.finish(
+        &cx.trace,
+        &Finished {
+            start: cx.start_time,
+            status,
+            grpc_status,
+            flags: &flags,
+            route_name: cx.route_name.as_deref(),
+            upstream_cluster: cluster_key,
+            upstream_host: cx.upstream,
+            peer: cx.conn.peer,
+            bytes_received: received,
+            bytes_sent: sent,
+            node_id: &shared.hostname,
+        },
+    );
     if let (Some(log), Some(facts)) = (&shared.access_log, &cx.log) {
         fn s(v: &Option<HeaderValue>) -> Option<&str> {
             v.as_ref().and_then(|v| v.to_str().ok())
         }
-        let cluster_key = cx.cluster.as_ref().map(|c| c.spec.key.as_str());
         log.log(&Line {
             start: Some(cx.start_time),
             method: facts.method.as_str(),
             path: &facts.path,
-            protocol: protocol(facts.version),
+            protocol: protocol_name(facts.version),
             response_code: status,
             response_flags: &flags,
             response_code_details: cx.details,
@@ -312,16 +336,7 @@ fn record(st: Finish) {
             downstream_remote_address: Some(cx.conn.peer),
             requested_server_name: None,
             route_name: cx.route_name.as_deref(),
+            trace_id: Some(&cx.trace.context.trace_id_hex()),
         });
-    }
-}
-
-fn protocol(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
     }
 }

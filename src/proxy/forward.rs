@@ -101,7 +101,7 @@ pub async fn forward(
         LbPolicy::RoundRobin | LbPolicy::LeastRequest | LbPolicy::Random => RequestHash::default(),
     };
 
-    let (head, ctx_headers) = Head::build(
+    let (mut head, ctx_headers) = Head::build(
         parts,
         &HeadInput {
             route: t.route,
@@ -116,6 +116,8 @@ pub async fn forward(
             protocol: cluster.spec.protocol,
         },
     )?;
+    // After the route's header operations, as Envoy's router injects the trace context last.
+    cx.trace.context.inject(&mut head.headers);
     cx.set_request_id(&head.headers);
     let ctx = TemplateContext {
         remote: cx.conn.peer,

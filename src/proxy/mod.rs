@@ -26,7 +26,7 @@ use http::HeaderValue;
 use tokio::sync::{watch, Notify};
 
 use crate::snapshot::Snapshot;
-use crate::telemetry::{AccessLog, Destination, IstioMetrics};
+use crate::telemetry::{AccessLog, Destination, IstioMetrics, Tracer};
 
 pub use checks::{authority as request_authority, authority_is_valid, check_head};
 pub use error::{FramingError, ProxyError, ResponseFlags};
@@ -49,6 +49,8 @@ pub struct Shared {
     pub istio: IstioMetrics,
     /// `None`: access log off.
     pub access_log: Option<AccessLog>,
+    /// Trace context decisions and span export.
+    pub tracer: Tracer,
     /// Destination labels of requests that reached no cluster.
     pub unknown_destination: Arc<Destination>,
     draining: AtomicBool,
@@ -75,6 +77,7 @@ impl Shared {
         server_header: Option<HeaderValue>,
         istio: IstioMetrics,
         access_log: Option<AccessLog>,
+        tracer: Tracer,
     ) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -82,6 +85,7 @@ impl Shared {
             hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "meshgate".into()),
             istio,
             access_log,
+            tracer,
             unknown_destination: Arc::new(Destination::unknown()),
             draining: AtomicBool::new(false),
             drain_signal: watch::Sender::new(false),

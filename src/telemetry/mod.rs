@@ -1,9 +1,15 @@
-//! What is recorded about each finished request: Istio's standard metrics and the access log.
-//! Pure formatting and recording; the request path's finish phase (`proxy`) calls into it.
+//! What is recorded about each request: Istio's standard metrics, the access log, and its trace
+//! (context propagation, OTLP span export). Pure formatting and recording; the request path calls
+//! into it when a request arrives (`Tracer::start`) and in its finish phase.
 //! May not touch: routing, upstream state.
 
 pub mod access_log;
 pub mod istio;
+pub mod otlp;
+pub mod trace;
+pub mod tracer;
 
 pub use access_log::{AccessLog, Format, Sink};
 pub use istio::{Destination, IstioMetrics, Sample};
+pub use trace::{TraceContext, TraceSettings};
+pub use tracer::{RequestTrace, Tracer};
