@@ -5,20 +5,9 @@
 mod support;
 
 use http_body_util::Full;
-use support::{gateway_yaml, static_service, Client, TestGateway, Upstream};
+use support::{gateway_yaml, Client, TestGateway};
 
-/// Upstreams `a`..`e` behind `a.svc`..`e.svc`, plus `extra` YAML (VirtualServices).
-async fn setup(extra: &str) -> (TestGateway, Vec<Upstream>) {
-    let mut ups = Vec::new();
-    let mut yaml = gateway_yaml(&["*"]);
-    for name in ["a", "b", "c", "d", "e"] {
-        let u = Upstream::start(name).await;
-        yaml.push_str(&static_service(&format!("{name}.svc"), &[(&u, &[])]));
-        ups.push(u);
-    }
-    yaml.push_str(extra);
-    (TestGateway::start(&yaml).await, ups)
-}
+use support::five_upstreams as setup;
 
 fn vs(name: &str, head: &str, http: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n{head}  http:\n{http}---\n")

@@ -7,17 +7,10 @@ use support::{gateway_yaml, static_service, Client, TestGateway, Upstream};
 
 /// Upstreams `a`..`e` behind hosts `a.svc`..`e.svc`, and a VirtualService with `http` routes.
 async fn setup(http: &str) -> (TestGateway, Vec<Upstream>) {
-    let mut ups = Vec::new();
-    let mut yaml = gateway_yaml(&["*"]);
-    for name in ["a", "b", "c", "d", "e"] {
-        let u = Upstream::start(name).await;
-        yaml.push_str(&static_service(&format!("{name}.svc"), &[(&u, &[])]));
-        ups.push(u);
-    }
-    yaml.push_str(&format!(
+    support::five_upstreams(&format!(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n{http}"
-    ));
-    (TestGateway::start(&yaml).await, ups)
+    ))
+    .await
 }
 
 fn route(to: &str) -> String {

@@ -47,6 +47,20 @@ pub fn gateway_yaml(hosts: &[&str]) -> String {
     )
 }
 
+/// Upstreams `a`..`e` behind STATIC hosts `a.svc`..`e.svc`, the Gateway `gw` for every host, and
+/// `extra` YAML; the gateway started on it.
+pub async fn five_upstreams(extra: &str) -> (TestGateway, Vec<Upstream>) {
+    let mut ups = Vec::new();
+    let mut yaml = gateway_yaml(&["*"]);
+    for name in ["a", "b", "c", "d", "e"] {
+        let u = Upstream::start(name).await;
+        yaml.push_str(&static_service(&format!("{name}.svc"), &[(&u, &[])]));
+        ups.push(u);
+    }
+    yaml.push_str(extra);
+    (TestGateway::start(&yaml).await, ups)
+}
+
 /// YAML for a STATIC ServiceEntry `host` on port 80 (protocol `HTTP` or `HTTP2`) whose endpoints
 /// are the given addresses (live upstreams or closed ports).
 pub fn service_at(host: &str, protocol: &str, addrs: &[std::net::SocketAddr]) -> String {
