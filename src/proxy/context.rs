@@ -50,6 +50,7 @@ pub struct RequestCtx {
     pub flags: ResponseFlags,
     /// `%RESPONSE_CODE_DETAILS%`.
     pub details: &'static str,
+    /// `x-envoy-upstream-service-time`, set when an upstream response's headers arrived.
     pub upstream_service_time: Option<u64>,
     /// Request body bytes read from the client (counted by the client body).
     pub bytes_received: Arc<AtomicU64>,
@@ -145,11 +146,6 @@ pub fn finish(resp: Response<Body>, mut cx: RequestCtx) -> Response<Body> {
             "direct_response"
         };
     }
-    cx.upstream_service_time = parts
-        .headers
-        .get(super::headers::X_ENVOY_UPSTREAM_SERVICE_TIME)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
     let finishing = Finishing {
         inner: body,
         state: Some(Box::new(Finish {
@@ -260,7 +256,12 @@ fn record(st: Finish) {
     } = st;
     let shared = &cx.shared;
     let duration = cx.start.elapsed();
-    let flags = cx.flags.to_string();
+    // The common case (no flag) needs no allocation.
+    let flags: std::borrow::Cow<'static, str> = if cx.flags.is_empty() {
+        "-".into()
+    } else {
+        cx.flags.to_string().into()
+    };
     let received = cx.bytes_received.load(Ordering::Relaxed);
     let destination = cx
         .cluster

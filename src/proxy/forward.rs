@@ -166,7 +166,9 @@ pub async fn forward(
     let Done {
         mut resp, guard, ..
     } = done;
-    let elapsed = HeaderValue::from(cx.start.elapsed().as_millis() as u64);
+    let service_time = cx.start.elapsed().as_millis() as u64;
+    cx.upstream_service_time = Some(service_time);
+    let elapsed = HeaderValue::from(service_time);
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             let up = hyper::upgrade::on(&mut resp);

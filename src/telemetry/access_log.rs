@@ -62,13 +62,13 @@ impl Line<'_> {
     }
 
     fn text(&self, out: &mut String) {
-        let dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
-        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-        let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        fn dash(s: Option<&str>) -> Dash<&str> {
+            Dash(s.filter(|s| !s.is_empty()))
+        }
         let _ = writeln!(
             out,
             "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}",
-            self.start.map(format_time).unwrap_or_else(|| "-".into()),
+            Dash(self.start.map(format_time)),
             dash(Some(self.method)),
             dash(Some(self.path)),
             dash(Some(self.protocol)),
@@ -80,16 +80,16 @@ impl Line<'_> {
             self.bytes_received,
             self.bytes_sent,
             self.duration_ms,
-            num(self.upstream_service_time),
+            Dash(self.upstream_service_time),
             dash(self.x_forwarded_for),
             dash(self.user_agent),
             dash(self.request_id),
             dash(self.authority),
-            addr(self.upstream_host),
+            Dash(self.upstream_host),
             dash(self.upstream_cluster),
-            addr(self.upstream_local_address),
-            addr(self.downstream_local_address),
-            addr(self.downstream_remote_address),
+            Dash(self.upstream_local_address),
+            Dash(self.downstream_local_address),
+            Dash(self.downstream_remote_address),
             dash(self.requested_server_name),
             dash(self.route_name),
         );
@@ -133,6 +133,19 @@ impl Line<'_> {
         });
         let _ = serde_json::to_writer(StringWriter(out), &line);
         out.push('\n');
+    }
+}
+
+/// Envoy's text formatter's empty value: the value, or `-` when there is none. Written straight
+/// into the line, without an intermediate string per field.
+struct Dash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 
