@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use meshgate::{Gateway, Settings, StartError};
 
+/// mimalloc instead of the system allocator: fewer instructions per allocation on the request
+/// path and memory handed back after a spike (`benches/RESULTS.md` has the A/B).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "meshgate",

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
+use crate::telemetry::text;
+
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -69,6 +71,29 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Is `name` a hop-by-hop header (never forwarded)?
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Is `name` an `x-envoy-*` header a client may not set?
+fn is_envoy_internal(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    s.starts_with("x-envoy-") && ENVOY_INTERNAL.contains(&s)
+}
+
+/// Removes every header `drop` selects. One pass over the names present (usually a handful),
+/// no name parsing or hashing unless something is to be removed.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&drop) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| drop(n)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
 /// Removes hop-by-hop headers and the headers `Connection` nominates. `te: trailers` survives.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let nominated: Vec<HeaderName> = headers
@@ -88,9 +113,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in nominated {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
+    remove_where(headers, is_hop_by_hop);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -103,20 +126,21 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    for name in ENVOY_INTERNAL {
-        headers.remove(*name);
-    }
-    let peer_str = peer.to_string();
+    remove_where(headers, is_envoy_internal);
+    let peer_str = text::ip_string(peer);
+    let peer_value = HeaderValue::from_str(&peer_str).ok();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {peer_str}"),
-        _ => peer_str.clone(),
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {peer_str}")).ok()
+        }
+        _ => peer_value.clone(),
     };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    match xff {
+        Some(v) => headers.insert(X_FORWARDED_FOR, v),
+        None => headers.remove(&X_FORWARDED_FOR),
+    };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Ok(v) = HeaderValue::from_str(&peer_str) {
+    if let Some(v) = peer_value {
         headers.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
     }
     if !headers.contains_key(&X_REQUEST_ID) {

@@ -1,13 +1,14 @@
 //! Access log lines in Envoy's format as Istio configures it (`meshConfig.accessLogEncoding`
 //! TEXT or JSON), written by one background thread so the request path never blocks on stdout.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use super::text::{push_socket_addr, push_time, push_u64};
 
 /// `--access-log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,37 +63,85 @@ impl Line<'_> {
     }
 
     fn text(&self, out: &mut String) {
-        fn dash(s: Option<&str>) -> Dash<&str> {
-            Dash(s.filter(|s| !s.is_empty()))
+        fn text(out: &mut String, s: Option<&str>) {
+            match s.filter(|s| !s.is_empty()) {
+                Some(s) => out.push_str(s),
+                None => out.push('-'),
+            }
         }
-        let _ = writeln!(
-            out,
-            "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}",
-            Dash(self.start.map(format_time)),
-            dash(Some(self.method)),
-            dash(Some(self.path)),
-            dash(Some(self.protocol)),
-            self.response_code,
-            dash(Some(self.response_flags)),
-            dash(Some(self.response_code_details)),
-            dash(self.connection_termination_details),
-            dash(self.upstream_transport_failure_reason),
-            self.bytes_received,
-            self.bytes_sent,
-            self.duration_ms,
-            Dash(self.upstream_service_time),
-            dash(self.x_forwarded_for),
-            dash(self.user_agent),
-            dash(self.request_id),
-            dash(self.authority),
-            Dash(self.upstream_host),
-            dash(self.upstream_cluster),
-            Dash(self.upstream_local_address),
-            Dash(self.downstream_local_address),
-            Dash(self.downstream_remote_address),
-            dash(self.requested_server_name),
-            dash(self.route_name),
-        );
+        fn quoted(out: &mut String, s: Option<&str>) {
+            out.push('"');
+            text(out, s);
+            out.push('"');
+        }
+        fn addr(out: &mut String, a: Option<SocketAddr>) {
+            match a {
+                Some(a) => push_socket_addr(out, a),
+                None => out.push('-'),
+            }
+        }
+        // [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%"
+        // %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS%
+        // "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION%
+        // %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
+        // "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER%
+        // %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%
+        // %REQUESTED_SERVER_NAME% %ROUTE_NAME%
+        out.push('[');
+        match self.start {
+            Some(t) => push_time(out, t),
+            None => out.push('-'),
+        }
+        out.push_str("] \"");
+        text(out, Some(self.method));
+        out.push(' ');
+        text(out, Some(self.path));
+        out.push(' ');
+        text(out, Some(self.protocol));
+        out.push_str("\" ");
+        push_u64(out, u64::from(self.response_code));
+        out.push(' ');
+        text(out, Some(self.response_flags));
+        out.push(' ');
+        text(out, Some(self.response_code_details));
+        out.push(' ');
+        text(out, self.connection_termination_details);
+        out.push(' ');
+        quoted(out, self.upstream_transport_failure_reason);
+        out.push(' ');
+        push_u64(out, self.bytes_received);
+        out.push(' ');
+        push_u64(out, self.bytes_sent);
+        out.push(' ');
+        push_u64(out, self.duration_ms);
+        out.push(' ');
+        match self.upstream_service_time {
+            Some(n) => push_u64(out, n),
+            None => out.push('-'),
+        }
+        out.push(' ');
+        quoted(out, self.x_forwarded_for);
+        out.push(' ');
+        quoted(out, self.user_agent);
+        out.push(' ');
+        quoted(out, self.request_id);
+        out.push(' ');
+        quoted(out, self.authority);
+        out.push_str(" \"");
+        addr(out, self.upstream_host);
+        out.push_str("\" ");
+        text(out, self.upstream_cluster);
+        out.push(' ');
+        addr(out, self.upstream_local_address);
+        out.push(' ');
+        addr(out, self.downstream_local_address);
+        out.push(' ');
+        addr(out, self.downstream_remote_address);
+        out.push(' ');
+        text(out, self.requested_server_name);
+        out.push(' ');
+        text(out, self.route_name);
+        out.push('\n');
     }
 
     fn json(&self, out: &mut String) {
@@ -136,19 +185,6 @@ impl Line<'_> {
     }
 }
 
-/// Envoy's text formatter's empty value: the value, or `-` when there is none. Written straight
-/// into the line, without an intermediate string per field.
-struct Dash<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 struct StringWriter<'a>(&'a mut String);
 
 impl std::io::Write for StringWriter<'_> {
@@ -163,31 +199,9 @@ impl std::io::Write for StringWriter<'_> {
 
 /// `%START_TIME%`: `2026-12-01T21:43:55.123Z` (UTC, milliseconds), as Envoy prints it.
 pub fn format_time(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let mut s = String::with_capacity(24);
+    push_time(&mut s, t);
+    s
 }
 
 /// Where access log lines go.
@@ -332,12 +346,5 @@ mod tests {
         assert_eq!(v["route_name"], "edge/shop/api");
         assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(s.ends_with("}\n"));
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_423), (2025, 12, 1));
     }
 }

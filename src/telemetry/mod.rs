@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod istio;
 pub mod otlp;
+pub mod text;
 pub mod trace;
 pub mod tracer;
 

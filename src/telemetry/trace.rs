@@ -23,6 +23,8 @@ use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use rand::Rng;
 
+use super::text::push_hex;
+
 mod b3;
 #[cfg(test)]
 mod tests;
@@ -255,34 +257,34 @@ impl TraceContext {
 
     /// The `traceparent` the upstream request carries.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, self.trace_id, 32);
+        s.push('-');
+        push_hex(&mut s, u128::from(self.span_id), 16);
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     /// The `b3` single header for the upstream request.
     pub fn b3_single(&self) -> String {
-        let mut s = format!(
-            "{}-{:016x}-{}",
-            self.b3_trace_id(),
-            self.span_id,
-            self.b3_sampling()
-        );
+        let mut s = self.b3_trace_id();
+        s.push('-');
+        push_hex(&mut s, u128::from(self.span_id), 16);
+        s.push('-');
+        s.push_str(self.b3_sampling());
         if let Some(p) = self.parent_id {
-            s.push_str(&format!("-{p:016x}"));
+            s.push('-');
+            push_hex(&mut s, u128::from(p), 16);
         }
         s
     }
 
     fn b3_trace_id(&self) -> String {
-        if self.short_trace_id {
-            format!("{:016x}", self.trace_id as u64)
-        } else {
-            format!("{:032x}", self.trace_id)
-        }
+        let digits = if self.short_trace_id { 16 } else { 32 };
+        let mut s = String::with_capacity(digits);
+        push_hex(&mut s, self.trace_id, digits);
+        s
     }
 
     fn b3_sampling(&self) -> &'static str {
@@ -295,8 +297,11 @@ impl TraceContext {
 
     /// Replaces every trace header in `headers` (the upstream request's) with this context.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        for name in &TRACE_HEADERS {
-            headers.remove(name);
+        // Usually none is present: one pass over the names instead of eight lookups.
+        if headers.keys().any(|k| TRACE_HEADERS.contains(k)) {
+            for name in &TRACE_HEADERS {
+                headers.remove(name);
+            }
         }
         insert(headers, TRACEPARENT, &self.traceparent());
         if let Some(ts) = &self.tracestate {
@@ -307,9 +312,9 @@ impl TraceContext {
             Some(B3Style::Single) => insert(headers, B3, &self.b3_single()),
             Some(B3Style::Multi) => {
                 insert(headers, X_B3_TRACEID, &self.b3_trace_id());
-                insert(headers, X_B3_SPANID, &format!("{:016x}", self.span_id));
+                insert(headers, X_B3_SPANID, &hex16(self.span_id));
                 if let Some(p) = self.parent_id {
-                    insert(headers, X_B3_PARENTSPANID, &format!("{p:016x}"));
+                    insert(headers, X_B3_PARENTSPANID, &hex16(p));
                 }
                 // B3: debug implies accept, so `x-b3-sampled` is not sent with it.
                 if self.debug {
@@ -320,6 +325,12 @@ impl TraceContext {
             }
         }
     }
+}
+
+fn hex16(v: u64) -> String {
+    let mut s = String::with_capacity(16);
+    push_hex(&mut s, u128::from(v), 16);
+    s
 }
 
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {

@@ -1,0 +1,197 @@
+//! Text the request path writes on every request (addresses, numbers, hex ids, timestamps),
+//! written straight into a buffer: `core::fmt` costs several times more for these, and they are
+//! a measurable share of the CPU per request (`benches/RESULTS.md`).
+//! May not touch: what the text means (callers own their formats).
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Appends `ip` as `Display` prints it (dotted quad; IPv6 through `core::fmt`, which is rare).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(buf.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `addr` as `Display` prints it (`1.2.3.4:80`, `[::1]:80`).
+pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => push_ip(out, IpAddr::V4(*a.ip())),
+        SocketAddr::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(out, "[{}", a.ip());
+            if a.scope_id() != 0 {
+                let _ = write!(out, "%{}", a.scope_id());
+            }
+            out.push(']');
+        }
+    }
+    out.push(':');
+    push_u64(out, u64::from(addr.port()));
+}
+
+/// `ip` as a `String`.
+pub fn ip_string(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(15);
+    push_ip(&mut s, ip);
+    s
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes the low `out.len()` hex digits of `v`, lowercase, zero-padded.
+pub fn hex_into(out: &mut [u8], mut v: u128) {
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// Appends the low `digits` hex digits of `v` (at most 32), lowercase, zero-padded.
+pub fn push_hex(out: &mut String, v: u128, digits: usize) {
+    let mut buf = [0u8; 32];
+    let digits = digits.min(32);
+    let buf = &mut buf[..digits];
+    hex_into(buf, v);
+    // Only ASCII hex digits were written.
+    out.push_str(std::str::from_utf8(buf).unwrap_or_default());
+}
+
+thread_local! {
+    /// The last second `push_time` formatted on this thread, and its text up to the seconds.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `t` as Envoy prints `%START_TIME%`: `2026-12-01T21:43:55.123Z` (UTC, milliseconds).
+/// The text up to the seconds is formatted once per second per thread.
+pub fn push_time(out: &mut String, t: SystemTime) {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (y, m, day) = civil_from_days(days as i64);
+            let s = &mut cached.1;
+            s.clear();
+            push_padded(s, y.max(0) as u64, 4);
+            s.push('-');
+            push_padded(s, u64::from(m), 2);
+            s.push('-');
+            push_padded(s, u64::from(day), 2);
+            s.push('T');
+            push_padded(s, rem / 3600, 2);
+            s.push(':');
+            push_padded(s, rem % 3600 / 60, 2);
+            s.push(':');
+            push_padded(s, rem % 60, 2);
+            s.push('.');
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+    });
+    push_padded(out, u64::from(d.subsec_millis()), 3);
+    out.push('Z');
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let s = buf.format(n);
+    for _ in s.len()..width {
+        out.push('0');
+    }
+    out.push_str(s);
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn addresses_print_as_display_does() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "[::1]:443",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let mut s = String::new();
+            push_socket_addr(&mut s, addr);
+            assert_eq!(s, a);
+            assert_eq!(ip_string(addr.ip()), addr.ip().to_string());
+        }
+    }
+
+    #[test]
+    fn hex_is_zero_padded_lowercase() {
+        let mut s = String::new();
+        push_hex(&mut s, 0xabc, 8);
+        assert_eq!(s, "00000abc");
+        s.clear();
+        push_hex(&mut s, u128::MAX, 32);
+        assert_eq!(s, "ffffffffffffffffffffffffffffffff");
+    }
+
+    #[test]
+    fn time_prints_as_envoy_does() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_625_435_123);
+        let mut s = String::new();
+        push_time(&mut s, t);
+        assert_eq!(s, "2025-12-01T21:43:55.123Z");
+        // Same second again (cached prefix), then the next one.
+        s.clear();
+        push_time(&mut s, t + Duration::from_millis(5));
+        assert_eq!(s, "2025-12-01T21:43:55.128Z");
+        s.clear();
+        push_time(&mut s, t + Duration::from_millis(1_000));
+        assert_eq!(s, "2025-12-01T21:43:56.123Z");
+        s.clear();
+        push_time(
+            &mut s,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(951_782_400_007),
+        );
+        assert_eq!(s, "2000-02-29T00:00:00.007Z");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_423), (2025, 12, 1));
+    }
+}
