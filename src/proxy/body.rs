@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::upstream::{ActiveRequest, Admission, RetryPermit};
+use crate::upstream::{ActiveRequest, Admission, RespBody, RetryPermit};
 
 use super::{Body, BoxError};
 
@@ -112,7 +112,7 @@ pub struct AttemptGuard {
 /// An upstream response body that releases the attempt's guards when it ends and fails (so the
 /// downstream stream is reset) if the route deadline passes before it ends.
 pub struct ResponseBody {
-    inner: Incoming,
+    inner: RespBody,
     deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     _guard: AttemptGuard,
 }
@@ -353,7 +353,7 @@ impl ClientFailed {
 impl ResponseBody {
     /// `deadline` resolves when the route timeout expires.
     pub fn new(
-        inner: Incoming,
+        inner: RespBody,
         deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
         guard: AttemptGuard,
     ) -> Self {

@@ -2,12 +2,11 @@
 //! all read the same `Class`. Also maps hyper-util client errors to Envoy's failure kinds.
 //! May not touch: policies (they interpret the class, this only names what happened).
 
-use std::error::Error as _;
 use std::net::SocketAddr;
 
 use http::{HeaderMap, StatusCode};
 
-use crate::upstream::Class;
+use crate::upstream::{Class, UpstreamError};
 
 use super::error::ProxyError;
 
@@ -61,60 +60,32 @@ pub fn classify(outcome: Outcome<'_>) -> Class {
     }
 }
 
-/// Maps a client error to Envoy's failure kinds.
-pub fn upstream_error(e: &hyper_util::client::legacy::Error, addr: SocketAddr) -> ProxyError {
-    let mut source = e.source();
-    let mut io_kind = None;
-    let mut hyper_err = None;
-    let mut detail = String::new();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind.get_or_insert(io.kind());
-            if detail.is_empty() {
-                detail = io.to_string();
-            }
+/// Maps an upstream failure to Envoy's failure kinds and details.
+pub fn upstream_error(e: &UpstreamError, addr: SocketAddr) -> ProxyError {
+    match e {
+        UpstreamError::Connect { timeout: true, .. } => {
+            ProxyError::ConnectTimeout { endpoint: addr }
         }
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            hyper_err.get_or_insert(h);
-        }
-        source = s.source();
-    }
-    if e.is_connect() {
-        if io_kind == Some(std::io::ErrorKind::TimedOut)
-            || detail.contains("timed out")
-            || detail.contains("deadline")
-        {
-            return ProxyError::ConnectTimeout { endpoint: addr };
-        }
-        let detail = match io_kind {
-            Some(std::io::ErrorKind::ConnectionRefused) => {
-                "delayed connect error: Connection refused".to_owned()
-            }
-            _ if detail.is_empty() => "connection failure".to_owned(),
-            _ => format!("delayed connect error: {detail}"),
-        };
-        return ProxyError::Connect {
+        UpstreamError::Connect { kind, detail, .. } => ProxyError::Connect {
             endpoint: addr,
-            detail,
-        };
-    }
-    if let Some(h) = hyper_err {
-        if h.is_parse() || h.is_parse_status() {
-            return ProxyError::Protocol {
-                endpoint: addr,
-                detail: h.to_string(),
-            };
+            detail: match kind {
+                Some(std::io::ErrorKind::ConnectionRefused) => {
+                    "delayed connect error: Connection refused".to_owned()
+                }
+                _ if detail.is_empty() => "connection failure".to_owned(),
+                _ => format!("delayed connect error: {detail}"),
+            },
+        },
+        UpstreamError::Protocol(detail) => ProxyError::Protocol {
+            endpoint: addr,
+            detail: detail.clone(),
+        },
+        UpstreamError::RefusedStream => ProxyError::RefusedStream { endpoint: addr },
+        UpstreamError::RemoteReset => ProxyError::RemoteReset { endpoint: addr },
+        UpstreamError::Stale | UpstreamError::Terminated(_) => {
+            ProxyError::ConnectionTermination { endpoint: addr }
         }
-        if let Some(h2) = h.source().and_then(|s| s.downcast_ref::<h2::Error>()) {
-            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
-                return ProxyError::RefusedStream { endpoint: addr };
-            }
-            if h2.is_reset() {
-                return ProxyError::RemoteReset { endpoint: addr };
-            }
-        }
     }
-    ProxyError::ConnectionTermination { endpoint: addr }
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ use tokio::time::Instant;
 
 use crate::route::{Forward, Route, TemplateContext, WeightedCluster};
 use crate::snapshot::Snapshot;
-use crate::upstream::{Cluster, Endpoint, LbPolicy, Pick, RequestHash, RetryPermit, UpstreamBody};
+use crate::upstream::{
+    Cluster, Endpoint, LbPolicy, Pick, RequestHash, RespBody, RetryPermit, UpstreamBody,
+    UpstreamError,
+};
 
 use super::body::{AttemptGuard, ClientBody, ClientFailed, Replay, ResponseBody};
 use super::classify::{classify, upstream_error, Outcome};
@@ -39,12 +42,12 @@ enum Source {
 
 /// A successful attempt: response headers arrived.
 struct Done {
-    resp: Response<Incoming>,
+    resp: Response<RespBody>,
     guard: AttemptGuard,
     flags: ResponseFlags,
 }
 
-type AttemptResult = Result<(Response<Incoming>, AttemptGuard), ProxyError>;
+type AttemptResult = Result<(Response<RespBody>, AttemptGuard), ProxyError>;
 
 /// What a request is forwarded by: the route, its action, and the request's normalised authority
 /// and path.
@@ -210,7 +213,14 @@ async fn attempts(
     for n in 1..=max {
         let exclude = if avoid_tried { retry.exclude() } else { &[] };
         let body = source.attempt(n);
-        let (result, endpoint) = attempt(plan, n, body, exclude).await;
+        let (mut result, mut endpoint, stale) = attempt(plan, n, body, exclude, None).await;
+        if stale && idempotent(&plan.head.method) && source.replayable() {
+            // The keep-alive race: a reused connection closed under an idempotent request before
+            // any response byte. Sent again at once on a fresh connection to the same endpoint;
+            // not a retry (no budget, no outlier accounting), as the upstream never answered.
+            let body = source.attempt(n);
+            (result, endpoint, _) = attempt(plan, n, body, exclude, endpoint.as_ref()).await;
+        }
         cx.attempts = n;
         if let Some(ep) = &endpoint {
             cx.upstream = Some(ep.addr);
@@ -284,13 +294,16 @@ fn finish(
 }
 
 /// One attempt: pick an endpoint, pass the circuit breakers, send, wait for response headers
-/// within the per-try timeout and the route timeout. Returns the endpoint used, if any.
+/// within the per-try timeout and the route timeout. Returns the endpoint used, if any, and
+/// whether the failure was a reused connection closing under the request (`UpstreamError::Stale`).
+/// `fresh`: send to this endpoint on a new connection instead of picking one.
 async fn attempt(
     plan: &Plan<'_>,
     n: u32,
     body: UpstreamBody,
     exclude: &[SocketAddr],
-) -> (AttemptResult, Option<Arc<Endpoint>>) {
+    fresh: Option<&Arc<Endpoint>>,
+) -> (AttemptResult, Option<Arc<Endpoint>>, bool) {
     let Plan {
         cluster,
         key,
@@ -300,16 +313,21 @@ async fn attempt(
         ..
     } = *plan;
     let per_try_timeout = plan.action.retry.per_try_timeout;
-    let endpoint = match cluster.pick(hash, exclude) {
+    let endpoint = match fresh
+        .cloned()
+        .map_or_else(|| cluster.pick(hash, exclude), Pick::Endpoint)
+    {
         Pick::Endpoint(e) => e,
         Pick::NoHealthy => {
             return (
                 Err(ProxyError::NoHealthyUpstream { key: key.clone() }),
                 None,
+                false,
             )
         }
-        Pick::NoCluster => return (Err(ProxyError::NoCluster { key: key.clone() }), None),
+        Pick::NoCluster => return (Err(ProxyError::NoCluster { key: key.clone() }), None, false),
     };
+    let mut stale = false;
     let started = Instant::now();
     let per_try = per_try_timeout.map(|t| started + t);
     // Per-try timeout if set, else what remains of the route timeout (`None`: no timeout yet).
@@ -325,11 +343,17 @@ async fn attempt(
         let active = endpoint.start_request();
         let expected = until.map(|u| u.saturating_duration_since(Instant::now()));
         let req = head.request(&endpoint, n, expected, body)?;
-        let resp = cluster
+        let resp = match cluster
             .client()
-            .request(req)
+            .request(endpoint.addr, req, fresh.is_some())
             .await
-            .map_err(|e| upstream_error(&e, endpoint.addr))?;
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                stale = matches!(e, UpstreamError::Stale);
+                return Err(upstream_error(&e, endpoint.addr));
+            }
+        };
         if ambiguous_response(&resp) {
             // Dropping the response unread also keeps its connection out of the pool.
             return Err(ProxyError::Protocol {
@@ -363,12 +387,26 @@ async fn attempt(
         }),
         r = send => r,
     };
-    (result, Some(endpoint))
+    (result, Some(endpoint), stale)
+}
+
+/// Methods a server may receive twice with the effect of once (RFC 9110 §9.2.2).
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 /// An HTTP/1 response with both `content-length` and `transfer-encoding`: hyper reads it as
 /// chunked, another hop might not (Envoy answers 502 and closes the upstream connection).
-fn ambiguous_response(resp: &Response<Incoming>) -> bool {
+fn ambiguous_response(resp: &Response<RespBody>) -> bool {
     resp.version() <= Version::HTTP_11
         && resp.headers().contains_key(header::CONTENT_LENGTH)
         && resp.headers().contains_key(header::TRANSFER_ENCODING)

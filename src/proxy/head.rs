@@ -135,12 +135,17 @@ impl Head {
         expected_timeout: Option<Duration>,
         body: UpstreamBody,
     ) -> Result<Request<UpstreamBody>, ProxyError> {
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(endpoint.authority.clone())
-            .path_and_query(self.path_and_query.clone())
-            .build()
-            .map_err(|_| ProxyError::BadPath)?;
+        let uri = if self.version == Version::HTTP_2 {
+            Uri::builder()
+                .scheme("http")
+                .authority(endpoint.authority.clone())
+                .path_and_query(self.path_and_query.clone())
+                .build()
+                .map_err(|_| ProxyError::BadPath)?
+        } else {
+            // HTTP/1.1 sends the request target in origin-form; the connection is the endpoint's.
+            Uri::from(self.path_and_query.clone())
+        };
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = uri;

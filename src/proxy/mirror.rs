@@ -91,7 +91,7 @@ async fn send(cluster: Arc<Cluster>, head: Head, body: MirrorBody) {
     let Ok(req) = head.request(&ep, 1, None, body) else {
         return;
     };
-    match cluster.client().request(req).await {
+    match cluster.client().request(ep.addr, req, false).await {
         Ok(resp) => {
             let class = classify(Outcome::Response(resp.status(), resp.headers()));
             cluster.record(&ep, &class);

@@ -1,6 +1,7 @@
-//! The upstream HTTP clients: pooled keep-alive connections, HTTP/1.1 and HTTP/2 (prior knowledge).
-//! Each live cluster owns one client built from its connection settings (connect timeout, TCP
-//! keepalive, idle timeout, requests per connection), so its pools are its own, as in Envoy.
+//! The upstream HTTP clients. Each live cluster owns one client built from its connection
+//! settings (connect timeout, TCP keepalive, idle timeout, requests per connection), so its pools
+//! are its own, as in Envoy. HTTP/1.1 goes through `h1.rs` (connections owned by the request that
+//! uses them); HTTP/2 (prior knowledge) through hyper-util's client.
 //! May not touch: endpoint choice, limits (see `pool.rs`).
 //!
 //! HTTP/2 clusters keep one hyper-util client per endpoint, with a connector pinned to that
@@ -8,9 +9,9 @@
 //! `:authority`; per-endpoint clients let the request URI carry the client's host (as Envoy sends
 //! it) while the connection still goes to the endpoint the balancer chose.
 //!
-//! `maxRequestsPerConnection`: every connection carries a use counter (connector `extra`, which
-//! hyper-util copies into each response); when a response brings it to the limit, the connection
-//! is poisoned, so the pool never hands it out again.
+//! HTTP/2 `maxRequestsPerConnection`: every connection carries a use counter (connector `extra`,
+//! which hyper-util copies into each response); when a response brings it to the limit, the
+//! connection is poisoned, so the pool never hands it out again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +34,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::cluster::Protocol;
+use super::error::UpstreamError;
+use super::h1::{Http1Pool, PooledBody};
 
 /// Body type of requests sent upstream (the downstream body, streamed).
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -43,7 +46,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// to bound memory, a change no client can observe.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 /// Linux's default `tcp_keepalive_time`, used when `tcpKeepalive` is set without `time`.
-const KEEPALIVE_TIME: Duration = Duration::from_secs(7200);
+pub(super) const KEEPALIVE_TIME: Duration = Duration::from_secs(7200);
 
 /// Connection settings of a cluster (DestinationRule `connectionPool`, compiled).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,6 +72,8 @@ pub struct Keepalive {
 /// One cluster's client.
 #[derive(Debug)]
 pub struct ClusterClient {
+    /// HTTP/1.1 connections (unused by HTTP/2 clusters).
+    h1: Http1Pool,
     inner: Client<CountingConnector, UpstreamBody>,
     max_requests_per_connection: u32,
     protocol: Protocol,
@@ -115,6 +120,7 @@ impl Default for ConnectionSettings {
 impl ClusterClient {
     pub fn new(protocol: Protocol, settings: &ConnectionSettings) -> ClusterClient {
         ClusterClient {
+            h1: Http1Pool::new(settings),
             inner: build(CountingConnector::any(settings), protocol, settings),
             max_requests_per_connection: settings.max_requests_per_connection,
             protocol,
@@ -147,29 +153,47 @@ impl ClusterClient {
         made.unwrap_or_else(|| self.inner.clone())
     }
 
-    /// Sends one request on a pooled (or new) connection to the URI's authority.
+    /// Sends one request to `endpoint` on a pooled (or new) connection; `fresh`: never a
+    /// pooled one (HTTP/1.1).
     ///
     /// # Errors
-    /// Connect failures and failures before response headers, as hyper-util reports them.
-    /// The request URI addresses the endpoint (`http://ip:port/…`); for HTTP/2 it is re-aimed at
-    /// the `host` header's authority, which becomes `:authority`.
+    /// Connect failures and failures before response headers. HTTP/1.1: `Stale` when a reused
+    /// connection closed after the request was written (see `h1.rs`).
     pub async fn request(
         &self,
+        endpoint: SocketAddr,
+        req: Request<UpstreamBody>,
+        fresh: bool,
+    ) -> Result<Response<RespBody>, UpstreamError> {
+        if self.protocol != Protocol::Http2 {
+            if req.headers().contains_key(http::header::UPGRADE) {
+                let resp = self.h1.send_upgrade(endpoint, req).await?;
+                return Ok(resp.map(RespBody::Direct));
+            }
+            let resp = self.h1.send(endpoint, req, fresh).await?;
+            return Ok(resp.map(RespBody::Pooled));
+        }
+        self.request_h2(endpoint, req)
+            .await
+            .map(|r| r.map(RespBody::Direct))
+            .map_err(|e| UpstreamError::from_legacy(&e))
+    }
+
+    /// Idle HTTP/1.1 connections to `endpoint` (for tests and stats).
+    pub fn idle_connections(&self, endpoint: SocketAddr) -> usize {
+        self.h1.idle(endpoint)
+    }
+
+    /// HTTP/2: the URI is re-aimed at the `host` header's authority, which becomes `:authority`.
+    async fn request_h2(
+        &self,
+        endpoint: SocketAddr,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         let limit = self.max_requests_per_connection;
         let captured = (limit > 1).then(|| capture_connection(&mut req));
-        let endpoint = req
-            .uri()
-            .authority()
-            .and_then(|a| a.as_str().parse::<SocketAddr>().ok());
-        let client = match endpoint {
-            Some(ep) if self.protocol == Protocol::Http2 => {
-                aim_at_host(&mut req);
-                self.client_for(ep)
-            }
-            _ => self.inner.clone(),
-        };
+        aim_at_host(&mut req);
+        let client = self.client_for(endpoint);
         let resp = client.request(req).await?;
         if let (Some(captured), Some(uses)) = (captured, resp.extensions().get::<ConnectionUses>())
         {
@@ -180,6 +204,43 @@ impl ClusterClient {
             }
         }
         Ok(resp)
+    }
+}
+
+/// An upstream response body: an HTTP/1.1 body that drives (and then returns) its connection,
+/// or a body hyper's own connection task feeds.
+#[derive(Debug)]
+pub enum RespBody {
+    Pooled(PooledBody),
+    Direct(Incoming),
+}
+
+impl http_body::Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RespBody::Pooled(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Direct(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Pooled(b) => b.is_end_stream(),
+            RespBody::Direct(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RespBody::Pooled(b) => b.size_hint(),
+            RespBody::Direct(b) => b.size_hint(),
+        }
     }
 }
 

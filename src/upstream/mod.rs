@@ -7,18 +7,23 @@ mod client;
 mod cluster;
 mod dns;
 mod endpoint;
+mod error;
+mod h1;
 mod hash;
 mod outlier;
 mod pool;
 
 pub use balancer::{HashKey, HashPolicy, LbPolicy, RequestHash, TableKind};
 pub use client::{
-    ClusterClient, ConnectionSettings, Keepalive, UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE,
+    ClusterClient, ConnectionSettings, Keepalive, RespBody, UpstreamBody, CONNECT_TIMEOUT,
+    POOL_IDLE,
 };
 pub use cluster::{
     Cluster, ClusterSpec, Discovery, EndpointHealth, EndpointSpec, Pick, Protocol, Registry,
 };
 pub use dns::Resolver;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointState};
+pub use error::UpstreamError;
+pub use h1::PooledBody;
 pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};
 pub use pool::{Admission, Overflow, PoolLimits, PoolStats, RetryPermit};

@@ -1,0 +1,431 @@
+//! HTTP/1.1 upstream connections of one cluster, pooled per endpoint while idle.
+//!
+//! A connection is owned by the request using it: the request's own task drives it (while the
+//! request is written and the response head awaited, then from the response body), so there is
+//! no connection task and no channel hop per request. When the response body ends on a
+//! connection that can carry another request, the connection goes back to its endpoint's idle
+//! list; an idle connection is checked before reuse (the upstream may have closed it).
+//!
+//! The keep-alive race: a reused connection the upstream closes just as a request is written.
+//! If the request never left, it is sent again on a fresh connection here, whatever its method;
+//! if it was written and no response byte came back, the caller gets `UpstreamError::Stale` and
+//! decides (the proxy resends idempotent requests once, on a fresh connection).
+//!
+//! `maxRequestsPerConnection` and the idle timeout are enforced at check-in and checkout;
+//! a reaper closes connections idle past the timeout.
+//! May not touch: endpoint choice, circuit breakers (`pool.rs`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::client::{ConnectionSettings, UpstreamBody, KEEPALIVE_TIME};
+use super::error::UpstreamError;
+
+/// Idle connections kept per endpoint; past it the oldest is closed.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+type Driver = http1::Connection<TokioIo<TcpStream>, UpstreamBody>;
+
+/// The HTTP/1.1 connections of one cluster.
+#[derive(Debug)]
+pub struct Http1Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: ConnectionSettings,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// One connection: the request sender and the connection's state machine, driven by its user.
+struct Conn {
+    send: http1::SendRequest<UpstreamBody>,
+    driver: Pin<Box<Driver>>,
+    /// Requests sent on it so far.
+    uses: u32,
+    /// The upstream ends it after the response (`connection: close`, or it closed).
+    closed: bool,
+}
+
+/// The response body of an HTTP/1.1 exchange: drives the connection while the body is read and
+/// returns the connection to the pool when the body has ended.
+pub struct PooledBody {
+    inner: Incoming,
+    conn: Option<Conn>,
+    /// Where the connection goes back.
+    home: Option<(Weak<Inner>, SocketAddr)>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("pooled", &self.conn.is_some())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idle")
+            .field("uses", &self.conn.uses)
+            .field("since", &self.since)
+            .finish()
+    }
+}
+
+// === impl Http1Pool ===
+
+impl Http1Pool {
+    pub fn new(settings: &ConnectionSettings) -> Http1Pool {
+        let inner = Arc::new(Inner {
+            settings: settings.clone(),
+            idle: Mutex::default(),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(reap(Arc::downgrade(&inner)));
+        }
+        Http1Pool { inner }
+    }
+
+    /// Idle connections to `endpoint` right now (for tests and stats).
+    pub fn idle(&self, endpoint: SocketAddr) -> usize {
+        self.inner.lock().get(&endpoint).map_or(0, Vec::len)
+    }
+
+    /// Sends `req` (origin-form URI, `host` header set) to `endpoint` on an idle connection, or
+    /// a new one (always a new one when `fresh`).
+    ///
+    /// # Errors
+    /// `UpstreamError::Stale` when a reused connection closed after the request was written and
+    /// before any response byte; other failures as they happened.
+    pub async fn send(
+        &self,
+        endpoint: SocketAddr,
+        req: Request<UpstreamBody>,
+        fresh: bool,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let reused = if fresh { None } else { self.checkout(endpoint) };
+        let (conn, req) = match reused {
+            Some(conn) => match exchange(conn, req).await {
+                Ok(done) => return Ok(self.wrap(endpoint, done)),
+                // Never sent: the connection was gone before the request left. Send it anew.
+                Err(Failed::Unsent(req)) => (self.connect(endpoint).await?, *req),
+                Err(Failed::Sent(e)) if is_termination(&e) => return Err(UpstreamError::Stale),
+                Err(Failed::Sent(e)) => return Err(UpstreamError::from_hyper(&e)),
+                Err(Failed::Closed) => return Err(UpstreamError::Stale),
+            },
+            None => (self.connect(endpoint).await?, req),
+        };
+        match exchange(conn, req).await {
+            Ok(done) => Ok(self.wrap(endpoint, done)),
+            Err(Failed::Unsent(_)) => Err(UpstreamError::Terminated(
+                "connection closed before the request was sent".into(),
+            )),
+            Err(Failed::Sent(e)) => Err(UpstreamError::from_hyper(&e)),
+            Err(Failed::Closed) => Err(UpstreamError::Terminated(
+                "connection closed before the response".into(),
+            )),
+        }
+    }
+
+    /// Sends a request that may upgrade the connection (WebSocket): on a new connection driven
+    /// by its own task, never pooled.
+    ///
+    /// # Errors
+    /// As `send`.
+    pub async fn send_upgrade(
+        &self,
+        endpoint: SocketAddr,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let stream = self.inner.open(endpoint).await?;
+        let (mut send, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::from_hyper(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = driver.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        send.send_request(req)
+            .await
+            .map_err(|e| UpstreamError::from_hyper(&e))
+    }
+
+    fn wrap(
+        &self,
+        endpoint: SocketAddr,
+        (resp, conn): (Response<Incoming>, Conn),
+    ) -> Response<PooledBody> {
+        let home = Some((Arc::downgrade(&self.inner), endpoint));
+        resp.map(|inner| PooledBody {
+            inner,
+            conn: Some(conn),
+            home,
+            ended: false,
+        })
+    }
+
+    /// The most recently used idle connection to `endpoint` that is still open.
+    fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
+        let timeout = self.inner.settings.idle_timeout;
+        loop {
+            let idle = {
+                let mut map = self.inner.lock();
+                let list = map.get_mut(&endpoint)?;
+                let idle = list.pop();
+                if list.is_empty() {
+                    map.remove(&endpoint);
+                }
+                idle?
+            };
+            if idle.since.elapsed() < timeout {
+                let mut conn = idle.conn;
+                if conn.reusable() {
+                    return Some(conn);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, UpstreamError> {
+        let stream = self.inner.open(endpoint).await?;
+        let (send, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::from_hyper(&e))?;
+        Ok(Conn {
+            send,
+            driver: Box::pin(driver),
+            uses: 0,
+            closed: false,
+        })
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A TCP connection to `endpoint` with the cluster's socket settings.
+    async fn open(&self, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
+        let s = &self.settings;
+        let stream =
+            match tokio::time::timeout(s.connect_timeout, TcpStream::connect(endpoint)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(UpstreamError::connect(&e)),
+                Err(_) => return Err(UpstreamError::connect_timeout()),
+            };
+        let _ = stream.set_nodelay(true);
+        if let Some(k) = &s.keepalive {
+            let mut ka = socket2::TcpKeepalive::new().with_time(k.time.unwrap_or(KEEPALIVE_TIME));
+            if let Some(i) = k.interval {
+                ka = ka.with_interval(i);
+            }
+            if let Some(p) = k.probes {
+                ka = ka.with_retries(p);
+            }
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+        }
+        Ok(stream)
+    }
+
+    /// Takes back a connection whose last response ended.
+    fn check_in(&self, endpoint: SocketAddr, mut conn: Conn) {
+        let limit = self.settings.max_requests_per_connection;
+        if conn.closed || (limit > 0 && conn.uses >= limit) || !conn.reusable() {
+            return;
+        }
+        let mut map = self.lock();
+        let list = map.entry(endpoint).or_default();
+        if list.len() >= MAX_IDLE_PER_ENDPOINT {
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes connections idle past the timeout.
+    fn prune(&self) {
+        let timeout = self.settings.idle_timeout;
+        let mut closed = Vec::new();
+        let mut map = self.lock();
+        map.retain(|_, list| {
+            // Oldest first: the expired ones are a prefix.
+            let n = list.partition_point(|i| i.since.elapsed() >= timeout);
+            closed.extend(list.drain(..n));
+            !list.is_empty()
+        });
+        drop(map);
+        drop(closed);
+    }
+}
+
+/// Closes idle connections past the idle timeout while the pool exists.
+async fn reap(pool: Weak<Inner>) {
+    let every = match pool.upgrade() {
+        Some(p) => {
+            (p.settings.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
+        }
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(p) => p.prune(),
+            None => return,
+        }
+    }
+}
+
+// === impl Conn ===
+
+impl Conn {
+    /// Can this connection take a request now? Polls the connection once so a close or an
+    /// unexpected byte from the upstream is noticed.
+    fn reusable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if self.driver.as_mut().poll(&mut cx).is_ready() {
+            return false;
+        }
+        self.send.is_ready()
+    }
+}
+
+/// How an exchange failed: before the request left (it comes back), after, or with the
+/// connection finished and no word on the request.
+enum Failed {
+    Unsent(Box<Request<UpstreamBody>>),
+    Sent(hyper::Error),
+    Closed,
+}
+
+/// Writes `req` on `conn` and reads the response head, driving the connection meanwhile.
+async fn exchange(
+    mut conn: Conn,
+    req: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Conn), Failed> {
+    conn.uses += 1;
+    let mut response = std::pin::pin!(conn.send.try_send_request(req));
+    let mut driver_done = false;
+    let result = std::future::poll_fn(|cx| {
+        if !driver_done {
+            driver_done = conn.driver.as_mut().poll(cx).is_ready();
+        }
+        match response.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            // Finished with the request unanswered and unreported.
+            Poll::Pending if driver_done => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    match result {
+        Some(Ok(resp)) => {
+            // A response, but the connection is finished (`connection: close`): not reused.
+            conn.closed |= driver_done;
+            Ok((resp, conn))
+        }
+        Some(Err(mut e)) => match e.take_message() {
+            Some(req) => Err(Failed::Unsent(Box::new(req))),
+            None => Err(Failed::Sent(e.into_error())),
+        },
+        None => Err(Failed::Closed),
+    }
+}
+
+/// The connection ended (closed or reset) without a malformed response: the keep-alive race.
+fn is_termination(e: &hyper::Error) -> bool {
+    e.is_incomplete_message()
+        || e.is_canceled()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                )
+            })
+}
+
+// === impl PooledBody ===
+
+impl PooledBody {
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(conn) = &mut self.conn {
+            if conn.driver.as_mut().poll(cx).is_ready() {
+                // Finished: the body sees the end or the error through `inner`.
+                self.conn = None;
+            }
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.drive(cx);
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // Only a connection whose response was read to the end can carry another request.
+        if !(self.ended || self.inner.is_end_stream()) {
+            return;
+        }
+        if let (Some(conn), Some((home, endpoint))) = (self.conn.take(), self.home.take()) {
+            if let Some(pool) = home.upgrade() {
+                pool.check_in(endpoint, conn);
+            }
+        }
+    }
+}
