@@ -45,6 +45,10 @@ pub struct HeadInput<'a> {
     pub path: &'a str,
     pub websocket: bool,
     pub protocol: Protocol,
+    /// The downstream scheme, sent as `x-forwarded-proto`.
+    pub scheme: &'a str,
+    /// `x-forwarded-client-cert` of the connection (SANITIZE_SET: the client's own is dropped).
+    pub client_cert: Option<&'a HeaderValue>,
 }
 
 impl Head {
@@ -66,6 +70,8 @@ impl Head {
             path,
             websocket,
             protocol,
+            scheme,
+            client_cert,
         } = *input;
         // Path: rewrite, then the path and query sent upstream.
         let new_path = rewrite_path(route, action.rewrite.as_deref(), path);
@@ -94,6 +100,14 @@ impl Head {
         };
         let h = &mut parts.headers;
         headers::prepare_request(h, peer.ip(), websocket);
+        if scheme != "http" {
+            if let Ok(v) = HeaderValue::from_str(scheme) {
+                h.insert(headers::X_FORWARDED_PROTO, v);
+            }
+        }
+        if let Some(v) = client_cert {
+            h.insert(headers::X_FORWARDED_CLIENT_CERT, v.clone());
+        }
         if new_path.is_some() {
             if let Ok(v) = HeaderValue::from_str(parts.uri.path()) {
                 h.insert(X_ENVOY_ORIGINAL_PATH, v);
