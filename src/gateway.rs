@@ -285,6 +285,8 @@ impl Gateway {
         let resolver = Resolver::from_system();
         let credentials = Arc::new(Credentials::new(settings.credentials_dir.clone()));
         let snapshot = Snapshot::build(compiled, 1, &registry, &resolver, &credentials).await;
+        // Before any listener: a rotation right after start is not missed.
+        let cert_watch = crate::tls::watch(credentials.clone()).await;
         tracing::info!(generation = 1, "config loaded: {}", snapshot.summary);
         let ports: Vec<u16> = snapshot.ports().collect();
         let workload = settings
@@ -335,7 +337,7 @@ impl Gateway {
             settings,
             registry,
             resolver,
-            _cert_watch: crate::tls::watch(credentials.clone()),
+            _cert_watch: cert_watch,
             credentials,
             state: Mutex::new(State {
                 resources,

@@ -61,7 +61,10 @@ async fn mutual_tls_accepts_the_ca_s_clients_and_forwards_their_details() {
         .await
         .unwrap();
     assert_eq!(r.reply.status, 200, "{}", r.reply.body);
-    let xfcc = r.reply.field("h:x-forwarded-client-cert").expect("xfcc upstream");
+    let xfcc = r
+        .reply
+        .field("h:x-forwarded-client-cert")
+        .expect("xfcc upstream");
     let pem = x509::url_encoded_pem(&good.der);
     let expected = format!(
         "Hash={};Cert=\"{pem}\";Subject=\"O=Example Org,CN=alice\";URI=spiffe://example/alice;DNS=alice.example",
@@ -71,10 +74,15 @@ async fn mutual_tls_accepts_the_ca_s_clients_and_forwards_their_details() {
     assert_eq!(r.reply.field("h:x-forwarded-proto"), Some("https"));
 
     // No certificate, or one from another CA: refused.
-    let none = TlsClient::sni("m.example").get(addr, "m.example", "/").await;
+    let none = TlsClient::sni("m.example")
+        .get(addr, "m.example", "/")
+        .await;
     assert!(none.is_err(), "{:?}", none.map(|r| r.reply.status));
     let stranger = other.client("mallory", &["m.example"], &[]);
-    let wrong = TlsClient::sni("m.example").with_cert(&stranger).get(addr, "m.example", "/").await;
+    let wrong = TlsClient::sni("m.example")
+        .with_cert(&stranger)
+        .get(addr, "m.example", "/")
+        .await;
     assert!(wrong.is_err(), "{:?}", wrong.map(|r| r.reply.status));
 }
 
@@ -88,18 +96,35 @@ async fn subject_alt_names_and_pins_narrow_who_is_accepted() {
     let bob = ca.client("bob", &[], &["spiffe://example/bob"]);
 
     let gw = start(
-        &mutual(dir.path(), &server, &ca, "MUTUAL", ", subjectAltNames: [spiffe://example/alice]"),
+        &mutual(
+            dir.path(),
+            &server,
+            &ca,
+            "MUTUAL",
+            ", subjectAltNames: [spiffe://example/alice]",
+        ),
         &up,
     )
     .await;
-    let ok = TlsClient::sni("m.example").with_cert(&alice).get(gw.port(443), "m.example", "/").await;
+    let ok = TlsClient::sni("m.example")
+        .with_cert(&alice)
+        .get(gw.port(443), "m.example", "/")
+        .await;
     assert_eq!(ok.unwrap().reply.status, 200);
-    let refused = TlsClient::sni("m.example").with_cert(&bob).get(gw.port(443), "m.example", "/").await;
+    let refused = TlsClient::sni("m.example")
+        .with_cert(&bob)
+        .get(gw.port(443), "m.example", "/")
+        .await;
     assert!(refused.is_err(), "a SAN outside subjectAltNames is refused");
 
     // Pinned by certificate hash (colons, upper case) or by SPKI: either list matching is enough.
     let hash = sha256_hex(&bob.der).to_uppercase();
-    let hash = hash.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
+    let hash = hash
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
     let spki = {
         use base64::Engine as _;
         let facts = x509::facts(&alice.der).unwrap();
@@ -119,11 +144,17 @@ async fn subject_alt_names_and_pins_narrow_who_is_accepted() {
     )
     .await;
     for who in [&alice, &bob] {
-        let r = TlsClient::sni("m.example").with_cert(who).get(gw.port(443), "m.example", "/").await;
+        let r = TlsClient::sni("m.example")
+            .with_cert(who)
+            .get(gw.port(443), "m.example", "/")
+            .await;
         assert_eq!(r.unwrap().reply.status, 200);
     }
     let carol = ca.client("carol", &[], &[]);
-    let r = TlsClient::sni("m.example").with_cert(&carol).get(gw.port(443), "m.example", "/").await;
+    let r = TlsClient::sni("m.example")
+        .with_cert(&carol)
+        .get(gw.port(443), "m.example", "/")
+        .await;
     assert!(r.is_err(), "a certificate off both pin lists is refused");
 }
 
@@ -133,19 +164,37 @@ async fn optional_mutual_serves_clients_with_and_without_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let server = ca.server(&["m.example"]);
     let up = Upstream::start("up").await;
-    let gw = start(&mutual(dir.path(), &server, &ca, "OPTIONAL_MUTUAL", ""), &up).await;
+    let gw = start(
+        &mutual(dir.path(), &server, &ca, "OPTIONAL_MUTUAL", ""),
+        &up,
+    )
+    .await;
     let addr = gw.port(443);
 
-    let anonymous = TlsClient::sni("m.example").get(addr, "m.example", "/").await.unwrap();
+    let anonymous = TlsClient::sni("m.example")
+        .get(addr, "m.example", "/")
+        .await
+        .unwrap();
     assert_eq!(anonymous.reply.status, 200);
     assert_eq!(anonymous.reply.field("h:x-forwarded-client-cert"), None);
     let alice = ca.client("alice", &[], &[]);
-    let known = TlsClient::sni("m.example").with_cert(&alice).get(addr, "m.example", "/").await.unwrap();
+    let known = TlsClient::sni("m.example")
+        .with_cert(&alice)
+        .get(addr, "m.example", "/")
+        .await
+        .unwrap();
     let xfcc = known.reply.field("h:x-forwarded-client-cert").unwrap();
-    assert!(xfcc.contains("Subject=\"O=Example Org,CN=alice\";URI="), "{xfcc}");
+    assert!(
+        xfcc.contains("Subject=\"O=Example Org,CN=alice\";URI="),
+        "{xfcc}"
+    );
     // A certificate that does not verify is still refused.
     let stranger = Ca::new("other").client("mallory", &[], &[]);
-    assert!(TlsClient::sni("m.example").with_cert(&stranger).get(addr, "m.example", "/").await.is_err());
+    assert!(TlsClient::sni("m.example")
+        .with_cert(&stranger)
+        .get(addr, "m.example", "/")
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -168,8 +217,18 @@ async fn credential_names_are_secret_volume_folders() {
     let mut yaml = gateway(
         "gw",
         &[
-            https_server(443, "https-shop", &["shop.example"], "{mode: MUTUAL, credentialName: shop-cert}"),
-            https_server(443, "https-api", &["api.example"], "{mode: MUTUAL, credentialName: api-cert}"),
+            https_server(
+                443,
+                "https-shop",
+                &["shop.example"],
+                "{mode: MUTUAL, credentialName: shop-cert}",
+            ),
+            https_server(
+                443,
+                "https-api",
+                &["api.example"],
+                "{mode: MUTUAL, credentialName: api-cert}",
+            ),
         ],
     );
     yaml.push_str(&static_service("up.svc", &[(&up, &[])]));
@@ -182,7 +241,10 @@ async fn credential_names_are_secret_volume_folders() {
         .unwrap();
     let alice = ca.client("alice", &[], &[]);
     for host in ["shop.example", "api.example"] {
-        let r = TlsClient::sni(host).with_cert(&alice).get(gw.port(443), host, "/").await;
+        let r = TlsClient::sni(host)
+            .with_cert(&alice)
+            .get(gw.port(443), host, "/")
+            .await;
         assert_eq!(r.unwrap().reply.status, 200, "{host}");
     }
 }

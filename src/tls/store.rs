@@ -41,6 +41,8 @@ struct Slots {
 pub struct CertSlot {
     pub paths: CertPaths,
     current: ArcSwapOption<ServedCert>,
+    /// The last refusal, logged once (the periodic refresh would repeat it).
+    last_error: ArcSwapOption<String>,
 }
 
 /// A client CA bundle, with the two verifiers made of it.
@@ -91,6 +93,7 @@ impl Credentials {
         };
         let slot = Arc::new(CertSlot {
             paths: paths.clone(),
+            last_error: ArcSwapOption::new(err.as_ref().map(|e| Arc::new(e.to_string()))),
             current: ArcSwapOption::new(current),
         });
         slots.certs.insert(paths.clone(), slot.clone());
@@ -182,6 +185,7 @@ impl CertSlot {
         match load_cert(&self.paths) {
             Ok(new) if old.as_ref().is_some_and(|o| o.digest == new.digest) => false,
             Ok(new) => {
+                self.last_error.store(None);
                 tracing::info!(cert = %self.paths.cert.display(), key = %self.paths.key.display(), "certificate reloaded; new handshakes use it");
                 metrics::counter!("meshgate_tls_certificate_reloads_total", "result" => "success")
                     .increment(1);
@@ -190,6 +194,7 @@ impl CertSlot {
             }
             // Mid-rotation (one file written, not the other) looks the same as a broken pair:
             // refused now, loaded by the refresh after the second write.
+            Err(e) if !self.first_report(&e) => false,
             Err(e) if old.is_some() => {
                 tracing::error!(
                     "certificate rotation refused: {e}; the previous certificate keeps serving"
@@ -203,6 +208,18 @@ impl CertSlot {
                 false
             }
         }
+    }
+}
+
+impl CertSlot {
+    /// Whether `e` differs from the last refusal (and remembers it).
+    fn first_report(&self, e: &LoadError) -> bool {
+        let text = e.to_string();
+        if self.last_error.load().as_deref() == Some(&text) {
+            return false;
+        }
+        self.last_error.store(Some(Arc::new(text)));
+        true
     }
 }
 

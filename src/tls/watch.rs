@@ -30,47 +30,72 @@ impl Drop for CredentialWatcher {
     }
 }
 
-/// Starts watching the files of `credentials`' slots, present and future.
-pub fn watch(credentials: Arc<Credentials>) -> CredentialWatcher {
-    CredentialWatcher {
-        task: tokio::spawn(run(credentials)),
-    }
-}
-
-async fn run(credentials: Arc<Credentials>) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = match notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+/// Starts watching the files of `credentials`' slots, present and future. The folders of the
+/// slots that exist now are watched before this returns, so no rotation right after start is
+/// missed.
+pub async fn watch(credentials: Arc<Credentials>) -> CredentialWatcher {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
         if let Ok(e) = e {
             if !matches!(e.kind, EventKind::Access(_)) {
                 let _ = tx.send(());
             }
         }
-    }) {
+    });
+    let watcher = match watcher {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch certificate files; rotation is checked every {}s", POLL.as_secs());
             None
         }
     };
-    let mut watched: HashSet<PathBuf> = HashSet::new();
+    let mut folders = Folders {
+        watcher,
+        watched: HashSet::new(),
+    };
+    folders.sync(&credentials).await;
+    CredentialWatcher {
+        task: tokio::spawn(run(credentials, folders, rx)),
+    }
+}
+
+/// The folders being watched.
+struct Folders {
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+}
+
+impl Folders {
+    /// Watches the folder of every slot's files, and the credentials folder (a credential created
+    /// later appears there). Folders that do not exist yet are retried next time.
+    async fn sync(&mut self, credentials: &Credentials) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = credentials
+            .files()
+            .await
+            .iter()
+            .filter_map(|f| parent(f))
+            .collect();
+        dirs.extend(credentials.dir().map(Path::to_path_buf));
+        for dir in dirs {
+            if !self.watched.contains(&dir) && w.watch(&dir, RecursiveMode::NonRecursive).is_ok() {
+                self.watched.insert(dir);
+            }
+        }
+    }
+}
+
+async fn run(
+    credentials: Arc<Credentials>,
+    mut folders: Folders,
+    mut rx: mpsc::UnboundedReceiver<()>,
+) {
     let mut slots = credentials.subscribe();
     let mut poll = tokio::time::interval(POLL);
     poll.tick().await;
     loop {
-        if let Some(w) = watcher.as_mut() {
-            let mut dirs: Vec<PathBuf> = credentials
-                .files()
-                .await
-                .iter()
-                .filter_map(|f| parent(f))
-                .collect();
-            dirs.extend(credentials.dir().map(Path::to_path_buf));
-            for dir in dirs {
-                if !watched.contains(&dir) && w.watch(&dir, RecursiveMode::NonRecursive).is_ok() {
-                    watched.insert(dir);
-                }
-            }
-        }
         tokio::select! {
             got = rx.recv() => {
                 if got.is_none() {
@@ -88,6 +113,7 @@ async fn run(credentials: Arc<Credentials>) {
                 }
             }
         }
+        folders.sync(&credentials).await;
     }
 }
 

@@ -17,6 +17,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::Reply;
 
@@ -208,40 +210,7 @@ impl TlsClient {
         addr: SocketAddr,
         mut req: Request<Full<Bytes>>,
     ) -> Result<TlsReply, String> {
-        let recorder = Arc::new(Recorder::default());
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(recorder.clone());
-        let mut config = match &self.client_cert {
-            None => builder.with_no_client_auth(),
-            Some(c) => builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from(c.der.clone())],
-                    PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-        };
-        config.alpn_protocols = if self.h2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
-        config.enable_sni = self.sni.is_some();
-        let name =
-            ServerName::try_from(self.sni.clone().unwrap_or_else(|| "no-sni.invalid".into()))
-                .map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
-        let server_cert = recorder.seen.lock().unwrap().clone().unwrap_or_default();
+        let (tls, server_cert, alpn) = self.connect(addr).await?;
         let io = TokioIo::new(tls);
         let resp = if alpn.as_deref() == Some(b"h2") {
             let host = req.headers().get("host").cloned();
@@ -285,6 +254,69 @@ impl TlsClient {
             alpn,
             version,
         })
+    }
+}
+
+impl TlsClient {
+    /// A TLS connection: the stream, the certificate the gateway presented, the ALPN result.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(TlsStream<TcpStream>, Vec<u8>, Option<Vec<u8>>), String> {
+        let recorder = Arc::new(Recorder::default());
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(recorder.clone());
+        let mut config = match &self.client_cert {
+            None => builder.with_no_client_auth(),
+            Some(c) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from(c.der.clone())],
+                    PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        };
+        config.alpn_protocols = if self.h2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        config.enable_sni = self.sni.is_some();
+        let name =
+            ServerName::try_from(self.sni.clone().unwrap_or_else(|| "no-sni.invalid".into()))
+                .map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        let server_cert = recorder.seen.lock().unwrap().clone().unwrap_or_default();
+        Ok((tls, server_cert, alpn))
+    }
+
+    /// An HTTP/1.1 keep-alive connection: send several requests on it.
+    pub async fn open(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+            Vec<u8>,
+        ),
+        String,
+    > {
+        let (tls, cert, _) = self.connect(addr).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("http1 handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok((send, cert))
     }
 }
 
