@@ -202,7 +202,11 @@ async fn credential_names_are_secret_volume_folders() {
     let ca = Ca::new("client ca");
     let creds = tempfile::tempdir().unwrap();
     // `shop-cert` holds tls.crt/tls.key and ca.crt; `api-cert` has its CA in `api-cert-cacert`.
-    for (name, host) in [("shop-cert", "shop.example"), ("api-cert", "api.example")] {
+    for (name, host) in [
+        ("shop-cert", "shop.example"),
+        ("api-cert", "api.example"),
+        ("other-cert", "other.example"),
+    ] {
         let d = creds.path().join(name);
         std::fs::create_dir(&d).unwrap();
         let cert = ca.server(&[host]);
@@ -229,10 +233,17 @@ async fn credential_names_are_secret_volume_folders() {
                 &["api.example"],
                 "{mode: MUTUAL, credentialName: api-cert}",
             ),
+            // The client CA from another credential.
+            https_server(
+                443,
+                "https-other",
+                &["other.example"],
+                "{mode: MUTUAL, credentialName: other-cert, caCertCredentialName: shop-cert}",
+            ),
         ],
     );
     yaml.push_str(&static_service("up.svc", &[(&up, &[])]));
-    yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: all}\nspec:\n  hosts: [shop.example, api.example]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: up.svc}}]\n---\n");
+    yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: all}\nspec:\n  hosts: [shop.example, api.example, other.example]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: up.svc}}]\n---\n");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yaml"), &yaml).unwrap();
     let creds_path = creds.path().to_path_buf();
@@ -240,11 +251,11 @@ async fn credential_names_are_secret_volume_folders() {
         .await
         .unwrap();
     let alice = ca.client("alice", &[], &[]);
-    for host in ["shop.example", "api.example"] {
+    for host in ["shop.example", "api.example", "other.example"] {
         let r = TlsClient::sni(host)
             .with_cert(&alice)
             .get(gw.port(443), host, "/")
             .await;
-        assert_eq!(r.unwrap().reply.status, 200, "{host}");
+        assert_eq!(r.map(|r| r.reply.status.as_u16()), Ok(200), "{host}");
     }
 }

@@ -325,3 +325,65 @@ async fn stalled_or_garbage_handshakes_are_closed_and_counted() {
         );
     }
 }
+
+#[tokio::test]
+async fn tls_versions_follow_min_and_max() {
+    let ca = Ca::new("test ca");
+    let certs = tempfile::tempdir().unwrap();
+    let (v13, v12) = (ca.server(&["v13.example"]), ca.server(&["v12.example"]));
+    let tls13 = simple(certs.path(), "v13", &v13).replace('}', ", minProtocolVersion: TLSV1_3}");
+    let tls12 = simple(certs.path(), "v12", &v12).replace(
+        '}',
+        ", maxProtocolVersion: TLSV1_2, cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384, AES128-SHA, NOT-A-SUITE]}",
+    );
+    let mut yaml = gateway(
+        "gw",
+        &[
+            https_server(443, "https-13", &["v13.example"], &tls13),
+            https_server(443, "https-12", &["v12.example"], &tls12),
+        ],
+    );
+    yaml.push_str(&answering("all", &["*"], &["gw"], "ok"));
+    let (resources, _) = meshgate::config::load_str(&yaml, "t.yaml", "default");
+    let (_, report) =
+        meshgate::compile::compile(&resources, &meshgate::compile::Options::default());
+    let warnings: Vec<String> = report.warnings.iter().map(|w| w.to_string()).collect();
+    for wanted in [
+        "spec.servers[1].tls.cipherSuites[1]: cipher suite AES128-SHA (rustls has no such suite): not supported by meshgate yet; ignored",
+        "spec.servers[1].tls.cipherSuites[2]: invalid cipher suite \"NOT-A-SUITE\": unknown name; ignored",
+    ] {
+        assert!(warnings.iter().any(|w| w.contains(wanted)), "{wanted} not in {warnings:#?}");
+    }
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.port(443);
+
+    let r = TlsClient::sni("v13.example")
+        .get(addr, "v13.example", "/")
+        .await
+        .unwrap();
+    assert_eq!(r.tls.0, Some(rustls::ProtocolVersion::TLSv1_3));
+    let old = TlsClient {
+        tls12_only: true,
+        ..TlsClient::sni("v13.example")
+    };
+    assert!(
+        old.get(addr, "v13.example", "/").await.is_err(),
+        "TLS 1.2 below minProtocolVersion"
+    );
+
+    let r = TlsClient::sni("v12.example")
+        .get(addr, "v12.example", "/")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.tls.0,
+        Some(rustls::ProtocolVersion::TLSv1_2),
+        "maxProtocolVersion"
+    );
+    assert_eq!(
+        r.tls.1,
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+        "the one listed suite rustls has"
+    );
+    assert_eq!(r.reply.body, "ok");
+}

@@ -233,14 +233,14 @@ pub(super) fn check(t: &config::ServerTlsSettings, f: &str, cx: &mut Ctx<'_>) {
         ignored(
             cx,
             "credentialNames",
-            "a second certificate (RSA and ECDSA pairs); the first is served",
+            "a second certificate (RSA and ECDSA pairs; the first is served)",
         );
     }
     if t.tls_certificates.len() > 1 {
         ignored(
             cx,
             "tlsCertificates",
-            "a second certificate (RSA and ECDSA pairs); the first is served",
+            "a second certificate (RSA and ECDSA pairs; the first is served)",
         );
     }
 }

@@ -164,6 +164,8 @@ pub struct TlsClient {
     pub client_cert: Option<Issued>,
     /// Offer `h2` (then `http/1.1`); otherwise only `http/1.1`.
     pub h2: bool,
+    /// Offer TLS 1.2 only (else 1.2 and 1.3).
+    pub tls12_only: bool,
 }
 
 /// The outcome of one request over a fresh TLS connection.
@@ -174,6 +176,8 @@ pub struct TlsReply {
     pub server_cert: Vec<u8>,
     pub alpn: Option<Vec<u8>>,
     pub version: http::Version,
+    /// The negotiated TLS version and cipher suite.
+    pub tls: (Option<rustls::ProtocolVersion>, Option<rustls::CipherSuite>),
 }
 
 impl TlsClient {
@@ -211,6 +215,13 @@ impl TlsClient {
         mut req: Request<Full<Bytes>>,
     ) -> Result<TlsReply, String> {
         let (tls, server_cert, alpn) = self.connect(addr).await?;
+        let negotiated = {
+            let c = tls.get_ref().1;
+            (
+                c.protocol_version(),
+                c.negotiated_cipher_suite().map(|s| s.suite()),
+            )
+        };
         let io = TokioIo::new(tls);
         let resp = if alpn.as_deref() == Some(b"h2") {
             let host = req.headers().get("host").cloned();
@@ -253,6 +264,7 @@ impl TlsClient {
             server_cert,
             alpn,
             version,
+            tls: negotiated,
         })
     }
 }
@@ -264,9 +276,14 @@ impl TlsClient {
         addr: SocketAddr,
     ) -> Result<(TlsStream<TcpStream>, Vec<u8>, Option<Vec<u8>>), String> {
         let recorder = Arc::new(Recorder::default());
+        static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
         let builder =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
+                .with_protocol_versions(if self.tls12_only {
+                    TLS12
+                } else {
+                    rustls::DEFAULT_VERSIONS
+                })
                 .unwrap()
                 .dangerous()
                 .with_custom_certificate_verifier(recorder.clone());
