@@ -387,3 +387,35 @@ async fn tls_versions_follow_min_and_max() {
     );
     assert_eq!(r.reply.body, "ok");
 }
+
+/// Istio's `samples/multicluster/expose-istiod-https.yaml` (copied unmodified from the
+/// conformance set): HTTPS servers with `protocol: https` (lower case) and a credential now
+/// compile into filter chains with no "not supported" warning about them.
+#[test]
+fn istio_https_sample_validates_without_not_supported_warnings() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/expose-istiod-https.yaml"
+    );
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let (resources, load) =
+        meshgate::config::load_str(&yaml, "expose-istiod-https.yaml", "default");
+    assert!(load.errors.is_empty(), "{:#?}", load.errors);
+    let (compiled, report) =
+        meshgate::compile::compile(&resources, &meshgate::compile::Options::default());
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let unsupported: Vec<String> = report
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .filter(|w| w.contains("not supported") && !w.contains("spec.selector"))
+        .collect();
+    assert!(unsupported.is_empty(), "{unsupported:#?}");
+    let compiled = compiled.unwrap();
+    let ports: Vec<(u16, usize)> = compiled
+        .listeners
+        .iter()
+        .map(|l| (l.port, l.chains.len()))
+        .collect();
+    assert_eq!(ports, [(15012, 1), (15017, 1)]);
+}
