@@ -171,8 +171,20 @@ async fn optional_mutual_serves_clients_with_and_without_certificates() {
     .await;
     let addr = gw.port(443);
 
+    // Without a certificate, a client-sent x-forwarded-client-cert is dropped, not forwarded.
     let anonymous = TlsClient::sni("m.example")
-        .get(addr, "m.example", "/")
+        .send(
+            addr,
+            http::Request::builder()
+                .uri("/")
+                .header("host", "m.example")
+                .header(
+                    "x-forwarded-client-cert",
+                    "Hash=forged;Subject=\"CN=admin\"",
+                )
+                .body(Default::default())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(anonymous.reply.status, 200);

@@ -18,6 +18,7 @@ use super::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_ORIGINAL_PATH};
 
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// The upstream request head, built once and sent by every attempt and mirror.
 #[derive(Debug, Clone)]
@@ -105,9 +106,12 @@ impl Head {
                 h.insert(headers::X_FORWARDED_PROTO, v);
             }
         }
-        if let Some(v) = client_cert {
-            h.insert(headers::X_FORWARDED_CLIENT_CERT, v.clone());
-        }
+        // Istio gateways sanitize it (SANITIZE_SET): the client's is never forwarded, and a
+        // connection with a verified client certificate gets this hop's.
+        match client_cert {
+            Some(v) => h.insert(X_FORWARDED_CLIENT_CERT, v.clone()),
+            None => h.remove(X_FORWARDED_CLIENT_CERT),
+        };
         if new_path.is_some() {
             if let Ok(v) = HeaderValue::from_str(parts.uri.path()) {
                 h.insert(X_ENVOY_ORIGINAL_PATH, v);

@@ -39,14 +39,11 @@ const ENVOY_INTERNAL: &[&str] = &[
     "x-envoy-attempt-count",
     "x-envoy-original-path",
     "x-envoy-external-address",
-    // Istio gateways sanitize it (SANITIZE_SET); `head` sets this hop's for client certificates.
-    "x-forwarded-client-cert",
 ];
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
     HeaderName::from_static("x-envoy-external-address");
 pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
