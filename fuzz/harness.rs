@@ -136,11 +136,13 @@ pub fn request(data: &[u8]) {
                     path: &path,
                     websocket: false,
                     protocol: Protocol::Http1,
+                    scheme: "http",
+                    client_cert: None,
                 },
             );
         }
         RouteAction::Redirect(r) => {
-            let _ = redirect_response(r, route, &authority, &path, query.as_deref(), &ctx);
+            let _ = redirect_response(r, route, "http", &authority, &path, query.as_deref(), &ctx);
         }
         RouteAction::Direct(d) => {
             let mut h = HeaderMap::new();

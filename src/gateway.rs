@@ -24,6 +24,7 @@ use crate::ops;
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
 use crate::telemetry::{self, AccessLog, IstioMetrics, Tracer};
+use crate::tls::{CredentialWatcher, Credentials};
 use crate::upstream::{Registry, Resolver};
 
 /// How the gateway runs (the CLI flags).
@@ -60,6 +61,9 @@ pub struct Settings {
     /// timeouts, max connection duration, max requests per connection, max connections).
     /// Default is `proxy::Limits::default()`.
     pub limits: proxy::Limits,
+    /// Where `credentialName`s of HTTPS servers are folders (`tls.crt`, `tls.key`, `ca.crt`, as
+    /// a Kubernetes Secret volume lays them out). Default is none: credentials cannot load.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -79,6 +83,7 @@ impl Settings {
             tracing: telemetry::TraceSettings::default(),
             compile: compile::Options::default(),
             limits: proxy::Limits::default(),
+            credentials_dir: None,
         }
     }
 }
@@ -132,6 +137,9 @@ pub struct Gateway {
     settings: Settings,
     registry: Registry,
     resolver: Resolver,
+    /// HTTPS certificates, kept across reloads and rotated in place by `_cert_watch`.
+    credentials: Arc<Credentials>,
+    _cert_watch: CredentialWatcher,
     /// Serialises reloads; holds what the next reload compares against.
     state: Mutex<State>,
     /// Gateway port → local address, for `addr()`. Swapped whole on reload.
@@ -275,7 +283,10 @@ impl Gateway {
         } = admitted;
         let registry = Registry::default();
         let resolver = Resolver::from_system();
-        let snapshot = Snapshot::build(compiled, 1, &registry, &resolver).await;
+        let credentials = Arc::new(Credentials::new(settings.credentials_dir.clone()));
+        let snapshot = Snapshot::build(compiled, 1, &registry, &resolver, &credentials).await;
+        // Before any listener: a rotation right after start is not missed.
+        let cert_watch = crate::tls::watch(credentials.clone()).await;
         tracing::info!(generation = 1, "config loaded: {}", snapshot.summary);
         let ports: Vec<u16> = snapshot.ports().collect();
         let workload = settings
@@ -326,6 +337,8 @@ impl Gateway {
             settings,
             registry,
             resolver,
+            _cert_watch: cert_watch,
+            credentials,
             state: Mutex::new(State {
                 resources,
                 listeners,
@@ -507,7 +520,14 @@ impl Gateway {
 
         // Bind new ports before anything changes, so a bind failure changes nothing.
         let generation = current + 1;
-        let snapshot = Snapshot::build(compiled, generation, &self.registry, &self.resolver).await;
+        let snapshot = Snapshot::build(
+            compiled,
+            generation,
+            &self.registry,
+            &self.resolver,
+            &self.credentials,
+        )
+        .await;
         let mut new_sockets = Vec::new();
         for port in snapshot
             .ports()

@@ -6,7 +6,8 @@
 //! YAML files ──config::load_path──▶ Resources (serde model, with file/doc/field context)
 //!            ──compile::admit─────▶ Compiled (route tables per port + cluster specs; resources with
 //!                                    errors skipped or kept at their last good version)
-//!            ──Snapshot::build────▶ Snapshot (live clusters from upstream::Registry)
+//!            ──Snapshot::build────▶ Snapshot (live clusters from upstream::Registry; HTTPS ports'
+//!                                    filter chains with certificates from tls::Credentials)
 //!            ──gateway (ArcSwap)──▶ proxy::serve → proxy::service::handle
 //!                                    → route::RouteTable::find → proxy::forward → upstream
 //! ```
@@ -32,6 +33,7 @@ pub mod reload;
 pub mod route;
 pub mod snapshot;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use gateway::{load_and_compile, Gateway, OpsPort, ReloadError, Settings, StartError, Status};

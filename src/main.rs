@@ -97,6 +97,13 @@ struct Cli {
     /// Open downstream connections (all Gateway ports); more are accepted and closed (0: unlimited).
     #[arg(long, default_value_t = 0)]
     max_connections: usize,
+    /// Folder of TLS credentials: `<dir>/<credentialName>/tls.crt`, `tls.key`, `ca.crt` (a
+    /// Kubernetes Secret volume's layout; the client CA may also be in `<credentialName>-cacert/`).
+    #[arg(long, env = "MESHGATE_CREDENTIALS_DIR")]
+    credentials_dir: Option<PathBuf>,
+    /// Seconds a client has to finish its TLS handshake on an HTTPS port (0: off).
+    #[arg(long, default_value_t = 15.0, value_parser = parse_seconds)]
+    tls_handshake_timeout: f64,
 }
 
 /// Seconds as a float, 0 or more.
@@ -485,7 +492,9 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             max_requests_per_connection: (cli.max_requests_per_connection > 0)
                 .then_some(cli.max_requests_per_connection),
             max_connections: (cli.max_connections > 0).then_some(cli.max_connections),
+            tls_handshake_timeout: seconds(cli.tls_handshake_timeout),
         };
+        settings.credentials_dir = cli.credentials_dir.clone();
         settings.tracing = meshgate::telemetry::TraceSettings {
             sampling: cli.trace_sampling,
             otlp_endpoint: cli.otlp_endpoint.clone(),

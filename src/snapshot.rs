@@ -1,11 +1,14 @@
-//! The immutable snapshot the request path reads: route tables per listener port and live
-//! clusters. Swapped whole (one `ArcSwap::store`), so a request sees one config, never a mix.
+//! The immutable snapshot the request path reads: route tables per listener port, the filter
+//! chains of HTTPS ports, and live clusters. Swapped whole (one `ArcSwap::store`), so a request
+//! sees one config, never a mix. Certificates live in `tls::Credentials` slots the chains hold,
+//! so they rotate without a new snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::compile::{Compiled, Summary};
 use crate::route::RouteTable;
+use crate::tls::{Credentials, TlsPort};
 use crate::upstream::{Cluster, Registry, Resolver};
 
 /// How long building a snapshot waits for the first DNS answers of new clusters.
@@ -15,8 +18,11 @@ const DNS_WAIT: Duration = Duration::from_secs(5);
 pub struct Snapshot {
     /// Increases by one with every applied config.
     pub generation: u64,
-    /// `(listener port, routes)`; a handful of entries, searched linearly.
+    /// `(listener port, routes)`; a handful of entries, searched linearly. Every port is here;
+    /// an HTTPS port's table is empty (its chains in `tls` have the routes).
     pub listeners: Vec<(u16, RouteTable)>,
+    /// HTTPS ports and their filter chains.
+    pub tls: Vec<(u16, Arc<TlsPort>)>,
     /// Indexed by `route::ClusterId`.
     pub clusters: Vec<Arc<Cluster>>,
     pub summary: Summary,
@@ -25,11 +31,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot: live clusters come from `registry` (unchanged ones are reused), and new
     /// DNS clusters get up to 5 s for their first answer so the first requests do not fail.
+    /// HTTPS chains get their certificates from `credentials`; a chain whose files do not load
+    /// is logged (Gateway, field, file, reason) and fails its handshakes; the others serve.
     pub async fn build(
         compiled: Compiled,
         generation: u64,
         registry: &Registry,
         resolver: &Resolver,
+        credentials: &Credentials,
     ) -> Snapshot {
         let clusters: Vec<Arc<Cluster>> = compiled
             .clusters
@@ -37,13 +46,23 @@ impl Snapshot {
             .map(|spec| registry.get_or_create(spec, resolver))
             .collect();
         futures_util::future::join_all(clusters.iter().map(|c| c.ready(DNS_WAIT))).await;
+        let mut listeners = Vec::new();
+        let mut tls = Vec::new();
+        for l in compiled.listeners {
+            if !l.chains.is_empty() {
+                let (port, errors) = TlsPort::build(l.chains, credentials).await;
+                for e in errors {
+                    tracing::error!("{e}");
+                }
+                tls.push((l.port, Arc::new(port)));
+            }
+            listeners.push((l.port, l.table));
+        }
+        credentials.prune().await;
         Snapshot {
             generation,
-            listeners: compiled
-                .listeners
-                .into_iter()
-                .map(|l| (l.port, l.table))
-                .collect(),
+            listeners,
+            tls,
             clusters,
             summary: compiled.summary,
         }
@@ -54,6 +73,11 @@ impl Snapshot {
             .iter()
             .find(|(p, _)| *p == port)
             .map(|(_, t)| t)
+    }
+
+    /// The filter chains of an HTTPS port.
+    pub fn tls_port(&self, port: u16) -> Option<&Arc<TlsPort>> {
+        self.tls.iter().find(|(p, _)| *p == port).map(|(_, t)| t)
     }
 
     pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {

@@ -30,20 +30,18 @@ enum Status {
 }
 
 const IGNORED: &str = "not supported by meshgate yet; ignored";
-const HTTPS_SERVER: &str =
-    "spec.servers[0].port.protocol: HTTPS servers (port 443): not supported by meshgate yet; ignored";
 const TLS_ORIGINATION: &str = "spec.trafficPolicy.tls: TLS origination (DestinationRule tls.mode SIMPLE) to r.example: not supported by meshgate yet";
 const TLS_ROUTES: &str =
     "spec.tls: tls (SNI passthrough) routes: not supported by meshgate yet; ignored";
 const TCP_ROUTES: &str = "spec.tcp: tcp routes: not supported by meshgate yet; ignored";
 
-/// An HTTPS server whose `tls` block carries `extra`.
+/// An HTTPS server whose `tls` block carries `extra`, warned with `line`.
 macro_rules! https {
-    ($extra:literal) => {
+    ($extra:literal, $line:literal) => {
         Warned(
             "Gateway",
             concat!("servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"], tls: {", $extra, "}}]"),
-            HTTPS_SERVER,
+            $line,
         )
     };
 }
@@ -79,25 +77,25 @@ const FIELDS: &[(&str, Status)] = &[
     ("ServerPort.name", NoEffect("a label; validated (required, unique) as Istio does")),
     ("ServerPort.targetPort", Refused("refused_fields_are_errors")),
     ("ServerTlsSettings.httpsRedirect", Applied("https_redirect_server_answers_301")),
-    ("ServerTlsSettings.mode", https!("mode: SIMPLE, credentialName: c")),
-    ("ServerTlsSettings.serverCertificate", https!("mode: SIMPLE, serverCertificate: /c, privateKey: /k")),
-    ("ServerTlsSettings.privateKey", https!("mode: SIMPLE, serverCertificate: /c, privateKey: /k")),
-    ("ServerTlsSettings.caCertificates", https!("mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca")),
-    ("ServerTlsSettings.caCrl", https!("mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca, caCrl: /crl")),
-    ("ServerTlsSettings.credentialName", https!("mode: SIMPLE, credentialName: c")),
-    ("ServerTlsSettings.credentialNames", https!("mode: SIMPLE, credentialNames: [c, d]")),
-    ("ServerTlsSettings.tlsCertificates", https!("mode: SIMPLE, tlsCertificates: [{serverCertificate: /c, privateKey: /k}]")),
-    ("ServerTlsSettings.caCertCredentialName", https!("mode: MUTUAL, credentialName: c, caCertCredentialName: ca")),
-    ("ServerTlsSettings.subjectAltNames", https!("mode: MUTUAL, credentialName: c, subjectAltNames: [a.example]")),
-    ("ServerTlsSettings.verifyCertificateSpki", https!("mode: MUTUAL, credentialName: c, verifyCertificateSpki: [abc]")),
-    ("ServerTlsSettings.verifyCertificateHash", https!("mode: MUTUAL, credentialName: c, verifyCertificateHash: [abc]")),
-    ("ServerTlsSettings.minProtocolVersion", https!("mode: SIMPLE, credentialName: c, minProtocolVersion: TLSV1_2")),
-    ("ServerTlsSettings.maxProtocolVersion", https!("mode: SIMPLE, credentialName: c, maxProtocolVersion: TLSV1_3")),
-    ("ServerTlsSettings.cipherSuites", https!("mode: SIMPLE, credentialName: c, cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]")),
-    ("ServerTlsSettings.insecureSkipVerify", https!("mode: MUTUAL, credentialName: c, insecureSkipVerify: true")),
-    ("TlsCertificate.serverCertificate", https!("mode: SIMPLE, tlsCertificates: [{serverCertificate: /c, privateKey: /k}]")),
-    ("TlsCertificate.privateKey", https!("mode: SIMPLE, tlsCertificates: [{serverCertificate: /c, privateKey: /k}]")),
-    ("TlsCertificate.caCertificates", https!("mode: SIMPLE, tlsCertificates: [{serverCertificate: /c, privateKey: /k, caCertificates: /ca}]")),
+    ("ServerTlsSettings.mode", Applied("mutual_tls_accepts_the_ca_s_clients_and_forwards_their_details")),
+    ("ServerTlsSettings.serverCertificate", Applied("sni_picks_the_certificate_and_route_table_of_each_server")),
+    ("ServerTlsSettings.privateKey", Applied("sni_picks_the_certificate_and_route_table_of_each_server")),
+    ("ServerTlsSettings.caCertificates", Applied("mutual_tls_accepts_the_ca_s_clients_and_forwards_their_details")),
+    ("ServerTlsSettings.caCrl", https!("mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca, caCrl: /crl", "spec.servers[0].tls.caCrl: client certificate revocation lists: not supported by meshgate yet; ignored")),
+    ("ServerTlsSettings.credentialName", Applied("credential_names_are_secret_volume_folders")),
+    ("ServerTlsSettings.credentialNames", https!("mode: SIMPLE, credentialNames: [c, d]", "spec.servers[0].tls.credentialNames: a second certificate (RSA and ECDSA pairs; the first is served): not supported by meshgate yet; ignored")),
+    ("ServerTlsSettings.tlsCertificates", Applied("optional_mutual_serves_clients_with_and_without_certificates")),
+    ("ServerTlsSettings.caCertCredentialName", Applied("credential_names_are_secret_volume_folders")),
+    ("ServerTlsSettings.subjectAltNames", Applied("subject_alt_names_and_pins_narrow_who_is_accepted")),
+    ("ServerTlsSettings.verifyCertificateSpki", Applied("subject_alt_names_and_pins_narrow_who_is_accepted")),
+    ("ServerTlsSettings.verifyCertificateHash", Applied("subject_alt_names_and_pins_narrow_who_is_accepted")),
+    ("ServerTlsSettings.minProtocolVersion", Applied("tls_versions_follow_min_and_max")),
+    ("ServerTlsSettings.maxProtocolVersion", Applied("tls_versions_follow_min_and_max")),
+    ("ServerTlsSettings.cipherSuites", Applied("tls_versions_follow_min_and_max")),
+    ("ServerTlsSettings.insecureSkipVerify", https!("mode: MUTUAL, credentialName: c, insecureSkipVerify: true", "spec.servers[0].tls.insecureSkipVerify: accepting client certificates that fail verification: not supported by meshgate yet; ignored")),
+    ("TlsCertificate.serverCertificate", Applied("optional_mutual_serves_clients_with_and_without_certificates")),
+    ("TlsCertificate.privateKey", Applied("optional_mutual_serves_clients_with_and_without_certificates")),
+    ("TlsCertificate.caCertificates", Applied("optional_mutual_serves_clients_with_and_without_certificates")),
     // === VirtualService ===
     ("VirtualServiceSpec.hosts", Applied("exact_beats_longest_wildcard_beats_star")),
     ("VirtualServiceSpec.gateways", Applied("match_port_and_gateway_conditions_are_applied_at_build_time")),
@@ -466,6 +464,7 @@ fn every_ignored_warning_says_so() {
 fn refused_fields_are_errors() {
     for (kind, spec, wanted) in [
         ("Gateway", "servers: [{port: {number: 81, name: http, protocol: HTTP, targetPort: 8081}, hosts: [\"*\"]}]", "spec.servers[0].port.targetPort: targetPort is not allowed on a Gateway"),
+        ("Gateway", "servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: SIMPLE, credentialName: c, minProtocolVersion: TLSV1_0}}]", "spec.servers[0].tls.minProtocolVersion: invalid TLS version \"TLSV1_0\": TLS 1.0 and 1.1 are not served by meshgate"),
         ("VirtualService", "hosts: [t.example]\ngateways: [gw]\nhttp: [{delegate: {name: d, namespace: n}, route: [{destination: {host: r.example}}]}]", "spec.http[0]: `delegate` and `route` cannot be used together"),
         ("VirtualService", "hosts: [t.example]\ngateways: [gw]\nhttp: [{fault: {delay: {exponentialDelay: 1s, percentage: {value: 1}}}, route: [{destination: {host: r.example}}]}]", "spec.http[0].fault.delay.exponentialDelay: exponentialDelay"),
         ("VirtualService", "hosts: [t.example]\ngateways: [gw]\nhttp: [{fault: {abort: {http2Error: REFUSED_STREAM, percentage: {value: 1}}}, route: [{destination: {host: r.example}}]}]", "spec.http[0].fault.abort.http2Error"),

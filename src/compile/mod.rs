@@ -2,12 +2,15 @@
 //! Owns validation, cross-resource lookups (VirtualService → Gateway, subset → DestinationRule),
 //! defaults, and the order rules of Istio. May not touch: sockets, ArcSwap, clocks, files.
 //!
-//! Flow: `validate` each resource → `routes::compile_http` per VirtualService (port-independent
-//! templates) → `listeners::build` per Gateway server port (host intersection, per-port
-//! instantiation, destinations resolved through `clusters`).
+//! Flow: `validate` each resource → `virtual_services` + `routes::compile_http` per
+//! VirtualService (port-independent templates) → `listeners::build` per Gateway server port: a
+//! plaintext port gets one route table, an HTTPS port one filter chain per server (`chains`, TLS
+//! policy from `tls`); `tables` intersects hosts, instantiates routes per port and resolves
+//! destinations through `clusters`.
 
 mod actions;
 mod admit;
+mod chains;
 mod clusters;
 mod cors;
 mod delegate;
@@ -18,9 +21,13 @@ mod names;
 mod policy;
 mod resilience;
 mod routes;
+mod tables;
+pub mod tls;
 mod validate;
+mod virtual_services;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ErrorKind, Report, Resources, Source};
@@ -65,7 +72,25 @@ pub struct Compiled {
 #[derive(Debug)]
 pub struct Listener {
     pub port: u16,
+    /// A plaintext port's routes (its HTTP servers merged). Empty on an HTTPS port.
     pub table: RouteTable,
+    /// An HTTPS port's filter chains, one per server, chosen by SNI. Empty on a plaintext port.
+    pub chains: Vec<FilterChain>,
+}
+
+/// One terminating HTTPS server: the SNI names it answers, its TLS policy and its own routes.
+#[derive(Debug)]
+pub struct FilterChain {
+    /// Istio's route name: `https.<port>.<port name>.<gateway>.<namespace>`.
+    pub name: Arc<str>,
+    /// Lower-case server hosts without namespace; `*` matches any SNI and none.
+    pub server_names: Vec<String>,
+    pub tls: Arc<tls::ServerTls>,
+    /// The virtual hosts of this server's hosts only.
+    pub table: RouteTable,
+    /// The Gateway, and the field of its `tls` block, for errors about its certificates.
+    pub source: Source,
+    pub field: String,
 }
 
 /// Counts for the one-line summary of `meshgate validate` and reload logs.
@@ -112,7 +137,7 @@ pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Repo
 
 /// Resources that passed [`check`]: the VirtualServices' compiled route templates.
 pub(crate) struct Checked {
-    templates: Vec<listeners::VsTemplate>,
+    templates: Vec<virtual_services::VsTemplate>,
 }
 
 /// Validates every resource on its own. Every error it reports names one resource
@@ -142,7 +167,7 @@ fn check(
     for vs in &resources.virtual_services {
         validate::unsupported::virtual_service(vs, &mut Ctx::new(&vs.source, &mut report));
     }
-    let templates = listeners::virtual_services(resources, skipped_gateways, &mut report);
+    let templates = virtual_services::virtual_services(resources, skipped_gateways, &mut report);
     (Checked { templates }, report)
 }
 

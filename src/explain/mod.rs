@@ -222,7 +222,14 @@ pub fn explain(
         },
         RouteAction::Redirect(r) => Outcome::Redirect {
             status: r.code.as_u16(),
-            location: crate::proxy::redirect_location(r, route, authority, &path, view.query),
+            location: crate::proxy::redirect_location(
+                r,
+                route,
+                view.scheme,
+                authority,
+                &path,
+                view.query,
+            ),
         },
         RouteAction::Forward(f) => Outcome::Forward(forward_info(f, upstreams)),
     };

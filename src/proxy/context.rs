@@ -98,12 +98,13 @@ impl RequestCtx {
             request_id: h.get("x-request-id").cloned(),
         });
         let trace = shared.tracer.start(req);
+        let scheme = if conn.tls.is_some() { "https" } else { "http" };
         RequestCtx {
             shared,
             conn,
             start: Instant::now(),
             start_time: SystemTime::now(),
-            scheme: "http",
+            scheme,
             grpc: super::service::is_grpc(h),
             snapshot: None,
             route_name: None,
@@ -335,7 +336,7 @@ fn record(st: Finish) {
             upstream_local_address: None,
             downstream_local_address: Some(cx.conn.local),
             downstream_remote_address: Some(cx.conn.peer),
-            requested_server_name: None,
+            requested_server_name: cx.conn.tls.as_ref().and_then(|t| t.sni.as_deref()),
             route_name: cx.route_name.as_deref(),
             trace_id: Some(&cx.trace.context.trace_id_hex()),
         });

@@ -117,6 +117,8 @@ pub async fn forward(
             path: t.path,
             websocket,
             protocol: cluster.spec.protocol,
+            scheme: cx.scheme,
+            client_cert: cx.conn.tls.as_ref().and_then(|t| t.xfcc.as_ref()),
         },
     )?;
     // After the route's header operations, as Envoy's router injects the trace context last.

@@ -18,6 +18,7 @@ use super::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_ORIGINAL_PATH};
 
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// The upstream request head, built once and sent by every attempt and mirror.
 #[derive(Debug, Clone)]
@@ -45,6 +46,10 @@ pub struct HeadInput<'a> {
     pub path: &'a str,
     pub websocket: bool,
     pub protocol: Protocol,
+    /// The downstream scheme, sent as `x-forwarded-proto`.
+    pub scheme: &'a str,
+    /// `x-forwarded-client-cert` of the connection (SANITIZE_SET: the client's own is dropped).
+    pub client_cert: Option<&'a HeaderValue>,
 }
 
 impl Head {
@@ -66,6 +71,8 @@ impl Head {
             path,
             websocket,
             protocol,
+            scheme,
+            client_cert,
         } = *input;
         // Path: rewrite, then the path and query sent upstream.
         let new_path = rewrite_path(route, action.rewrite.as_deref(), path);
@@ -94,6 +101,17 @@ impl Head {
         };
         let h = &mut parts.headers;
         headers::prepare_request(h, peer.ip(), websocket);
+        if scheme != "http" {
+            if let Ok(v) = HeaderValue::from_str(scheme) {
+                h.insert(headers::X_FORWARDED_PROTO, v);
+            }
+        }
+        // Istio gateways sanitize it (SANITIZE_SET): the client's is never forwarded, and a
+        // connection with a verified client certificate gets this hop's.
+        match client_cert {
+            Some(v) => h.insert(X_FORWARDED_CLIENT_CERT, v.clone()),
+            None => h.remove(X_FORWARDED_CLIENT_CERT),
+        };
         if new_path.is_some() {
             if let Ok(v) = HeaderValue::from_str(parts.uri.path()) {
                 h.insert(X_ENVOY_ORIGINAL_PATH, v);

@@ -67,6 +67,9 @@ pub struct Limits {
     /// and closed at once, counted in `meshgate_downstream_cx_overflow_total` (Envoy's
     /// `global_downstream_max_connections`). Default is off.
     pub max_connections: Option<usize>,
+    /// From accept to a finished TLS handshake on an HTTPS port; past it the connection is
+    /// closed and counted (istiod's 15 s `transport_socket_connect_timeout`). Default is 15 s.
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -79,6 +82,7 @@ impl Default for Limits {
             max_connection_duration: None,
             max_requests_per_connection: None,
             max_connections: None,
+            tls_handshake_timeout: Some(crate::tls::HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -191,10 +195,26 @@ pub async fn serve(
         let timeout_reply = timeout_reply.clone();
         tokio::spawn(async move {
             let _guard = guard;
+            // The port's kind is read per connection, so a reload that turns it HTTPS applies.
+            let tls_port = shared.snapshot.load().tls_port(gateway_port).cloned();
+            let (stream, tls) = match tls_port {
+                None => (crate::tls::Stream::Plain(stream), None),
+                Some(port) => {
+                    let timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
+                    match crate::tls::handshake(stream, &port, gateway_port, timeout).await {
+                        Some((stream, facts)) => (stream, Some(facts)),
+                        None => {
+                            cx_active.decrement(1.0);
+                            return;
+                        }
+                    }
+                }
+            };
             let conn = Conn {
                 peer,
                 local,
                 gateway_port,
+                tls,
             };
             let state = Arc::new(ConnState::default());
             // hyper hides some ambiguous framing from the service; the scanner does not.
@@ -219,7 +239,7 @@ pub async fn serve(
                         .max_requests_per_connection
                         .is_some_and(|max| n >= max);
                     let ambiguous = framing.next_request();
-                    let handled = handle(shared.clone(), conn, req, ambiguous);
+                    let handled = handle(shared.clone(), conn.clone(), req, ambiguous);
                     let server = limits
                         .stream_idle_timeout
                         .and_then(|_| shared.server_header.clone());

@@ -22,13 +22,16 @@ use super::{checks, forward, path, Body, Shared};
 const MAX_HEADER_BYTES: usize = 60 * 1024;
 
 /// The connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
     /// The local socket address the client connected to.
     pub local: SocketAddr,
     /// The Gateway server port this listener serves (not the local socket port).
     pub gateway_port: u16,
+    /// Set on an HTTPS port: the SNI (which picks the filter chain, so the route table) and the
+    /// client certificate details.
+    pub tls: Option<Arc<crate::tls::TlsFacts>>,
 }
 
 /// Handles one request. Never fails: every error becomes Envoy's local reply. `ambiguous`: what
@@ -87,7 +90,16 @@ async fn route_request(
     }
     let snapshot = cx.shared.snapshot.load_full();
     cx.snapshot = Some(snapshot.clone());
-    let Some(table) = snapshot.table(cx.conn.gateway_port) else {
+    // An HTTPS connection is routed by its filter chain's table (chosen by SNI, again in this
+    // snapshot), a plain one by its port's.
+    let table = match &cx.conn.tls {
+        None => snapshot.table(cx.conn.gateway_port),
+        Some(tls) => snapshot
+            .tls_port(cx.conn.gateway_port)
+            .and_then(|p| p.find(tls.sni.as_deref()))
+            .map(|chain| &chain.table),
+    };
+    let Some(table) = table else {
         return Err(ProxyError::NoRoute);
     };
     let authority: std::borrow::Cow<'_, str> = checks::authority(&req)?.into();
@@ -117,6 +129,7 @@ async fn route_request(
         RouteAction::Redirect(r) => Ok(redirect(
             r,
             route,
+            cx.scheme,
             &authority,
             &norm_path,
             req.uri().query(),
@@ -194,16 +207,18 @@ pub(crate) fn https_location(authority: &str, uri: &http::Uri) -> String {
     format!("https://{host}{pq}")
 }
 
-/// Builds the `location` reply of a VirtualService redirect the way Envoy does.
+/// Builds the `location` reply of a VirtualService redirect the way Envoy does. `req_scheme`:
+/// `http` or `https`, the request's.
 pub fn redirect(
     r: &Redirect,
     route: &Route,
+    req_scheme: &str,
     authority: &str,
     path: &str,
     query: Option<&str>,
     ctx: &TemplateContext<'_>,
 ) -> Response<Body> {
-    let location = redirect_location(r, route, authority, path, query);
+    let location = redirect_location(r, route, req_scheme, authority, path, query);
     let mut resp = location_reply(r.code, &location);
     r.headers.response.apply(resp.headers_mut(), ctx);
     resp
@@ -214,11 +229,11 @@ pub fn redirect(
 pub(crate) fn redirect_location(
     r: &Redirect,
     route: &Route,
+    req_scheme: &str,
     authority: &str,
     path: &str,
     query: Option<&str>,
 ) -> String {
-    let req_scheme = "http";
     let scheme = r.scheme.as_deref().unwrap_or(req_scheme);
     let (req_host, req_port) = split_host_port(authority);
     let host = r.authority.as_deref().unwrap_or(req_host);

@@ -13,6 +13,8 @@ pub struct Binary {
     child: std::process::Child,
     pub addr: String,
     lines: mpsc::Receiver<String>,
+    /// Every line `wait_line` read, the matching ones included.
+    read: std::sync::Mutex<Vec<String>>,
 }
 
 impl Binary {
@@ -70,6 +72,7 @@ impl Binary {
             child,
             addr: String::new(),
             lines,
+            read: std::sync::Mutex::default(),
         };
         let line = bin.wait_line("listening");
         bin.addr = line
@@ -88,10 +91,16 @@ impl Binary {
                 .lines
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            self.read.lock().unwrap().push(line.clone());
             if line.contains(needle) {
                 return line;
             }
         }
+    }
+
+    /// Every log line `wait_line` has read so far (skipped ones too).
+    pub fn read_lines(&self) -> Vec<String> {
+        self.read.lock().unwrap().clone()
     }
 
     /// Every log line received so far and not yet read.

@@ -8,6 +8,7 @@ pub mod explain;
 pub mod fields;
 pub mod gateway;
 pub mod load;
+pub mod tls;
 pub mod upstream;
 
 #[allow(unused_imports)]

@@ -122,7 +122,12 @@ pub(in crate::compile) fn gateway(gw: &Resource<config::GatewaySpec>, cx: &mut C
                     );
                 }
             }
-            Some(t) => server_tls(t, &format!("{f}.tls"), cx),
+            Some(t) => {
+                server_tls(t, &format!("{f}.tls"), cx);
+                if proto == "HTTPS" && crate::compile::tls::terminates(t) {
+                    crate::compile::tls::check(t, &format!("{f}.tls"), cx);
+                }
+            }
             None => {}
         }
     }

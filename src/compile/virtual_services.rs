@@ -1,0 +1,165 @@
+//! VirtualServices → validated templates: resolved hosts and gateways, compiled route templates.
+//! May not touch: listeners and ports (`listeners`/`tables` instantiate the templates per port).
+
+use std::collections::HashSet;
+
+use crate::config::{ErrorKind, Report, Resources};
+
+use super::headers::invalid;
+use super::names::{host_error, resolve_gateway_ref, resolve_short_name};
+use super::routes::{compile_http, RouteTemplate};
+use super::validate;
+use super::Ctx;
+
+/// A VirtualService after validation: resolved hosts and gateways plus its route templates.
+pub(super) struct VsTemplate {
+    pub hosts: Vec<String>,
+    pub gateways: Vec<String>,
+    pub routes: Vec<RouteTemplate>,
+}
+
+/// Validates every VirtualService and compiles its routes (index-aligned with the resources).
+/// `skipped_gateways` exist but are not served (they have errors): a reference to one is a
+/// warning, not a dangling reference.
+pub(super) fn virtual_services(
+    resources: &Resources,
+    skipped_gateways: &HashSet<String>,
+    report: &mut Report,
+) -> Vec<VsTemplate> {
+    let gateways: HashSet<String> = resources
+        .gateways
+        .iter()
+        .map(|g| format!("{}/{}", g.namespace, g.name))
+        .collect();
+    let mut out = Vec::new();
+    for vs in &resources.virtual_services {
+        let mut cx = Ctx::new(&vs.source, report);
+        let spec = &vs.spec;
+        if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
+            cx.error(
+                "spec",
+                ErrorKind::Note("one of http, tcp or tls must be provided".into()),
+            );
+        }
+        if spec.hosts.is_empty() {
+            // A delegate: used only through a root VirtualService's `http[].delegate`.
+            for (set, what) in [
+                (!spec.gateways.is_empty(), "spec.gateways"),
+                (!spec.tcp.is_empty(), "spec.tcp"),
+                (!spec.tls.is_empty(), "spec.tls"),
+            ] {
+                if set {
+                    cx.error(
+                        what,
+                        ErrorKind::Note(
+                            "not allowed in a delegate VirtualService (one without hosts)".into(),
+                        ),
+                    );
+                }
+            }
+        }
+        let mut hosts = Vec::new();
+        for (i, h) in spec.hosts.iter().enumerate() {
+            let f = format!("spec.hosts[{i}]");
+            if let Some(why) = host_error(h) {
+                cx.error(&f, invalid("host", h, why));
+                continue;
+            }
+            let resolved = resolve_short_name(h, &vs.namespace);
+            if let Some(j) = hosts.iter().position(|o: &String| {
+                super::names::host_within(&resolved, o) || super::names::host_within(o, &resolved)
+            }) {
+                cx.error(
+                    &f,
+                    ErrorKind::Duplicate {
+                        what: "host (overlaps another host of this VirtualService)",
+                        value: h.clone(),
+                        first: Some(format!("spec.hosts[{j}]")),
+                    },
+                );
+            }
+            hosts.push(resolved);
+        }
+        let mut resolved_gateways = Vec::new();
+        for (i, g) in spec.gateways.iter().enumerate() {
+            let Some(r) = resolve_gateway_ref(g, &vs.namespace) else {
+                continue;
+            };
+            gateway_ref(
+                &gateways,
+                skipped_gateways,
+                g,
+                &r,
+                &format!("spec.gateways[{i}]"),
+                &mut cx,
+            );
+            resolved_gateways.push(r);
+        }
+        for (ri, r) in spec.http.iter().enumerate() {
+            for (mi, m) in r.matches.iter().enumerate() {
+                for (gi, g) in m.gateways.iter().enumerate() {
+                    if let Some(rg) = resolve_gateway_ref(g, &vs.namespace) {
+                        let f = format!("spec.http[{ri}].match[{mi}].gateways[{gi}]");
+                        gateway_ref(&gateways, skipped_gateways, g, &rg, &f, &mut cx);
+                    }
+                }
+            }
+        }
+        validate::export_to(&spec.export_to, false, &mut cx);
+        if !spec.tcp.is_empty() {
+            cx.warn(
+                "spec.tcp",
+                ErrorKind::NotYetSupported {
+                    what: "tcp routes".into(),
+                    ignored: true,
+                },
+            );
+        }
+        if !spec.tls.is_empty() {
+            cx.warn(
+                "spec.tls",
+                ErrorKind::NotYetSupported {
+                    what: "tls (SNI passthrough) routes".into(),
+                    ignored: true,
+                },
+            );
+        }
+        let routes = compile_http(vs, resources, &mut cx);
+        out.push(VsTemplate {
+            hosts,
+            gateways: resolved_gateways,
+            routes,
+        });
+    }
+    out
+}
+
+/// A reference to a Gateway: fine when it exists, a warning when it exists but was skipped, an
+/// error (dangling) otherwise.
+fn gateway_ref(
+    existing: &HashSet<String>,
+    skipped: &HashSet<String>,
+    written: &str,
+    resolved: &str,
+    field: &str,
+    cx: &mut Ctx<'_>,
+) {
+    if existing.contains(resolved) {
+        return;
+    }
+    let kind = if skipped.contains(resolved) {
+        ErrorKind::SkippedGateway {
+            gateway: resolved.to_owned(),
+        }
+    } else {
+        ErrorKind::UnknownGateway {
+            gateway: written.to_owned(),
+            resolved: resolved.to_owned(),
+        }
+    };
+    if skipped.contains(resolved) {
+        cx.warn(field, kind);
+    } else {
+        cx.error(field, kind);
+    }
+}

@@ -1,0 +1,163 @@
+//! One downstream TLS handshake on an HTTPS port: read the ClientHello, pick the filter chain by
+//! SNI (none: the connection is closed, as Envoy closes a connection no chain matches), finish
+//! the handshake with that chain's config, all within the handshake timeout; counted per result.
+//! Also the connection's stream type (plain or TLS) and its TLS facts for the request path.
+//! May not touch: HTTP (the listener serves the stream this returns).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::config::TlsPort;
+use super::xfcc;
+
+/// A downstream connection: plain text, or TLS terminated here.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// What a TLS connection's requests need to know about it.
+#[derive(Debug, Default)]
+pub struct TlsFacts {
+    /// The SNI the client sent (lower case), which picks the chain on every request.
+    pub sni: Option<Box<str>>,
+    /// `x-forwarded-client-cert` for this connection's requests (a verified client certificate
+    /// on a MUTUAL / OPTIONAL_MUTUAL chain), as Istio's gateway sets it (SANITIZE_SET).
+    pub xfcc: Option<HeaderValue>,
+}
+
+/// How a handshake ended, for the metric and the debug log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Timeout,
+    NoFilterChain,
+    Error,
+}
+
+/// Runs the handshake of `tcp` on `port` within `timeout`. `None`: it failed (counted; the
+/// connection is dropped).
+pub async fn handshake(
+    tcp: TcpStream,
+    port: &TlsPort,
+    gateway_port: u16,
+    timeout: Duration,
+) -> Option<(Stream, Arc<TlsFacts>)> {
+    let peer = tcp.peer_addr().ok();
+    let result = tokio::time::timeout(timeout, run(tcp, port)).await;
+    let (outcome, done) = match result {
+        Err(_) => (Outcome::Timeout, None),
+        Ok(Err(o)) => (o, None),
+        Ok(Ok(done)) => (Outcome::Ok, Some(done)),
+    };
+    let label = match outcome {
+        Outcome::Ok => "success",
+        Outcome::Timeout => "timeout",
+        Outcome::NoFilterChain => "no_filter_chain",
+        Outcome::Error => "error",
+    };
+    metrics::counter!("meshgate_downstream_tls_handshakes_total", "gateway_port" => gateway_port.to_string(), "result" => label).increment(1);
+    if outcome != Outcome::Ok {
+        tracing::debug!(?peer, gateway_port, result = label, "TLS handshake failed");
+    }
+    done
+}
+
+async fn run(tcp: TcpStream, port: &TlsPort) -> Result<(Stream, Arc<TlsFacts>), Outcome> {
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = acceptor.await.map_err(|_| Outcome::Error)?;
+    let sni: Option<Box<str>> = start
+        .client_hello()
+        .server_name()
+        .map(|s| s.to_ascii_lowercase().into());
+    let chain = port.find(sni.as_deref()).ok_or(Outcome::NoFilterChain)?;
+    let config = chain.config.clone().ok_or(Outcome::NoFilterChain)?;
+    let tls = start
+        .into_stream(config)
+        .await
+        .map_err(|_| Outcome::Error)?;
+    let xfcc = if chain.client_certs {
+        let (_, conn) = tls.get_ref();
+        let by = chain
+            .cert
+            .as_ref()
+            .and_then(|c| c.current())
+            .map(|c| c.uri_sans.clone())
+            .unwrap_or_default();
+        conn.peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| xfcc::value(leaf.as_ref(), &by))
+    } else {
+        None
+    };
+    Ok((Stream::Tls(Box::new(tls)), Arc::new(TlsFacts { sni, xfcc })))
+}
+
+// === impl Stream ===
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
