@@ -311,6 +311,7 @@ impl Gateway {
                 &format!("{workload}.{}", settings.compile.proxy_namespace),
             ),
         ));
+        crate::proxy::overload_start(settings.limits.overload, &shared.overload);
         let mut listeners = BTreeMap::new();
         for port in ports {
             let (listener, addr) = bind(&settings, port).await?;

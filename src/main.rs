@@ -97,6 +97,13 @@ struct Cli {
     /// Open downstream connections (all Gateway ports); more are accepted and closed (0: unlimited).
     #[arg(long, default_value_t = 0)]
     max_connections: usize,
+    /// Overload manager: past this resident memory (e.g. `900Mi`), keep-alive is off and new
+    /// requests get `503 envoy overloaded` (flag OM). Default: off.
+    #[arg(long, value_parser = meshgate::proxy::parse_bytes)]
+    overload_shed_memory: Option<u64>,
+    /// Overload manager: past this resident memory, new connections are refused. Default: off.
+    #[arg(long, value_parser = meshgate::proxy::parse_bytes)]
+    overload_refuse_memory: Option<u64>,
     /// Folder of TLS credentials: `<dir>/<credentialName>/tls.crt`, `tls.key`, `ca.crt` (a
     /// Kubernetes Secret volume's layout; the client CA may also be in `<credentialName>-cacert/`).
     #[arg(long, env = "MESHGATE_CREDENTIALS_DIR")]
@@ -492,6 +499,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             max_requests_per_connection: (cli.max_requests_per_connection > 0)
                 .then_some(cli.max_requests_per_connection),
             max_connections: (cli.max_connections > 0).then_some(cli.max_connections),
+            overload: meshgate::proxy::OverloadLimits {
+                shed_memory: cli.overload_shed_memory,
+                refuse_memory: cli.overload_refuse_memory,
+            },
             tls_handshake_timeout: seconds(cli.tls_handshake_timeout),
         };
         settings.credentials_dir = cli.credentials_dir.clone();

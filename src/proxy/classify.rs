@@ -55,6 +55,7 @@ pub fn classify(outcome: Outcome<'_>) -> Class {
             | ProxyError::ConnectNotAllowed
             | ProxyError::TransferCoding
             | ProxyError::Framing { .. }
+            | ProxyError::Overloaded
             | ProxyError::DownstreamBody => Class::Local,
         },
     }

@@ -95,6 +95,9 @@ pub enum ProxyError {
     /// the client's fault, never the upstream's.
     #[error("the client's request body failed")]
     DownstreamBody,
+    /// The overload manager sheds new requests (memory past its threshold).
+    #[error("overloaded")]
+    Overloaded,
 }
 
 /// Why a request's framing is ambiguous (found on the wire by `proxy::framing`).
@@ -118,6 +121,7 @@ impl ProxyError {
             | ProxyError::RemoteReset { .. }
             | ProxyError::RefusedStream { .. }
             | ProxyError::Overflow { .. }
+            | ProxyError::Overloaded
             | ProxyError::Unsupported { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Protocol { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } | ProxyError::PerTryTimeout { .. } => {
@@ -148,6 +152,7 @@ impl ProxyError {
     pub fn response_flags(&self) -> ResponseFlags {
         match self {
             ProxyError::NoRoute => ResponseFlags::NR,
+            ProxyError::Overloaded => ResponseFlags::OM,
             ProxyError::NoCluster { .. } => ResponseFlags::NC,
             ProxyError::NoHealthyUpstream { .. } => ResponseFlags::UH,
             ProxyError::Connect { .. }
@@ -193,6 +198,7 @@ impl ProxyError {
     pub fn details(&self) -> &'static str {
         match self {
             ProxyError::NoRoute => "route_not_found",
+            ProxyError::Overloaded => "overload",
             ProxyError::NoCluster { .. } => "cluster_not_found",
             ProxyError::NoHealthyUpstream { .. } => "no_healthy_upstream",
             ProxyError::Connect { .. } => {
@@ -232,7 +238,7 @@ impl ProxyError {
     /// Was this a circuit-breaker overflow (the reply carries `x-envoy-overloaded: true`)?
     pub fn is_overflow(&self) -> bool {
         match self {
-            ProxyError::Overflow { .. } => true,
+            ProxyError::Overflow { .. } | ProxyError::Overloaded => true,
             ProxyError::Retried { last, .. } => last.is_overflow(),
             ProxyError::NoRoute
             | ProxyError::NoCluster { .. }
@@ -287,6 +293,7 @@ impl ProxyError {
                 "upstream request timeout".into()
             }
             ProxyError::Overflow { .. } => format!("{RESET_PREFIX}overflow"),
+            ProxyError::Overloaded => "envoy overloaded".into(),
             ProxyError::Retried { last, attempts, .. } => {
                 let body = last.body();
                 match body.strip_prefix(RESET_PREFIX) {
@@ -386,9 +393,11 @@ impl ResponseFlags {
     pub const NC: ResponseFlags = ResponseFlags(1 << 12);
     /// The client went away before the response was complete.
     pub const DC: ResponseFlags = ResponseFlags(1 << 13);
+    /// The overload manager answered (`envoy overloaded`).
+    pub const OM: ResponseFlags = ResponseFlags(1 << 14);
 
     /// Names in Envoy's order.
-    const NAMES: [(ResponseFlags, &'static str); 14] = [
+    const NAMES: [(ResponseFlags, &'static str); 15] = [
         (Self::UH, "UH"),
         (Self::UT, "UT"),
         (Self::UR, "UR"),
@@ -403,6 +412,7 @@ impl ResponseFlags {
         (Self::DPE, "DPE"),
         (Self::UPE, "UPE"),
         (Self::NC, "NC"),
+        (Self::OM, "OM"),
     ];
 
     /// The raw bit set (a cache key for metric handles).

@@ -67,6 +67,8 @@ pub struct Limits {
     /// and closed at once, counted in `meshgate_downstream_cx_overflow_total` (Envoy's
     /// `global_downstream_max_connections`). Default is off.
     pub max_connections: Option<usize>,
+    /// Memory thresholds of the overload manager (`overload.rs`). Default is off.
+    pub overload: super::OverloadLimits,
     /// From accept to a finished TLS handshake on an HTTPS port; past it the connection is
     /// closed and counted (istiod's 15 s `transport_socket_connect_timeout`). Default is 15 s.
     pub tls_handshake_timeout: Option<Duration>,
@@ -82,6 +84,7 @@ impl Default for Limits {
             max_connection_duration: None,
             max_requests_per_connection: None,
             max_connections: None,
+            overload: super::OverloadLimits::default(),
             tls_handshake_timeout: Some(crate::tls::HANDSHAKE_TIMEOUT),
         }
     }
@@ -144,6 +147,7 @@ pub async fn serve(
     let cx_total = metrics::counter!("envoy_http_downstream_cx_total", "http_conn_manager_prefix" => prefix.clone());
     let cx_active = metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix.clone());
     let cx_overflow = metrics::counter!("meshgate_downstream_cx_overflow_total", "http_conn_manager_prefix" => prefix.clone());
+    let cx_overload = metrics::counter!("envoy_http_downstream_cx_overload_reject", "http_conn_manager_prefix" => prefix.clone());
     let mut accept_errors = AcceptErrors::new(
         gateway_port,
         metrics::counter!("meshgate_accept_errors_total", "http_conn_manager_prefix" => prefix),
@@ -177,6 +181,12 @@ pub async fn serve(
             // Accepted and closed at once, as Envoy does: the client learns now, instead of
             // waiting in the backlog until its connect times out.
             cx_overflow.increment(1);
+            drop(stream);
+            continue;
+        }
+        if shared.overload.level() == super::OverloadLevel::Refuse {
+            // Past the overload manager's last threshold: no new connection until memory eases.
+            cx_overload.increment(1);
             drop(stream);
             continue;
         }

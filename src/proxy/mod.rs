@@ -13,6 +13,7 @@ mod head;
 mod headers;
 mod listener;
 mod mirror;
+mod overload;
 mod path;
 mod retry;
 mod service;
@@ -34,6 +35,9 @@ pub use framing::{Framing, Scanner};
 pub use head::{Head, HeadInput};
 pub use headers::prepare_request;
 pub use listener::{serve, Limits};
+pub use overload::{
+    parse_bytes, start as overload_start, Level as OverloadLevel, Overload, OverloadLimits,
+};
 pub use path::normalize as normalize_path;
 pub use service::redirect as redirect_response;
 pub(crate) use service::{headers_too_large, https_location, redirect_location};
@@ -51,6 +55,8 @@ pub struct Shared {
     pub access_log: Option<AccessLog>,
     /// Trace context decisions and span export.
     pub tracer: Tracer,
+    /// The overload manager's current level (memory thresholds in `Limits::overload`).
+    pub overload: Arc<Overload>,
     /// Destination labels of requests that reached no cluster.
     pub unknown_destination: Arc<Destination>,
     draining: AtomicBool,
@@ -86,6 +92,7 @@ impl Shared {
             istio,
             access_log,
             tracer,
+            overload: Arc::default(),
             unknown_destination: Arc::new(Destination::unknown()),
             draining: AtomicBool::new(false),
             drain_signal: watch::Sender::new(false),

@@ -16,7 +16,7 @@ use crate::route::{
 
 use super::context::{self, RequestCtx};
 use super::error::{local_reply, FramingError, ProxyError};
-use super::{checks, forward, path, Body, Shared};
+use super::{checks, forward, path, Body, OverloadLevel, Shared};
 
 /// Envoy's `max_request_headers_kb` at an Istio gateway.
 const MAX_HEADER_BYTES: usize = 60 * 1024;
@@ -44,8 +44,11 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let mut cx = RequestCtx::new(shared, conn, &req);
     let mut cors = None;
+    let overloaded = cx.shared.overload.level() >= OverloadLevel::Shed;
     let routed = match ambiguous {
         Some(kind) => Err(ProxyError::Framing { kind }),
+        // Envoy's `stop_accepting_requests`: answered before routing.
+        None if overloaded => Err(ProxyError::Overloaded),
         None => route_request(&mut cx, req, &mut cors).await,
     };
     let mut resp = match routed {
@@ -67,7 +70,7 @@ pub async fn handle(
     if let Some(server) = &cx.shared.server_header {
         resp.headers_mut().insert(header::SERVER, server.clone());
     }
-    if cx.shared.draining() {
+    if cx.shared.draining() || overloaded {
         // Draining: tell HTTP/1 clients to go elsewhere (HTTP/2 ones get a GOAWAY).
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
