@@ -43,7 +43,15 @@ impl Snapshot {
         let clusters: Vec<Arc<Cluster>> = compiled
             .clusters
             .iter()
-            .map(|spec| registry.get_or_create(spec, resolver))
+            .map(|spec| {
+                registry.get_or_create(spec, resolver, &|tls| {
+                    let built = crate::tls::origin::origination(tls, credentials.dir());
+                    if let Err(e) = &built {
+                        tracing::error!("{e}");
+                    }
+                    built
+                })
+            })
             .collect();
         futures_util::future::join_all(clusters.iter().map(|c| c.ready(DNS_WAIT))).await;
         let mut listeners = Vec::new();

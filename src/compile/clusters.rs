@@ -1,5 +1,6 @@
 //! Destinations → clusters: ServiceEntry lookup, DestinationRule subsets, endpoint ports,
-//! and the Kubernetes-Service DNS fallback for hosts no ServiceEntry declares.
+//! the Kubernetes-Service DNS fallback for hosts no ServiceEntry declares, and the cluster's TLS
+//! origination (`origin.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource, Resources};
 use crate::route::ClusterId;
-use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, Protocol};
+use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, OriginTls, Protocol};
 
 use super::names::{exported_to, host_within, resolve_short_name};
 use super::policy::{effective_policy, Policy};
@@ -148,24 +149,10 @@ impl<'a> Clusters<'a> {
                 );
             }
         }
-        let mut unsupported = None;
-        if let Some(mode) = policy.tls_mode.as_deref() {
-            if matches!(mode, "SIMPLE" | "MUTUAL") {
-                let what = format!(
-                    "TLS origination (DestinationRule tls.mode {mode}) to {}",
-                    d.host
-                );
-                report.warn(
-                    &rule.map(|r| &r.source).unwrap_or(&vs.source).clone(),
-                    "spec.trafficPolicy.tls",
-                    ErrorKind::NotYetSupported {
-                        what: what.clone(),
-                        ignored: false,
-                    },
-                );
-                unsupported = Some(what);
-            }
-        }
+        let tls = policy.tls.take().and_then(|(field, t)| {
+            let sans = service.map_or(&[][..], |se| &se.spec.subject_alt_names[..]);
+            super::origin::origin_tls(&t, &field, rule, &d.host, sans)
+        });
         let mut protocol = if policy.h2_upgrade {
             Protocol::Http2
         } else {
@@ -182,15 +169,7 @@ impl<'a> Clusters<'a> {
                         )));
                         return None;
                     }
-                    return Some(self.spec(
-                        key,
-                        d,
-                        port,
-                        Discovery::Empty,
-                        protocol,
-                        policy,
-                        unsupported,
-                    ));
+                    return Some(self.spec(key, d, port, Discovery::Empty, protocol, policy, tls));
                 };
                 if let Some(p) = &svc_port.protocol {
                     if matches!(
@@ -292,7 +271,7 @@ impl<'a> Clusters<'a> {
                 }
             }
         };
-        Some(self.spec(key, d, port, discovery, protocol, policy, unsupported))
+        Some(self.spec(key, d, port, discovery, protocol, policy, tls))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -304,7 +283,7 @@ impl<'a> Clusters<'a> {
         discovery: Discovery,
         protocol: Protocol,
         policy: Policy,
-        unsupported: Option<String>,
+        tls: Option<OriginTls>,
     ) -> ClusterSpec {
         ClusterSpec {
             key: key.to_owned(),
@@ -317,7 +296,12 @@ impl<'a> Clusters<'a> {
             lb: policy.lb,
             outlier: policy.outlier,
             limits: policy.limits,
-            unsupported,
+            // ALPN `h2` only for HTTP/2 clusters, as Istio sets it.
+            tls: tls.map(|t| OriginTls {
+                alpn_h2: protocol == Protocol::Http2,
+                ..t
+            }),
+            unsupported: None,
         }
     }
 

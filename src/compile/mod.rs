@@ -18,6 +18,7 @@ mod headers;
 mod listeners;
 mod matchers;
 mod names;
+mod origin;
 mod policy;
 mod resilience;
 mod routes;

@@ -21,7 +21,8 @@ const MAGLEV_SIZE: u64 = 65537;
 /// The effective policy of one cluster.
 #[derive(Debug, Default)]
 pub(super) struct Policy {
-    pub tls_mode: Option<String>,
+    /// The effective `tls` block and its field path in the DestinationRule.
+    pub tls: Option<(String, config::ClientTlsSettings)>,
     pub h2_upgrade: bool,
     pub connection: ConnectionSettings,
     pub lb: LbPolicy,
@@ -32,9 +33,9 @@ pub(super) struct Policy {
 }
 
 /// The four fields precedence works on, borrowed from one level of the rule.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Parts<'p> {
-    tls: Option<&'p config::ClientTlsSettings>,
+    tls: Option<(String, &'p config::ClientTlsSettings)>,
     pool: Option<&'p config::ConnectionPoolSettings>,
     lb: Option<&'p config::LoadBalancerSettings>,
     outlier: Option<&'p config::OutlierDetection>,
@@ -48,10 +49,14 @@ pub(super) fn effective_policy(
 ) -> Policy {
     let mut parts = Parts::default();
     if let Some(tp) = rule.and_then(|r| r.traffic_policy.as_ref()) {
-        parts = level(tp, port).0;
+        parts = level(tp, port, "spec.trafficPolicy").0;
     }
     if let Some(tp) = subset.and_then(|s| s.traffic_policy.as_ref()) {
-        let (sub, port_level) = level(tp, port);
+        let at = format!(
+            "spec.subsets[{}].trafficPolicy",
+            subset.and_then(|s| s.name.as_deref()).unwrap_or("")
+        );
+        let (sub, port_level) = level(tp, port, &at);
         if port_level {
             parts = sub;
         } else {
@@ -62,7 +67,7 @@ pub(super) fn effective_policy(
         }
     }
     let mut policy = Policy {
-        tls_mode: parts.tls.and_then(|t| t.mode.clone()),
+        tls: parts.tls.map(|(at, t)| (at, t.clone())),
         outlier: parts.outlier.map(outlier),
         ..Policy::default()
     };
@@ -77,15 +82,19 @@ pub(super) fn effective_policy(
 
 /// One level's parts: its `portLevelSettings` entry for `port` (which replaces it whole) or the
 /// level itself. The flag says whether a port-level entry was used.
-fn level(tp: &config::TrafficPolicy, port: u16) -> (Parts<'_>, bool) {
+fn level<'p>(tp: &'p config::TrafficPolicy, port: u16, at: &str) -> (Parts<'p>, bool) {
     let entry = tp
         .port_level_settings
         .iter()
-        .find(|p| p.port.as_ref().and_then(|p| p.number) == Some(i64::from(port)));
+        .enumerate()
+        .find(|(_, p)| p.port.as_ref().and_then(|p| p.number) == Some(i64::from(port)));
     match entry {
-        Some(pl) => (
+        Some((i, pl)) => (
             Parts {
-                tls: pl.tls.as_ref(),
+                tls: pl
+                    .tls
+                    .as_ref()
+                    .map(|t| (format!("{at}.portLevelSettings[{i}].tls"), t)),
                 pool: pl.connection_pool.as_ref(),
                 lb: pl.load_balancer.as_ref(),
                 outlier: pl.outlier_detection.as_ref(),
@@ -94,7 +103,7 @@ fn level(tp: &config::TrafficPolicy, port: u16) -> (Parts<'_>, bool) {
         ),
         None => (
             Parts {
-                tls: tp.tls.as_ref(),
+                tls: tp.tls.as_ref().map(|t| (format!("{at}.tls"), t)),
                 pool: tp.connection_pool.as_ref(),
                 lb: tp.load_balancer.as_ref(),
                 outlier: tp.outlier_detection.as_ref(),

@@ -77,6 +77,10 @@ pub fn upstream_error(e: &UpstreamError, addr: SocketAddr) -> ProxyError {
                 _ => format!("delayed connect error: {detail}"),
             },
         },
+        UpstreamError::Tls { detail } => ProxyError::Connect {
+            endpoint: addr,
+            detail: detail.clone(),
+        },
         UpstreamError::Protocol(detail) => ProxyError::Protocol {
             endpoint: addr,
             detail: detail.clone(),

@@ -3,12 +3,14 @@
 //! (`material`), kept and rotated in place across reloads (`store`, `watch`), one rustls config
 //! per filter chain and the SNI table of a port (`config`), client checks (`verifier`), the
 //! handshake itself (`accept`), and `x-forwarded-client-cert` (`xfcc`, from `x509` facts).
+//! Upstream TLS origination: one rustls client config per cluster (`origin`).
 //! May not touch: routing and HTTP (the proxy serves the stream `accept` returns), the YAML
 //! model (`compile::tls` turns it into the plain `ServerTls` this module reads).
 
 mod accept;
 mod config;
 pub mod material;
+pub mod origin;
 mod store;
 mod verifier;
 mod watch;

@@ -27,7 +27,7 @@ pub struct ChainVerifier {
 }
 
 /// Verifies signatures with the ring provider's algorithms (what the CA verifier uses too).
-fn algorithms() -> &'static rustls::crypto::WebPkiSupportedAlgorithms {
+pub(super) fn algorithms() -> &'static rustls::crypto::WebPkiSupportedAlgorithms {
     static ALGS: std::sync::OnceLock<rustls::crypto::WebPkiSupportedAlgorithms> =
         std::sync::OnceLock::new();
     ALGS.get_or_init(|| rustls::crypto::ring::default_provider().signature_verification_algorithms)

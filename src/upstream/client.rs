@@ -12,9 +12,12 @@
 //! HTTP/2 `maxRequestsPerConnection`: every connection carries a use counter (connector `extra`,
 //! which hyper-util copies into each response); when a response brings it to the limit, the
 //! connection is poisoned, so the pool never hands it out again.
+//!
+//! TLS origination: both paths connect TCP, then run the cluster's handshake (`transport.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,6 +39,7 @@ use tokio::net::TcpStream;
 use super::cluster::Protocol;
 use super::error::UpstreamError;
 use super::h1::{Http1Pool, PooledBody};
+use super::transport::{Origination, Stream};
 
 /// Body type of requests sent upstream (the downstream body, streamed).
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -81,6 +85,7 @@ pub struct ClusterClient {
     /// HTTP/2 only: a client per endpoint (see the module doc). Read without locking; an
     /// endpoint's first request adds its client.
     per_endpoint: arc_swap::ArcSwap<HashMap<SocketAddr, Client<CountingConnector, UpstreamBody>>>,
+    tls: Option<Result<Origination, String>>,
 }
 
 /// `HttpConnector` whose connections count the requests they carried, optionally pinned to one
@@ -89,12 +94,15 @@ pub struct ClusterClient {
 pub struct CountingConnector {
     inner: HttpConnector,
     pinned: Option<Uri>,
+    tls: Option<Result<Origination, String>>,
+    /// Bounds the TLS handshake (the TCP connect has its own bound in `inner`).
+    handshake_timeout: Duration,
 }
 
 /// A TCP connection with its use counter.
 #[derive(Debug)]
 pub struct CountedConnection {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<Stream>,
     uses: ConnectionUses,
 }
 
@@ -118,10 +126,21 @@ impl Default for ConnectionSettings {
 // === impl ClusterClient ===
 
 impl ClusterClient {
-    pub fn new(protocol: Protocol, settings: &ConnectionSettings) -> ClusterClient {
+    /// `tls`: the cluster's TLS origination (`Err`: its config did not load, so every connect
+    /// fails with that reason).
+    pub fn new(
+        protocol: Protocol,
+        settings: &ConnectionSettings,
+        tls: Option<Result<Origination, String>>,
+    ) -> ClusterClient {
         ClusterClient {
-            h1: Http1Pool::new(settings),
-            inner: build(CountingConnector::any(settings), protocol, settings),
+            h1: Http1Pool::new(settings, tls.clone()),
+            inner: build(
+                CountingConnector::any(settings, tls.clone()),
+                protocol,
+                settings,
+            ),
+            tls,
             max_requests_per_connection: settings.max_requests_per_connection,
             protocol,
             settings: settings.clone(),
@@ -143,7 +162,8 @@ impl ClusterClient {
             let c = map
                 .entry(endpoint)
                 .or_insert_with(|| {
-                    let connector = CountingConnector::pinned(&self.settings, endpoint);
+                    let connector =
+                        CountingConnector::pinned(&self.settings, endpoint, self.tls.clone());
                     build(connector, self.protocol, &self.settings)
                 })
                 .clone();
@@ -269,39 +289,69 @@ fn aim_at_host(req: &mut Request<UpstreamBody>) {
 
 impl CountingConnector {
     /// Connects wherever the request URI points.
-    fn any(settings: &ConnectionSettings) -> Self {
+    fn any(settings: &ConnectionSettings, tls: Option<Result<Origination, String>>) -> Self {
         CountingConnector {
             inner: connector(settings),
             pinned: None,
+            tls,
+            handshake_timeout: settings.connect_timeout,
         }
     }
 
     /// Always connects to `endpoint`, whatever the URI says.
-    fn pinned(settings: &ConnectionSettings, endpoint: SocketAddr) -> Self {
+    fn pinned(
+        settings: &ConnectionSettings,
+        endpoint: SocketAddr,
+        tls: Option<Result<Origination, String>>,
+    ) -> Self {
         let uri = Uri::try_from(format!("http://{endpoint}")).ok();
         CountingConnector {
             inner: connector(settings),
             pinned: uri,
+            tls,
+            handshake_timeout: settings.connect_timeout,
         }
     }
 }
 
 impl tower_service::Service<Uri> for CountingConnector {
     type Response = CountedConnection;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
     type Future =
         Pin<Box<dyn Future<Output = Result<CountedConnection, Self::Error>> + Send + 'static>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let target = self.pinned.clone().unwrap_or(uri);
         let connecting = self.inner.call(target);
+        let tls = self.tls.clone();
+        let timeout = self.handshake_timeout;
         Box::pin(async move {
+            let tcp: TcpStream = connecting.await?.into_inner();
+            let stream = match tls {
+                None => Stream::Plain(tcp),
+                Some(Ok(o)) => match tokio::time::timeout(timeout, o.handshake(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(handshake_error(e)),
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "TLS handshake timeout",
+                        )
+                        .into())
+                    }
+                },
+                Some(Err(why)) => {
+                    return Err(handshake_error(UpstreamError::Tls {
+                        detail: super::error::tls_detail(&why),
+                    }))
+                }
+            };
             Ok(CountedConnection {
-                io: connecting.await?,
+                io: TokioIo::new(stream),
                 uses: ConnectionUses::default(),
             })
         })
@@ -312,7 +362,7 @@ impl tower_service::Service<Uri> for CountingConnector {
 
 impl Connection for CountedConnection {
     fn connected(&self) -> Connected {
-        self.io.connected().extra(self.uses.clone())
+        Connected::new().extra(self.uses.clone())
     }
 }
 
@@ -354,6 +404,12 @@ impl hyper::rt::Write for CountedConnection {
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
+}
+
+/// A failed handshake travels through hyper-util's error chain; `UpstreamError::from_legacy`
+/// finds it there.
+fn handshake_error(e: UpstreamError) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(e)
 }
 
 fn connector(s: &ConnectionSettings) -> HttpConnector {

@@ -16,6 +16,7 @@ use super::dns::Resolver;
 use super::endpoint::{Endpoint, EndpointState};
 use super::outlier::{Class, Detector, OutlierPolicy};
 use super::pool::{Admission, Overflow, PoolLimits, PoolState, PoolStats, RetryPermit};
+use super::transport::{OriginTls, Origination};
 
 /// Everything needed to build a cluster; compared on reload so unchanged clusters keep their state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,7 +35,9 @@ pub struct ClusterSpec {
     pub outlier: Option<OutlierPolicy>,
     /// `connectionPool` circuit breakers.
     pub limits: PoolLimits,
-    /// Set when the DestinationRule asks for something meshgate cannot do yet (TLS origination):
+    /// DestinationRule `tls` SIMPLE / MUTUAL: connections originate TLS. Default is plain text.
+    pub tls: Option<OriginTls>,
+    /// Set when the DestinationRule asks for something meshgate cannot do yet (ISTIO_MUTUAL):
     /// requests fail with 503 rather than silently going out in plain text.
     pub unsupported: Option<String>,
 }
@@ -127,7 +130,12 @@ pub enum Pick {
 // === impl Cluster ===
 
 impl Cluster {
+    #[cfg(test)]
     fn new(spec: ClusterSpec) -> Self {
+        Self::with_tls(spec, None)
+    }
+
+    fn with_tls(spec: ClusterSpec, tls: Option<Result<Origination, String>>) -> Self {
         let (endpoints, resolved) = match &spec.discovery {
             Discovery::Static(eps) => (
                 eps.iter()
@@ -152,7 +160,7 @@ impl Cluster {
                 spec.limits,
                 spec.protocol == Protocol::Http1,
             )),
-            client: ClusterClient::new(spec.protocol, &spec.connection),
+            client: ClusterClient::new(spec.protocol, &spec.connection, tls),
             telemetry: Arc::new(crate::telemetry::Destination::new(
                 &spec.host,
                 spec.subset.as_deref(),
@@ -354,13 +362,20 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn get_or_create(&self, spec: &ClusterSpec, resolver: &Resolver) -> Arc<Cluster> {
+    /// The live cluster for `spec`; a new one's TLS config comes from `tls` (called once per
+    /// new cluster, never for a reused one).
+    pub fn get_or_create(
+        &self,
+        spec: &ClusterSpec,
+        resolver: &Resolver,
+        tls: &dyn Fn(&OriginTls) -> Result<Origination, String>,
+    ) -> Arc<Cluster> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|_, w| w.strong_count() > 0);
         if let Some(c) = live.get(spec).and_then(Weak::upgrade) {
             return c;
         }
-        let cluster = Arc::new(Cluster::new(spec.clone()));
+        let cluster = Arc::new(Cluster::with_tls(spec.clone(), spec.tls.as_ref().map(tls)));
         if let Discovery::Dns { names, first_only } = &spec.discovery {
             resolver.watch(Arc::downgrade(&cluster), names.clone(), *first_only);
         }
@@ -392,6 +407,7 @@ pub(crate) mod tests {
             lb: LbPolicy::RoundRobin,
             outlier: None,
             limits: PoolLimits::default(),
+            tls: None,
             unsupported: None,
         }
     }

@@ -5,7 +5,7 @@
 use std::io;
 
 /// A failed upstream exchange, before the response head arrived.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The TCP connection could not be made. `timeout`: the connect timeout passed.
     #[error("connect failed: {detail}")]
@@ -18,6 +18,10 @@ pub enum UpstreamError {
     /// and before any response byte: the upstream may or may not have acted on it.
     #[error("reused connection closed before the response")]
     Stale,
+    /// The TLS handshake with the upstream failed (or the cluster's TLS config did not load).
+    /// `detail` is Envoy's `TLS_error:|…:TLS_error_end` form.
+    #[error("TLS handshake failed: {detail}")]
+    Tls { detail: String },
     /// The upstream sent something that is not HTTP.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -39,6 +43,33 @@ impl UpstreamError {
             timeout: e.kind() == io::ErrorKind::TimedOut,
             kind: Some(e.kind()),
             detail: e.to_string(),
+        }
+    }
+
+    /// From a failed TLS handshake (tokio-rustls reports rustls' error inside an `io::Error`).
+    pub fn from_handshake(e: &io::Error) -> UpstreamError {
+        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(tls) => UpstreamError::tls(tls),
+            None if e.kind() == io::ErrorKind::UnexpectedEof => UpstreamError::Tls {
+                detail: tls_detail("connection closed during the handshake"),
+            },
+            None => UpstreamError::connect(e),
+        }
+    }
+
+    /// From rustls' error, named the way BoringSSL names the common ones.
+    pub fn tls(e: &rustls::Error) -> UpstreamError {
+        let reason = match e {
+            rustls::Error::InvalidCertificate(_) | rustls::Error::General(_) => {
+                format!("CERTIFICATE_VERIFY_FAILED: {e}")
+            }
+            rustls::Error::AlertReceived(a) => {
+                format!("TLSV1_ALERT_{}: {e}", format!("{a:?}").to_ascii_uppercase())
+            }
+            _ => e.to_string(),
+        };
+        UpstreamError::Tls {
+            detail: tls_detail(&reason),
         }
     }
 
@@ -73,6 +104,10 @@ impl UpstreamError {
         let mut io_err = None;
         let mut hyper_err = None;
         while let Some(s) = source {
+            // Our connector's own failures (TLS handshakes) come back as they were.
+            if let Some(u) = s.downcast_ref::<UpstreamError>() {
+                return u.clone();
+            }
             if let Some(io) = s.downcast_ref::<io::Error>() {
                 io_err.get_or_insert(io);
             }
@@ -96,4 +131,9 @@ impl UpstreamError {
             None => UpstreamError::Terminated(e.to_string()),
         }
     }
+}
+
+/// Envoy's transport failure reason for TLS: `TLS_error:|<reason>:TLS_error_end`.
+pub fn tls_detail(reason: &str) -> String {
+    format!("TLS_error:|{reason}:TLS_error_end")
 }

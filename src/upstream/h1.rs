@@ -29,16 +29,16 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::client::{ConnectionSettings, UpstreamBody, KEEPALIVE_TIME};
+use super::client::{ConnectionSettings, UpstreamBody};
 use super::error::UpstreamError;
+use super::transport::{self, Origination, Stream};
 
 /// Idle connections kept per endpoint; past it the oldest is closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
-type Driver = http1::Connection<TokioIo<TcpStream>, UpstreamBody>;
+type Driver = http1::Connection<TokioIo<Stream>, UpstreamBody>;
 
 /// The HTTP/1.1 connections of one cluster.
 #[derive(Debug)]
@@ -49,6 +49,8 @@ pub struct Http1Pool {
 #[derive(Debug)]
 struct Inner {
     settings: ConnectionSettings,
+    /// TLS origination (`Err`: the cluster's TLS config did not load; every connect fails).
+    tls: Option<Result<Origination, String>>,
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
 }
 
@@ -98,9 +100,13 @@ impl std::fmt::Debug for Idle {
 // === impl Http1Pool ===
 
 impl Http1Pool {
-    pub fn new(settings: &ConnectionSettings) -> Http1Pool {
+    pub fn new(
+        settings: &ConnectionSettings,
+        tls: Option<Result<Origination, String>>,
+    ) -> Http1Pool {
         let inner = Arc::new(Inner {
             settings: settings.clone(),
+            tls,
             idle: Mutex::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -233,27 +239,9 @@ impl Inner {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A TCP connection to `endpoint` with the cluster's socket settings.
-    async fn open(&self, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
-        let s = &self.settings;
-        let stream =
-            match tokio::time::timeout(s.connect_timeout, TcpStream::connect(endpoint)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(UpstreamError::connect(&e)),
-                Err(_) => return Err(UpstreamError::connect_timeout()),
-            };
-        let _ = stream.set_nodelay(true);
-        if let Some(k) = &s.keepalive {
-            let mut ka = socket2::TcpKeepalive::new().with_time(k.time.unwrap_or(KEEPALIVE_TIME));
-            if let Some(i) = k.interval {
-                ka = ka.with_interval(i);
-            }
-            if let Some(p) = k.probes {
-                ka = ka.with_retries(p);
-            }
-            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
-        }
-        Ok(stream)
+    /// A connection to `endpoint`, TLS when the cluster originates it.
+    async fn open(&self, endpoint: SocketAddr) -> Result<Stream, UpstreamError> {
+        transport::connect(endpoint, &self.settings, self.tls.as_ref()).await
     }
 
     /// Takes back a connection whose last response ended.

@@ -1,5 +1,5 @@
 //! Upstream clusters: endpoints (static or DNS) and their state, endpoint choice, outlier
-//! ejection, circuit breakers and the per-cluster HTTP clients.
+//! ejection, circuit breakers, the per-cluster HTTP clients and TLS origination to upstreams.
 //! May not touch: routing, `config::*`, the snapshot's ArcSwap.
 
 mod balancer;
@@ -12,6 +12,7 @@ mod h1;
 mod hash;
 mod outlier;
 mod pool;
+mod transport;
 
 pub use balancer::{HashKey, HashPolicy, LbPolicy, RequestHash, TableKind};
 pub use client::{
@@ -27,3 +28,4 @@ pub use error::UpstreamError;
 pub use h1::PooledBody;
 pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};
 pub use pool::{Admission, Overflow, PoolLimits, PoolStats, RetryPermit};
+pub use transport::{CaFile, ClientCert, OriginTls, Origination, Stream};

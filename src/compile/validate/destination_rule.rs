@@ -75,6 +75,9 @@ pub(in crate::compile) fn destination_rule(
 }
 
 fn traffic_policy(tp: &config::TrafficPolicy, f: &str, cx: &mut Ctx<'_>) {
+    if let Some(t) = &tp.tls {
+        client_tls(t, &format!("{f}.tls"), cx);
+    }
     policy_parts(
         tp.load_balancer.as_ref(),
         tp.connection_pool.as_ref(),
@@ -87,12 +90,69 @@ fn traffic_policy(tp: &config::TrafficPolicy, f: &str, cx: &mut Ctx<'_>) {
         if p.port.as_ref().and_then(|p| p.number).is_none() {
             cx.error(&format!("{pf}.port"), ErrorKind::Missing);
         }
+        if let Some(t) = &p.tls {
+            client_tls(t, &format!("{pf}.tls"), cx);
+        }
         policy_parts(
             p.load_balancer.as_ref(),
             p.connection_pool.as_ref(),
             p.outlier_detection.as_ref(),
             &pf,
             cx,
+        );
+    }
+}
+
+/// `ClientTLSSettings` as istiod validates them: a credential excludes the file fields, and
+/// MUTUAL without a credential needs both client files. `caCrl` is not applied yet.
+fn client_tls(t: &config::ClientTlsSettings, f: &str, cx: &mut Ctx<'_>) {
+    let mode = t.mode.as_deref().unwrap_or("DISABLE");
+    if !matches!(mode, "DISABLE" | "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL") {
+        cx.error(
+            &format!("{f}.mode"),
+            invalid(
+                "tls mode",
+                mode,
+                "expected DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL",
+            ),
+        );
+        return;
+    }
+    if !matches!(mode, "SIMPLE" | "MUTUAL") {
+        return;
+    }
+    let files = [
+        ("clientCertificate", &t.client_certificate),
+        ("privateKey", &t.private_key),
+        ("caCertificates", &t.ca_certificates),
+        ("caCrl", &t.ca_crl),
+    ];
+    if t.credential_name.as_deref().is_some_and(|c| !c.is_empty()) {
+        for (name, v) in files {
+            if v.as_deref().is_some_and(|v| !v.is_empty()) {
+                cx.error(
+                    &format!("{f}.{name}"),
+                    ErrorKind::Conflict(ConflictKind {
+                        a: "credentialName",
+                        b: name,
+                    }),
+                );
+            }
+        }
+    } else if mode == "MUTUAL" {
+        for (name, v) in &files[..2] {
+            if v.as_deref().is_none_or(str::is_empty) {
+                cx.error(&format!("{f}.{name}"), ErrorKind::Missing);
+            }
+        }
+    }
+    if t.ca_crl.as_deref().is_some_and(|v| !v.is_empty()) {
+        cx.warn(
+            &format!("{f}.caCrl"),
+            ErrorKind::NotYetSupported {
+                what: "caCrl (revocation lists for upstream certificates)".into(),
+                ignored: true,
+            },
         );
     }
 }
