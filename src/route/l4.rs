@@ -128,14 +128,16 @@ mod tests {
         assert!(t.insert("*.a.example.com", route("deeper")));
         assert!(t.insert("a.example.com", route("exact")));
         assert!(!t.insert("A.example.com", route("dup")));
-        let name = |sni: Option<&str>| t.find(sni).map(|r| r.name.to_string());
-        assert_eq!(name(Some("a.example.com")).as_deref(), Some("exact"));
-        assert_eq!(name(Some("x.a.example.com")).as_deref(), Some("deeper"));
-        assert_eq!(name(Some("b.example.com")).as_deref(), Some("wild"));
-        assert_eq!(name(Some("example.com")), None);
-        assert_eq!(name(None), None);
+        fn name(t: &SniTable, sni: Option<&str>) -> Option<String> {
+            t.find(sni).map(|r| r.name.to_string())
+        }
+        assert_eq!(name(&t, Some("a.example.com")).as_deref(), Some("exact"));
+        assert_eq!(name(&t, Some("x.a.example.com")).as_deref(), Some("deeper"));
+        assert_eq!(name(&t, Some("b.example.com")).as_deref(), Some("wild"));
+        assert_eq!(name(&t, Some("example.com")), None);
+        assert_eq!(name(&t, None), None);
         t.insert("*", route("any"));
-        assert_eq!(name(Some("other.org")).as_deref(), Some("any"));
-        assert_eq!(name(None).as_deref(), Some("any"));
+        assert_eq!(name(&t, Some("other.org")).as_deref(), Some("any"));
+        assert_eq!(name(&t, None).as_deref(), Some("any"));
     }
 }
