@@ -31,7 +31,7 @@ impl Kind {
     fn describe(self) -> &'static str {
         match self {
             Kind::Plain => "plain HTTP",
-            Kind::Https => "terminating HTTPS",
+            Kind::Https => "HTTPS",
             Kind::Passthrough => "TLS passthrough",
             Kind::Tcp => "TCP",
         }
