@@ -129,3 +129,117 @@ async fn tcp_connect_failure_and_no_route_close_the_connection() {
         .err();
     assert!(err.is_some(), "no route: closed");
 }
+
+#[tokio::test]
+async fn tcp_connections_are_counted_logged_dumped_and_drained() {
+    use meshgate::telemetry::{Format, Sink};
+    use meshgate::OpsPort;
+    use std::sync::{Arc, Mutex};
+
+    let v1 = L4Upstream::echo("v1").await;
+    // Ports of their own: the metrics recorder is shared by this file's tests.
+    let yaml = format!(
+        "{}{}{SUBSETS}{}",
+        GATEWAY
+            .replace("9443", "9543")
+            .replace("9000, name", "9100, name"),
+        tcp_service("echo.svc", &[(&v1, "v1")]),
+        tcp_route(100, 0).replace("port: 9000}]", "port: 9100}]"),
+    );
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+    let log = buf.clone();
+    let gw = TestGateway::try_start_with(dir, |s| {
+        s.access_log = Some((Format::Text, Sink::Memory(log)));
+    })
+    .await
+    .expect("start")
+    .with_ops()
+    .await;
+
+    let mut s = TcpStream::connect(gw.port(9100)).await.unwrap();
+    assert_eq!(read_line(&mut s).await, "v1");
+    s.write_all(b"ping\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await, "ping");
+    drop(s);
+    let refused = TlsClient::sni("nowhere.example")
+        .connect(gw.port(9543))
+        .await;
+    assert!(refused.is_err(), "no route: closed");
+
+    let lines = || -> Vec<String> {
+        String::from_utf8_lossy(&buf.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(
+        support::eventually(Duration::from_secs(10), || lines().len() >= 2).await,
+        "{:?}",
+        lines()
+    );
+    let all = lines();
+    let tunnel = all
+        .iter()
+        .find(|l| l.contains("echo.svc"))
+        .expect("tunnel line");
+    let rest = tunnel.split_once("] ").unwrap().1;
+    assert!(rest.starts_with("\"- - -\" 0 - - - \"-\" 5 8 "), "{rest}");
+    assert!(
+        rest.contains(&format!("\"{}\" outbound|9000|v1|echo.svc ", v1.addr)),
+        "{rest}"
+    );
+    let no_route = all.iter().find(|l| l.contains(" NR ")).expect("NR line");
+    assert!(no_route.contains("nowhere.example"), "{no_route}");
+
+    let stats = support::Client::http1(gw.ops(OpsPort::Stats))
+        .get("s", "/stats/prometheus")
+        .await
+        .body;
+    for (metric, prefix, value) in [
+        (
+            "envoy_tcp_downstream_cx_total",
+            "outbound_0.0.0.0_9100",
+            "1",
+        ),
+        (
+            "envoy_tcp_downstream_cx_rx_bytes_total",
+            "outbound_0.0.0.0_9100",
+            "5",
+        ),
+        (
+            "envoy_tcp_downstream_cx_tx_bytes_total",
+            "outbound_0.0.0.0_9100",
+            "8",
+        ),
+        (
+            "envoy_tcp_downstream_cx_no_route",
+            "outbound_0.0.0.0_9543",
+            "1",
+        ),
+    ] {
+        let line = format!("{metric}{{tcp_prefix=\"{prefix}\"}} {value}");
+        assert!(stats.lines().any(|l| l == line), "{line} in\n{stats}");
+    }
+
+    let dump = support::Client::http1(gw.ops(OpsPort::Admin))
+        .get("a", "/config_dump")
+        .await
+        .body;
+    assert!(dump.contains("\"tcp_route\""), "{dump}");
+    assert!(dump.contains("outbound|9000|v1|echo.svc"), "{dump}");
+    let compact: String = dump.split_whitespace().collect();
+    assert!(compact.contains("\"sni_routes\":[]"), "{dump}");
+
+    // Shutdown: new connections are refused; an open tunnel keeps working.
+    let mut open = TcpStream::connect(gw.port(9100)).await.unwrap();
+    assert_eq!(read_line(&mut open).await, "v1");
+    gw.gw.stop_accepting().await;
+    assert!(
+        TcpStream::connect(gw.port(9100)).await.is_err(),
+        "not accepting"
+    );
+    open.write_all(b"after\n").await.unwrap();
+    assert_eq!(read_line(&mut open).await, "after");
+}
