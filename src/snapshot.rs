@@ -1,5 +1,5 @@
 //! The immutable snapshot the request path reads: route tables per listener port, the filter
-//! chains of HTTPS ports, and live clusters. Swapped whole (one `ArcSwap::store`), so a request
+//! chains of HTTPS ports, the SNI/TCP routes of passthrough and TCP ports, and live clusters. Swapped whole (one `ArcSwap::store`), so a request
 //! sees one config, never a mix. Certificates live in `tls::Credentials` slots the chains hold,
 //! so they rotate without a new snapshot.
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::compile::{Compiled, Summary};
-use crate::route::RouteTable;
+use crate::route::{L4Table, RouteTable};
 use crate::tls::{Credentials, TlsPort};
 use crate::upstream::{Cluster, Registry, Resolver};
 
@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub listeners: Vec<(u16, RouteTable)>,
     /// HTTPS ports and their filter chains.
     pub tls: Vec<(u16, Arc<TlsPort>)>,
+    /// TLS-passthrough and TCP ports and their routes (`proxy::tcp` serves them).
+    pub l4: Vec<(u16, Arc<L4Table>)>,
     /// Indexed by `route::ClusterId`.
     pub clusters: Vec<Arc<Cluster>>,
     pub summary: Summary,
@@ -56,7 +58,11 @@ impl Snapshot {
         futures_util::future::join_all(clusters.iter().map(|c| c.ready(DNS_WAIT))).await;
         let mut listeners = Vec::new();
         let mut tls = Vec::new();
+        let mut l4 = Vec::new();
         for l in compiled.listeners {
+            if let Some(table) = l.l4 {
+                l4.push((l.port, Arc::new(table)));
+            }
             if !l.chains.is_empty() {
                 let (port, errors) = TlsPort::build(l.chains, credentials).await;
                 for e in errors {
@@ -71,6 +77,7 @@ impl Snapshot {
             generation,
             listeners,
             tls,
+            l4,
             clusters,
             summary: compiled.summary,
         }
@@ -86,6 +93,11 @@ impl Snapshot {
     /// The filter chains of an HTTPS port.
     pub fn tls_port(&self, port: u16) -> Option<&Arc<TlsPort>> {
         self.tls.iter().find(|(p, _)| *p == port).map(|(_, t)| t)
+    }
+
+    /// The routes of a TLS-passthrough or TCP port.
+    pub fn l4_port(&self, port: u16) -> Option<&Arc<L4Table>> {
+        self.l4.iter().find(|(p, _)| *p == port).map(|(_, t)| t)
     }
 
     pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {

@@ -30,9 +30,10 @@ enum Status {
 }
 
 const IGNORED: &str = "not supported by meshgate yet; ignored";
-const TLS_ROUTES: &str =
-    "spec.tls: tls (SNI passthrough) routes: not supported by meshgate yet; ignored";
-const TCP_ROUTES: &str = "spec.tcp: tcp routes: not supported by meshgate yet; ignored";
+const DESTINATION_SUBNETS: &str = "spec.tls[0].match[0].destinationSubnets: matching the connection's destination address: not supported by meshgate yet; ignored";
+const SNI: &str = "passthrough_picks_the_upstream_by_sni_without_terminating";
+const TCP: &str = "tcp_route_follows_weights_and_a_reload_applies_to_new_connections";
+const L4_SOURCE: &str = "l4_matches_check_source_labels_and_namespace_against_the_gateway";
 
 /// An HTTPS server whose `tls` block carries `extra`, warned with `line`.
 macro_rules! https {
@@ -57,8 +58,6 @@ macro_rules! policy {
 }
 
 const VS_TLS: &str = "hosts: [t.example]\ngateways: [gw]\ntls: [{match: [{sniHosts: [t.example], destinationSubnets: [10.0.0.0/8], port: 443, sourceLabels: {a: b}, gateways: [gw], sourceNamespace: ns}], route: [{destination: {host: r.example}, weight: 100}]}]";
-const VS_TCP: &str =
-    "hosts: [t.example]\ngateways: [gw]\ntcp: [{match: [{port: 80}], route: [{destination: {host: r.example}}]}]";
 
 /// Every field of the model: `Struct.field` (Rust struct name, YAML field name) and its status.
 const FIELDS: &[(&str, Status)] = &[
@@ -99,8 +98,8 @@ const FIELDS: &[(&str, Status)] = &[
     ("VirtualServiceSpec.hosts", Applied("exact_beats_longest_wildcard_beats_star")),
     ("VirtualServiceSpec.gateways", Applied("match_port_and_gateway_conditions_are_applied_at_build_time")),
     ("VirtualServiceSpec.http", Applied("uri_exact_prefix_regex")),
-    ("VirtualServiceSpec.tls", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("VirtualServiceSpec.tcp", Warned("VirtualService", VS_TCP, TCP_ROUTES)),
+    ("VirtualServiceSpec.tls", Applied(SNI)),
+    ("VirtualServiceSpec.tcp", Applied(TCP)),
     ("VirtualServiceSpec.exportTo", Applied("source_namespace_and_export_to_are_applied_at_build_time")),
     ("HttpRoute.name", NoEffect("names the route in logs (Istio: route name in stats)")),
     ("HttpRoute.match", Applied("matches_are_or_conditions_are_and_first_match_wins")),
@@ -192,18 +191,18 @@ const FIELDS: &[(&str, Status)] = &[
     ("CorsPolicy.maxAge", Applied("preflight_from_allowed_origin_is_answered_at_the_gateway")),
     ("CorsPolicy.allowCredentials", Applied("allow_credentials_is_sent_on_preflight_and_response")),
     ("CorsPolicy.unmatchedPreflights", Applied("preflight_from_other_origin_with_ignore_is_answered_without_allow_origin")),
-    ("TlsRoute.match", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("TlsRoute.route", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("TcpRoute.match", Warned("VirtualService", VS_TCP, TCP_ROUTES)),
-    ("TcpRoute.route", Warned("VirtualService", VS_TCP, TCP_ROUTES)),
-    ("L4MatchAttributes.destinationSubnets", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("L4MatchAttributes.port", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("L4MatchAttributes.sourceLabels", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("L4MatchAttributes.gateways", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("L4MatchAttributes.sourceNamespace", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("L4MatchAttributes.sniHosts", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("RouteDestination.destination", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
-    ("RouteDestination.weight", Warned("VirtualService", VS_TLS, TLS_ROUTES)),
+    ("TlsRoute.match", Applied(SNI)),
+    ("TlsRoute.route", Applied(SNI)),
+    ("TcpRoute.match", Applied(TCP)),
+    ("TcpRoute.route", Applied(TCP)),
+    ("L4MatchAttributes.destinationSubnets", Warned("VirtualService", VS_TLS, DESTINATION_SUBNETS)),
+    ("L4MatchAttributes.port", Applied(TCP)),
+    ("L4MatchAttributes.sourceLabels", Applied(L4_SOURCE)),
+    ("L4MatchAttributes.gateways", Applied(L4_SOURCE)),
+    ("L4MatchAttributes.sourceNamespace", Applied(L4_SOURCE)),
+    ("L4MatchAttributes.sniHosts", Applied(SNI)),
+    ("RouteDestination.destination", Applied(SNI)),
+    ("RouteDestination.weight", Applied(TCP)),
     // === DestinationRule ===
     ("DestinationRuleSpec.host", Applied("subsets_select_endpoints_by_label")),
     ("DestinationRuleSpec.trafficPolicy", Applied("subset_fields_replace_whole_fields_and_port_level_replaces_everything")),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::config::{ErrorKind, Report, Resources};
 use crate::route::RouteTable;
 
+use super::l4_routes::{self, L4Kind};
 use super::tables::Tables;
 use super::tls;
 use super::virtual_services::VsTemplate;
@@ -20,6 +21,21 @@ enum Kind {
     Plain,
     /// HTTPS terminated here (SIMPLE, MUTUAL, OPTIONAL_MUTUAL): a filter chain.
     Https,
+    /// HTTPS or TLS with `tls.mode: PASSTHROUGH`: routed by SNI, not terminated.
+    Passthrough,
+    /// TCP (and MONGO, REDIS, MYSQL, treated as TCP): opaque TCP proxying.
+    Tcp,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Plain => "plain HTTP",
+            Kind::Https => "HTTPS",
+            Kind::Passthrough => "TLS passthrough",
+            Kind::Tcp => "TCP",
+        }
+    }
 }
 
 /// Builds the listeners. Errors have already been ruled out; this only adds warnings.
@@ -47,11 +63,20 @@ pub(super) fn build(
             let kind = match proto.as_str() {
                 "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Kind::Plain,
                 "HTTPS" if server.tls.as_ref().is_some_and(tls::terminates) => Kind::Https,
+                "HTTPS" | "TLS"
+                    if server
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| tls::mode(t) == "PASSTHROUGH") =>
+                {
+                    Kind::Passthrough
+                }
+                "TCP" | "MONGO" | "REDIS" | "MYSQL" => Kind::Tcp,
                 "HTTPS" | "TLS" => {
                     let mode = server.tls.as_ref().map(tls::mode).unwrap_or_default();
                     let what = match (proto.as_str(), mode.as_str()) {
                         ("HTTPS", _) => format!("HTTPS servers with tls.mode {mode} (port {number}; terminating modes SIMPLE, MUTUAL and OPTIONAL_MUTUAL are served)"),
-                        _ => format!("TLS servers (port {number}; passthrough and TLS-terminated TCP)"),
+                        _ => format!("TLS servers with tls.mode {mode} (port {number}; PASSTHROUGH is served)"),
                     };
                     report.warn(
                         &gw.source,
@@ -97,29 +122,74 @@ pub(super) fn build(
             .filter(|(_, _, k)| *k == Kind::Plain)
             .map(|&(g, s, _)| (g, s))
             .collect();
-        let https: Vec<(usize, usize)> = servers
-            .iter()
-            .filter(|(_, _, k)| *k == Kind::Https)
-            .map(|&(g, s, _)| (g, s))
-            .collect();
         if plain.is_empty() {
-            let chains = chains::build(&https, port, &mut tables, report);
-            listeners.push(Listener {
-                port,
-                table: RouteTable::default(),
-                chains,
-            });
+            // No plain HTTP server: the first server's kind decides the port; servers of another
+            // kind are skipped with a warning (terminating and passthrough chains on one port
+            // are not combined yet; istiod skips a later TCP server on a TCP port too).
+            let kind = servers[0].2;
+            let mut mine = Vec::new();
+            for &(g, s, k) in &servers {
+                if k == kind && (kind != Kind::Tcp || mine.is_empty()) {
+                    mine.push((g, s));
+                    continue;
+                }
+                let gw = &resources.gateways[g];
+                let what = if k == kind {
+                    format!("a second TCP server on port {port}: skipped (as istiod skips it)")
+                } else {
+                    format!(
+                        "{} server on port {port}, which a {} server already uses: skipped (one kind of server per port)",
+                        k.describe(),
+                        kind.describe()
+                    )
+                };
+                report.warn(
+                    &gw.source,
+                    format!("spec.servers[{s}]"),
+                    ErrorKind::Note(what),
+                );
+            }
+            let listener = match kind {
+                Kind::Https => Listener {
+                    port,
+                    table: RouteTable::default(),
+                    chains: chains::build(&mine, port, &mut tables, report),
+                    l4: None,
+                },
+                Kind::Passthrough | Kind::Tcp => {
+                    let l4_kind = if kind == Kind::Tcp {
+                        L4Kind::Tcp
+                    } else {
+                        L4Kind::Tls
+                    };
+                    Listener {
+                        port,
+                        table: RouteTable::default(),
+                        chains: Vec::new(),
+                        l4: Some(l4_routes::build_port(
+                            &mut tables,
+                            &mine,
+                            l4_kind,
+                            port,
+                            report,
+                        )),
+                    }
+                }
+                Kind::Plain => unreachable!("no plain server on this port"),
+            };
+            listeners.push(listener);
             continue;
         }
         // istiod skips a TLS server on a port a plain HTTP server already has ("conflict");
         // meshgate keeps such a port plain text whatever the order.
-        for &(g, s) in &https {
+        for &(g, s, k) in servers.iter().filter(|(_, _, k)| *k != Kind::Plain) {
             let gw = &resources.gateways[g];
             report.warn(
                 &gw.source,
                 format!("spec.servers[{s}]"),
                 ErrorKind::Note(format!(
-                    "HTTPS server on port {port}, which plain HTTP servers also use: skipped, the port stays plain text (as istiod skips a TLS server on an HTTP port)"
+                    "{} server on port {port}, which plain HTTP servers also use: skipped, the port stays plain text (as istiod skips a TLS or TCP server on an HTTP port)",
+                    k.describe()
                 )),
             );
         }
@@ -128,6 +198,7 @@ pub(super) fn build(
             port,
             table,
             chains: Vec::new(),
+            l4: None,
         });
     }
     let summary = Summary {

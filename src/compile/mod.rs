@@ -15,6 +15,7 @@ mod clusters;
 mod cors;
 mod delegate;
 mod headers;
+mod l4_routes;
 mod listeners;
 mod matchers;
 mod names;
@@ -77,6 +78,8 @@ pub struct Listener {
     pub table: RouteTable,
     /// An HTTPS port's filter chains, one per server, chosen by SNI. Empty on a plaintext port.
     pub chains: Vec<FilterChain>,
+    /// A TLS-passthrough or TCP port's routes (`l4_routes`); `table` and `chains` are empty.
+    pub l4: Option<crate::route::L4Table>,
 }
 
 /// One terminating HTTPS server: the SNI names it answers, its TLS policy and its own routes.

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use crate::config::{ErrorKind, Report, Resources};
 
 use super::headers::invalid;
+use super::l4_routes::{compile_l4, L4Kind, L4RuleTemplate};
 use super::names::{host_error, resolve_gateway_ref, resolve_short_name};
 use super::routes::{compile_http, RouteTemplate};
 use super::validate;
@@ -16,6 +17,9 @@ pub(super) struct VsTemplate {
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
     pub routes: Vec<RouteTemplate>,
+    /// `tls:` rules (SNI passthrough) and `tcp:` rules.
+    pub tls: Vec<L4RuleTemplate>,
+    pub tcp: Vec<L4RuleTemplate>,
 }
 
 /// Validates every VirtualService and compiles its routes (index-aligned with the resources).
@@ -95,40 +99,46 @@ pub(super) fn virtual_services(
             );
             resolved_gateways.push(r);
         }
-        for (ri, r) in spec.http.iter().enumerate() {
-            for (mi, m) in r.matches.iter().enumerate() {
-                for (gi, g) in m.gateways.iter().enumerate() {
-                    if let Some(rg) = resolve_gateway_ref(g, &vs.namespace) {
-                        let f = format!("spec.http[{ri}].match[{mi}].gateways[{gi}]");
-                        gateway_ref(&gateways, skipped_gateways, g, &rg, &f, &mut cx);
-                    }
+        let match_gateways = spec
+            .http
+            .iter()
+            .enumerate()
+            .flat_map(|(ri, r)| {
+                r.matches
+                    .iter()
+                    .enumerate()
+                    .map(move |(mi, m)| (format!("spec.http[{ri}].match[{mi}]"), &m.gateways))
+            })
+            .chain(spec.tls.iter().enumerate().flat_map(|(ri, r)| {
+                r.matches
+                    .iter()
+                    .enumerate()
+                    .map(move |(mi, m)| (format!("spec.tls[{ri}].match[{mi}]"), &m.gateways))
+            }))
+            .chain(spec.tcp.iter().enumerate().flat_map(|(ri, r)| {
+                r.matches
+                    .iter()
+                    .enumerate()
+                    .map(move |(mi, m)| (format!("spec.tcp[{ri}].match[{mi}]"), &m.gateways))
+            }));
+        for (mf, list) in match_gateways {
+            for (gi, g) in list.iter().enumerate() {
+                if let Some(rg) = resolve_gateway_ref(g, &vs.namespace) {
+                    let f = format!("{mf}.gateways[{gi}]");
+                    gateway_ref(&gateways, skipped_gateways, g, &rg, &f, &mut cx);
                 }
             }
         }
         validate::export_to(&spec.export_to, false, &mut cx);
-        if !spec.tcp.is_empty() {
-            cx.warn(
-                "spec.tcp",
-                ErrorKind::NotYetSupported {
-                    what: "tcp routes".into(),
-                    ignored: true,
-                },
-            );
-        }
-        if !spec.tls.is_empty() {
-            cx.warn(
-                "spec.tls",
-                ErrorKind::NotYetSupported {
-                    what: "tls (SNI passthrough) routes".into(),
-                    ignored: true,
-                },
-            );
-        }
+        let tls = compile_l4(vs, L4Kind::Tls, &hosts, &mut cx);
+        let tcp = compile_l4(vs, L4Kind::Tcp, &hosts, &mut cx);
         let routes = compile_http(vs, resources, &mut cx);
         out.push(VsTemplate {
             hosts,
             gateways: resolved_gateways,
             routes,
+            tls,
+            tcp,
         });
     }
     out

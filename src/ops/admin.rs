@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::explain::{render_text, Target, Upstreams};
 use crate::gateway::Gateway;
-use crate::route::{RouteAction, RouteTable};
+use crate::route::{L4Route, L4Table, RouteAction, RouteTable};
 use crate::snapshot::Snapshot;
 
 use super::server::{Endpoint, Reply, Request};
@@ -141,6 +141,7 @@ fn config_dump(gw: &Gateway) -> Value {
                 "gateway_port": port,
                 "address": addrs.get(port).map(|a| a.to_string()),
                 "virtual_hosts": virtual_hosts(table, &snap),
+                "l4": snap.l4_port(*port).map(|t| l4_json(t, &snap)),
             })
         })
         .collect();
@@ -174,6 +175,30 @@ fn virtual_hosts(table: &RouteTable, snap: &Snapshot) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// A TLS-passthrough port's SNI routes or a TCP port's route.
+fn l4_json(table: &L4Table, snap: &Snapshot) -> Value {
+    let route = |r: &L4Route| {
+        json!({
+            "name": &*r.name,
+            "destinations": r.clusters.iter().map(|c| json!({
+                "cluster": &*c.key,
+                "weight": c.weight,
+                "resolved": c.cluster.and_then(|id| snap.clusters.get(id)).is_some(),
+            })).collect::<Vec<_>>(),
+        })
+    };
+    match table {
+        L4Table::Tcp(r) => json!({"tcp_route": r.as_deref().map(route)}),
+        L4Table::Passthrough(t) => json!({"sni_routes": t
+            .names
+            .iter()
+            .map(|(n, r)| (n.as_str(), r))
+            .chain(t.any.iter().map(|r| ("*", r)))
+            .map(|(n, r)| json!({"sni": n, "route": route(r)}))
+            .collect::<Vec<_>>()}),
+    }
 }
 
 fn action_json(action: &RouteAction, snap: &Snapshot) -> Value {

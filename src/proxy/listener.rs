@@ -152,6 +152,7 @@ pub async fn serve(
         gateway_port,
         metrics::counter!("meshgate_accept_errors_total", "http_conn_manager_prefix" => prefix),
     );
+    let mut tcp_stats = None;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -192,6 +193,22 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
+        // A TLS-passthrough or TCP port (read per connection, so a reload applies): tunnels.
+        let l4 = shared.snapshot.load().l4_port(gateway_port).cloned();
+        if let Some(table) = l4 {
+            let guard = shared.track_connection();
+            let hello_timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
+            let tcp_stats = tcp_stats
+                .get_or_insert_with(|| super::tcp::TcpStats::new(gateway_port))
+                .clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                super::tcp::serve(stream, peer, local, table, shared, hello_timeout, tcp_stats)
+                    .await;
+            });
+            continue;
+        }
         let shared = shared.clone();
         let builder = builder.clone();
         let mut stop = stop.clone();

@@ -17,6 +17,7 @@ mod overload;
 mod path;
 mod retry;
 mod service;
+mod tcp;
 mod timer;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,6 +42,7 @@ pub use overload::{
 pub use path::normalize as normalize_path;
 pub use service::redirect as redirect_response;
 pub(crate) use service::{headers_too_large, https_location, redirect_location};
+pub use tcp::TCP_IDLE_TIMEOUT;
 
 /// State shared by every connection: the current snapshot (each cluster in it owns its client),
 /// what the finish phase records into, and the drain switch.

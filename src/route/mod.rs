@@ -5,12 +5,14 @@
 mod action;
 mod cors;
 mod host;
+mod l4;
 mod matcher;
 mod policy;
 
 pub use action::*;
 pub use cors::{CorsDecision, CorsPolicy};
 pub use host::{HostMatch, HostTable};
+pub use l4::{L4Cluster, L4Route, L4Table, SniTable};
 pub use matcher::{
     Actual, Condition, HeaderCondition, HeaderTarget, Mismatch, PathMatch, QueryCondition,
     RequestMatch, StrMatch,

@@ -10,7 +10,7 @@ pub mod text;
 pub mod trace;
 pub mod tracer;
 
-pub use access_log::{AccessLog, Format, Sink};
+pub use access_log::{AccessLog, Format, Line as AccessLine, Sink};
 pub use istio::{Destination, IstioMetrics, Sample};
 pub use trace::{TraceContext, TraceSettings};
 pub use tracer::{RequestTrace, Tracer};

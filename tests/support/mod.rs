@@ -7,6 +7,7 @@ pub mod client;
 pub mod explain;
 pub mod fields;
 pub mod gateway;
+pub mod l4;
 pub mod load;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,143 @@
+//! The routes of a TLS-passthrough or TCP port: which weighted clusters a connection goes to,
+//! chosen by the ClientHello's SNI (passthrough) or for every connection (TCP). Synchronous, no
+//! I/O. May not touch: sockets, endpoints, `config::*` (`compile::l4_routes` builds these).
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::ClusterId;
+
+/// One Istio `tls[]` or `tcp[]` route: its weighted destinations.
+#[derive(Debug, Clone)]
+pub struct L4Route {
+    /// `<vs-namespace>/<vs-name>` and the rule (`spec.tcp[0]`), for logs and `/config_dump`.
+    pub name: Arc<str>,
+    pub clusters: Vec<L4Cluster>,
+    /// Sum of the weights, at least 1.
+    pub total_weight: u64,
+}
+
+/// A weighted destination of an [`L4Route`].
+#[derive(Debug, Clone)]
+pub struct L4Cluster {
+    /// `None`: the destination resolves to no cluster (the connection is closed, `NC`).
+    pub cluster: Option<ClusterId>,
+    /// `outbound|port|subset|host`.
+    pub key: Arc<str>,
+    pub weight: u32,
+}
+
+/// A passthrough port's routes: one filter chain per SNI name, as Envoy's `server_names`.
+#[derive(Debug, Default, Clone)]
+pub struct SniTable {
+    /// `(lower-case SNI name or *.suffix, route)`, in the order they were added.
+    pub names: Vec<(String, Arc<L4Route>)>,
+    /// A `*` entry: any SNI, and clients without one.
+    pub any: Option<Arc<L4Route>>,
+}
+
+/// What a non-HTTP port does with a connection.
+#[derive(Debug, Clone)]
+pub enum L4Table {
+    /// `tls.mode: PASSTHROUGH`: the route is chosen by SNI; the TLS stream is not terminated.
+    Passthrough(SniTable),
+    /// `protocol: TCP`: one route for every connection (`None`: no route, connections close).
+    Tcp(Option<Arc<L4Route>>),
+}
+
+// === impl SniTable ===
+
+impl SniTable {
+    /// Adds `name` (`*`, `*.suffix` or exact). `false`: an earlier match already has it.
+    pub fn insert(&mut self, name: &str, route: Arc<L4Route>) -> bool {
+        let name = name.to_ascii_lowercase();
+        if name == "*" {
+            if self.any.is_some() {
+                return false;
+            }
+            self.any = Some(route);
+            return true;
+        }
+        if self.names.iter().any(|(n, _)| *n == name) {
+            return false;
+        }
+        self.names.push((name, route));
+        true
+    }
+
+    /// The route for `sni`: an exact name, then the longest `*.` suffix (any depth, as Envoy's
+    /// `server_names`), then `*`. `None`: no filter chain matches.
+    pub fn find(&self, sni: Option<&str>) -> Option<&Arc<L4Route>> {
+        let Some(sni) = sni else {
+            return self.any.as_ref();
+        };
+        let sni = sni.to_ascii_lowercase();
+        if let Some((_, r)) = self.names.iter().find(|(n, _)| *n == sni) {
+            return Some(r);
+        }
+        self.names
+            .iter()
+            .filter(|(n, _)| {
+                n.strip_prefix('*')
+                    .is_some_and(|suffix| suffix.starts_with('.') && sni.ends_with(suffix))
+            })
+            .max_by_key(|(n, _)| n.len())
+            .map(|(_, r)| r)
+            .or(self.any.as_ref())
+    }
+}
+
+// === impl L4Route ===
+
+impl L4Route {
+    /// Picks a destination by weight (the only one when there is one).
+    pub fn pick(&self) -> Option<&L4Cluster> {
+        if self.clusters.len() <= 1 {
+            return self.clusters.first();
+        }
+        let mut slot = rand::thread_rng().gen_range(0..self.total_weight.max(1));
+        for c in &self.clusters {
+            let w = u64::from(c.weight);
+            if slot < w {
+                return Some(c);
+            }
+            slot -= w;
+        }
+        // Every weight 0: the first one.
+        self.clusters.first()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str) -> Arc<L4Route> {
+        Arc::new(L4Route {
+            name: name.into(),
+            clusters: Vec::new(),
+            total_weight: 1,
+        })
+    }
+
+    #[test]
+    fn exact_then_longest_wildcard_then_any() {
+        let mut t = SniTable::default();
+        assert!(t.insert("*.example.com", route("wild")));
+        assert!(t.insert("*.a.example.com", route("deeper")));
+        assert!(t.insert("a.example.com", route("exact")));
+        assert!(!t.insert("A.example.com", route("dup")));
+        fn name(t: &SniTable, sni: Option<&str>) -> Option<String> {
+            t.find(sni).map(|r| r.name.to_string())
+        }
+        assert_eq!(name(&t, Some("a.example.com")).as_deref(), Some("exact"));
+        assert_eq!(name(&t, Some("x.a.example.com")).as_deref(), Some("deeper"));
+        assert_eq!(name(&t, Some("b.example.com")).as_deref(), Some("wild"));
+        assert_eq!(name(&t, Some("example.com")), None);
+        assert_eq!(name(&t, None), None);
+        t.insert("*", route("any"));
+        assert_eq!(name(&t, Some("other.org")).as_deref(), Some("any"));
+        assert_eq!(name(&t, None).as_deref(), Some("any"));
+    }
+}
