@@ -27,6 +27,7 @@ pub mod compile;
 pub mod config;
 pub mod explain;
 pub mod gateway;
+pub mod net;
 pub mod ops;
 pub mod proxy;
 pub mod reload;
