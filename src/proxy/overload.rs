@@ -38,15 +38,18 @@ pub struct Overload {
 
 impl Overload {
     pub fn level(&self) -> Level {
-        match self.level.load(Ordering::Relaxed) {
-            0 => Level::Normal,
-            1 => Level::Shed,
-            _ => Level::Refuse,
-        }
+        Level::from_u8(self.level.load(Ordering::Relaxed))
     }
 
+    /// Sets the level; returns the one before.
     fn set(&self, level: Level) -> Level {
-        match self.level.swap(level as u8, Ordering::Relaxed) {
+        Level::from_u8(self.level.swap(level as u8, Ordering::Relaxed))
+    }
+}
+
+impl Level {
+    fn from_u8(v: u8) -> Level {
+        match v {
             0 => Level::Normal,
             1 => Level::Shed,
             _ => Level::Refuse,

@@ -78,7 +78,6 @@ pub struct Keepalive {
 pub struct ClusterClient {
     /// HTTP/1.1 connections (unused by HTTP/2 clusters).
     h1: Http1Pool,
-    inner: Client<CountingConnector, UpstreamBody>,
     max_requests_per_connection: u32,
     protocol: Protocol,
     settings: ConnectionSettings,
@@ -135,11 +134,6 @@ impl ClusterClient {
     ) -> ClusterClient {
         ClusterClient {
             h1: Http1Pool::new(settings, tls.clone()),
-            inner: build(
-                CountingConnector::any(settings, tls.clone()),
-                protocol,
-                settings,
-            ),
             tls,
             max_requests_per_connection: settings.max_requests_per_connection,
             protocol,
@@ -148,29 +142,22 @@ impl ClusterClient {
         }
     }
 
-    /// The client that sends to `endpoint` (HTTP/2: its own; HTTP/1.1: the shared one).
+    /// The HTTP/2 client that sends to `endpoint` (its own; made by its first request).
     fn client_for(&self, endpoint: SocketAddr) -> Client<CountingConnector, UpstreamBody> {
-        if self.protocol != Protocol::Http2 {
-            return self.inner.clone();
-        }
-        if let Some(c) = self.per_endpoint.load().get(&endpoint) {
-            return c.clone();
-        }
-        let mut made = None;
-        self.per_endpoint.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            let c = map
-                .entry(endpoint)
-                .or_insert_with(|| {
+        loop {
+            if let Some(c) = self.per_endpoint.load().get(&endpoint) {
+                return c.clone();
+            }
+            self.per_endpoint.rcu(|map| {
+                let mut map = HashMap::clone(map);
+                map.entry(endpoint).or_insert_with(|| {
                     let connector =
                         CountingConnector::pinned(&self.settings, endpoint, self.tls.clone());
                     build(connector, self.protocol, &self.settings)
-                })
-                .clone();
-            made = Some(c);
-            map
-        });
-        made.unwrap_or_else(|| self.inner.clone())
+                });
+                map
+            });
+        }
     }
 
     /// Sends one request to `endpoint` on a pooled (or new) connection; `fresh`: never a
@@ -288,16 +275,6 @@ fn aim_at_host(req: &mut Request<UpstreamBody>) {
 // === impl CountingConnector ===
 
 impl CountingConnector {
-    /// Connects wherever the request URI points.
-    fn any(settings: &ConnectionSettings, tls: Option<Result<Origination, String>>) -> Self {
-        CountingConnector {
-            inner: connector(settings),
-            pinned: None,
-            tls,
-            handshake_timeout: settings.connect_timeout,
-        }
-    }
-
     /// Always connects to `endpoint`, whatever the URI says.
     fn pinned(
         settings: &ConnectionSettings,
