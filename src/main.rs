@@ -134,6 +134,11 @@ struct Common {
     /// Namespace the gateway runs in, as Istio sees the gateway pod (exportTo, DestinationRule lookup).
     #[arg(long, default_value = "istio-system", env = "MESHGATE_PROXY_NAMESPACE")]
     proxy_namespace: String,
+    /// The gateway's mesh identity for DestinationRule `tls.mode: ISTIO_MUTUAL`: a folder with
+    /// Istio's file-mounted workload certificate (`cert-chain.pem`, `key.pem`, `root-cert.pem`).
+    /// Without it, ISTIO_MUTUAL upstreams get plain text (with a warning).
+    #[arg(long, env = "MESHGATE_MESH_CERTS_DIR")]
+    mesh_certs_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +239,7 @@ fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
 fn compile_options(common: &Common) -> meshgate::compile::Options {
     meshgate::compile::Options {
         proxy_namespace: common.proxy_namespace.clone(),
+        mesh_certs_dir: common.mesh_certs_dir.clone(),
         ..Default::default()
     }
 }

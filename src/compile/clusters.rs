@@ -150,8 +150,14 @@ impl<'a> Clusters<'a> {
             }
         }
         let tls = policy.tls.take().and_then(|(field, t)| {
-            let sans = service.map_or(&[][..], |se| &se.spec.subject_alt_names[..]);
-            super::origin::origin_tls(&t, &field, rule, &d.host, sans)
+            let to = super::origin::Destination {
+                host: &d.host,
+                port,
+                subset: d.subset.as_deref(),
+                service_sans: service.map_or(&[][..], |se| &se.spec.subject_alt_names[..]),
+            };
+            let mesh = self.opts.mesh_certs_dir.as_deref();
+            super::origin::origin_tls(&t, &field, rule, &to, mesh)
         });
         let mut protocol = if policy.h2_upgrade {
             Protocol::Http2

@@ -48,6 +48,10 @@ pub struct Options {
     /// Labels of the gateway "pod", for `sourceLabels` matches.
     /// Default is `{istio: ingressgateway, app: istio-ingressgateway}`.
     pub proxy_labels: BTreeMap<String, String>,
+    /// The mesh workload identity for DestinationRule `ISTIO_MUTUAL`: a folder in Istio's
+    /// file-mounted certificate layout (`cert-chain.pem`, `key.pem`, `root-cert.pem`). Default is
+    /// none: `ISTIO_MUTUAL` is then sent in plain text, with a warning.
+    pub mesh_certs_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            mesh_certs_dir: None,
         }
     }
 }
@@ -160,7 +165,7 @@ fn check(
     }
     for dr in &resources.destination_rules {
         let cx = &mut Ctx::new(&dr.source, &mut report);
-        validate::destination_rule(dr, cx);
+        validate::destination_rule(dr, opts, cx);
         validate::unsupported::destination_rule(dr, cx);
     }
     for se in &resources.service_entries {

@@ -5,7 +5,8 @@
 //! May not touch: sockets and pools (`upstream::transport` runs the handshake).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
@@ -15,7 +16,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
 };
 
-use super::material::{ca_path, cert_paths, load_ca, load_cert};
+use super::material::{ca_path, cert_paths, load_ca, load_cert, CertPaths};
 use super::verifier::algorithms;
 use super::x509;
 use crate::compile::tls::{CaSource, CertSource};
@@ -82,11 +83,14 @@ fn client_config(
             };
             let paths = cert_paths(&source, dir).map_err(|e| (field, e.to_string()))?;
             let served = load_cert(&paths).map_err(|e| (field, e.to_string()))?;
-            builder.with_client_cert_resolver(Arc::new(FixedClientCert(served.key)))
+            builder.with_client_cert_resolver(Arc::new(ClientCertFiles::new(paths, served.key)))
         }
     };
+    if tls.mesh {
+        config.alpn_protocols.push(b"istio".to_vec());
+    }
     if tls.alpn_h2 {
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols.push(b"h2".to_vec());
     }
     Ok(config)
 }
@@ -116,13 +120,58 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
-/// Presents the one client certificate of a MUTUAL cluster.
+/// Presents the client certificate of a MUTUAL / ISTIO_MUTUAL cluster, re-read when its files
+/// change (a Secret volume's `..data` swap, Istio's workload certificate rotation): each new
+/// upstream handshake compares the files' size, mtime and inode with the last load (two `stat`s;
+/// handshakes are rare, connections are pooled). A pair that does not load is logged once and
+/// the previous one is kept.
 #[derive(Debug)]
-struct FixedClientCert(Arc<CertifiedKey>);
+struct ClientCertFiles {
+    paths: CertPaths,
+    current: Mutex<(Option<[FileStamp; 2]>, Arc<CertifiedKey>)>,
+}
 
-impl ResolvesClientCert for FixedClientCert {
+/// What tells that a file changed.
+type FileStamp = (u64, u64, Option<SystemTime>);
+
+impl ClientCertFiles {
+    fn new(paths: CertPaths, key: Arc<CertifiedKey>) -> Self {
+        let stamp = Self::stamp(&paths);
+        ClientCertFiles {
+            paths,
+            current: Mutex::new((stamp, key)),
+        }
+    }
+
+    fn stamp(paths: &CertPaths) -> Option<[FileStamp; 2]> {
+        use std::os::unix::fs::MetadataExt;
+        let one = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.ino(), m.modified().ok()))
+        };
+        Some([one(&paths.cert)?, one(&paths.key)?])
+    }
+}
+
+impl ResolvesClientCert for ClientCertFiles {
     fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = Self::stamp(&self.paths);
+        if stamp.is_some() && stamp != current.0 {
+            current.0 = stamp;
+            match load_cert(&self.paths) {
+                Ok(served) => {
+                    tracing::info!(
+                        "upstream client certificate {} reloaded",
+                        self.paths.cert.display()
+                    );
+                    current.1 = served.key;
+                }
+                Err(e) => tracing::error!("{e}; the previous client certificate stays in use"),
+            }
+        }
+        Some(current.1.clone())
     }
 
     fn has_certs(&self) -> bool {

@@ -39,6 +39,9 @@ pub struct OriginTls {
     pub insecure_skip_verify: bool,
     /// Offer ALPN `h2` (HTTP/2 clusters); HTTP/1.1 clusters offer nothing, as Istio does.
     pub alpn_h2: bool,
+    /// `ISTIO_MUTUAL`: in-mesh mTLS with the gateway's workload certificate; ALPN `istio` is
+    /// offered first (`istio`, `h2` for HTTP/2 clusters), as Istio's sidecars expect.
+    pub mesh: bool,
 }
 
 /// Where the client certificate comes from.

@@ -78,6 +78,20 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A mesh workload certificate as Istio's CA issues it: the SPIFFE identity as its only SAN,
+    /// usable as server and as client.
+    pub fn workload(&self, spiffe: &str) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::URI(spiffe.try_into().unwrap()));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(params)
+    }
+
     fn sign(&self, params: CertificateParams) -> Issued {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();

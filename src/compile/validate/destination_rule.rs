@@ -11,6 +11,7 @@ use crate::compile::{duration_field, Ctx};
 
 pub(in crate::compile) fn destination_rule(
     dr: &Resource<config::DestinationRuleSpec>,
+    opts: &crate::compile::Options,
     cx: &mut Ctx<'_>,
 ) {
     match dr.spec.host.as_deref() {
@@ -28,16 +29,17 @@ pub(in crate::compile) fn destination_rule(
             .iter()
             .filter_map(|s| s.traffic_policy.as_ref()),
     );
-    if modes
-        .flat_map(|tp| {
-            tp.tls
-                .iter()
-                .chain(tp.port_level_settings.iter().filter_map(|p| p.tls.as_ref()))
-        })
-        .any(|t| t.mode.as_deref() == Some("ISTIO_MUTUAL"))
+    if opts.mesh_certs_dir.is_none()
+        && modes
+            .flat_map(|tp| {
+                tp.tls
+                    .iter()
+                    .chain(tp.port_level_settings.iter().filter_map(|p| p.tls.as_ref()))
+            })
+            .any(|t| t.mode.as_deref() == Some("ISTIO_MUTUAL"))
     {
         cx.warn("spec.trafficPolicy.tls.mode", ErrorKind::NotYetSupported {
-            what: "ISTIO_MUTUAL (mesh mTLS needs an Istio workload identity); upstream traffic is sent in plain text".into(),
+            what: "ISTIO_MUTUAL without --mesh-certs-dir (the gateway's mesh workload certificate); upstream traffic is sent in plain text".into(),
             ignored: true,
         });
     }
