@@ -1,4 +1,4 @@
-//! What each fuzz target runs, shared with the stable test `tests/fuzz_replay.rs` (which replays
+//! What each fuzz target runs, shared with the stable test `tests/e2e/fuzz_replay.rs` (which replays
 //! every seed and regression input through these same functions). Each function must return
 //! normally on every input: a panic (including a failed invariant below) is a finding.
 //! Depends only on `meshgate`, `http` and std, so both crates can include it by path.

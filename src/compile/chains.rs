@@ -25,7 +25,8 @@ pub(super) fn build(
     for &(g, s) in servers {
         let gw = &resources.gateways[g];
         let server = &gw.spec.servers[s];
-        let Some(tls) = server.tls.as_ref().and_then(server_tls) else {
+        let mesh = tables.opts.mesh_certs_dir.as_deref();
+        let Some(tls) = server.tls.as_ref().and_then(|t| server_tls(t, mesh)) else {
             continue;
         };
         let mut names: Vec<String> = Vec::new();

@@ -62,7 +62,14 @@ pub(super) fn build(
             let f = format!("spec.servers[{s}].port.protocol");
             let kind = match proto.as_str() {
                 "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Kind::Plain,
-                "HTTPS" if server.tls.as_ref().is_some_and(tls::terminates) => Kind::Https,
+                "HTTPS"
+                    if server
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| tls::terminates(t, opts.mesh_certs_dir.as_deref())) =>
+                {
+                    Kind::Https
+                }
                 "HTTPS" | "TLS"
                     if server
                         .tls
@@ -75,7 +82,8 @@ pub(super) fn build(
                 "HTTPS" | "TLS" => {
                     let mode = server.tls.as_ref().map(tls::mode).unwrap_or_default();
                     let what = match (proto.as_str(), mode.as_str()) {
-                        ("HTTPS", _) => format!("HTTPS servers with tls.mode {mode} (port {number}; terminating modes SIMPLE, MUTUAL and OPTIONAL_MUTUAL are served)"),
+                        ("HTTPS", "ISTIO_MUTUAL") => format!("HTTPS servers with tls.mode ISTIO_MUTUAL without --mesh-certs-dir, the gateway's mesh identity (port {number})"),
+                        ("HTTPS", _) => format!("HTTPS servers with tls.mode {mode} (port {number}; terminating modes SIMPLE, MUTUAL, OPTIONAL_MUTUAL and, with --mesh-certs-dir, ISTIO_MUTUAL are served)"),
                         _ => format!("TLS servers with tls.mode {mode} (port {number}; PASSTHROUGH is served)"),
                     };
                     report.warn(

@@ -3,6 +3,8 @@
 //! cipher suites). Validation errors and "not supported" warnings for those fields live here.
 //! May not touch: files, rustls (`crate::tls` turns a `ServerTls` into a rustls config).
 
+use std::path::Path;
+
 use crate::config::{self, ErrorKind};
 
 use super::headers::invalid;
@@ -130,9 +132,14 @@ pub(super) fn mode(t: &config::ServerTlsSettings) -> String {
         .to_ascii_uppercase()
 }
 
-/// Does this `tls` block terminate TLS at meshgate (SIMPLE, MUTUAL, OPTIONAL_MUTUAL)?
-pub(super) fn terminates(t: &config::ServerTlsSettings) -> bool {
-    matches!(mode(t).as_str(), "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL")
+/// Does this `tls` block terminate TLS at meshgate (SIMPLE, MUTUAL, OPTIONAL_MUTUAL, and
+/// ISTIO_MUTUAL when the gateway has a mesh identity, `mesh_certs_dir`)?
+pub(super) fn terminates(t: &config::ServerTlsSettings, mesh_certs_dir: Option<&Path>) -> bool {
+    match mode(t).as_str() {
+        "SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL" => true,
+        "ISTIO_MUTUAL" => mesh_certs_dir.is_some(),
+        _ => false,
+    }
 }
 
 /// Checks the fields `validate::gateway` does not (versions, pins, suites, fields not applied
@@ -246,30 +253,41 @@ pub(super) fn check(t: &config::ServerTlsSettings, f: &str, cx: &mut Ctx<'_>) {
 }
 
 /// The policy of a terminating server whose block passed `check` (`None` otherwise).
-pub(super) fn server_tls(t: &config::ServerTlsSettings) -> Option<ServerTls> {
+/// ISTIO_MUTUAL serves the gateway's workload certificate from `mesh_certs_dir` and requires a
+/// client certificate the mesh root signed (as an Istio gateway does for in-mesh clients).
+pub(super) fn server_tls(
+    t: &config::ServerTlsSettings,
+    mesh_certs_dir: Option<&Path>,
+) -> Option<ServerTls> {
     let client_auth = match mode(t).as_str() {
         "SIMPLE" => ClientAuth::None,
-        "MUTUAL" => ClientAuth::Required,
+        "MUTUAL" | "ISTIO_MUTUAL" => ClientAuth::Required,
         "OPTIONAL_MUTUAL" => ClientAuth::Optional,
         _ => return None,
     };
     let first_pair = t.tls_certificates.first();
-    let (cert, ca_file) =
-        if let Some(name) = t.credential_name.as_ref().or(t.credential_names.first()) {
-            (CertSource::Credential(name.clone()), None)
-        } else if let Some(pair) = first_pair {
-            let files = CertSource::Files {
-                cert: pair.server_certificate.clone()?,
-                key: pair.private_key.clone()?,
-            };
-            (files, pair.ca_certificates.clone())
-        } else {
-            let files = CertSource::Files {
-                cert: t.server_certificate.clone()?,
-                key: t.private_key.clone()?,
-            };
-            (files, None)
+    let mesh = |name: &str| Some(mesh_certs_dir?.join(name).display().to_string());
+    let (cert, ca_file) = if mode(t) == "ISTIO_MUTUAL" {
+        let files = CertSource::Files {
+            cert: mesh(super::origin::MESH_CERT_CHAIN)?,
+            key: mesh(super::origin::MESH_KEY)?,
         };
+        (files, mesh(super::origin::MESH_ROOT))
+    } else if let Some(name) = t.credential_name.as_ref().or(t.credential_names.first()) {
+        (CertSource::Credential(name.clone()), None)
+    } else if let Some(pair) = first_pair {
+        let files = CertSource::Files {
+            cert: pair.server_certificate.clone()?,
+            key: pair.private_key.clone()?,
+        };
+        (files, pair.ca_certificates.clone())
+    } else {
+        let files = CertSource::Files {
+            cert: t.server_certificate.clone()?,
+            key: t.private_key.clone()?,
+        };
+        (files, None)
+    };
     let ca = match client_auth {
         ClientAuth::None => None,
         _ => Some(if let Some(name) = &t.ca_cert_credential_name {

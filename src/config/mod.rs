@@ -135,7 +135,7 @@ pub struct PortSelector {
 }
 
 /// Every field name of the model, for "did you mean" suggestions on unknown fields.
-/// `tests/config_fields.rs` checks that every field of the serde model is listed.
+/// `tests/e2e/config_fields.rs` checks that every field of the serde model is listed.
 pub const KNOWN_FIELDS: &[&str] = &[
     "servers",
     "selector",

@@ -8,12 +8,18 @@ use support::binary::{get, Binary, BIN};
 
 #[test]
 fn serves_the_example_config() {
-    let gw = Binary::start(concat!(env!("CARGO_MANIFEST_DIR"), "/config").as_ref(), &[]);
-    let r = get(&gw.addr, "/hello");
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(r.ends_with("hello from meshgate\n"), "{r}");
-    let r = get(&gw.addr, "/nope");
-    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    // The single-threaded runtime (one worker) and the multi-threaded one (two).
+    for workers in ["1", "2"] {
+        let gw = Binary::start(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config").as_ref(),
+            &["--concurrency", workers],
+        );
+        let r = get(&gw.addr, "/hello");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.ends_with("hello from meshgate\n"), "{r}");
+        let r = get(&gw.addr, "/nope");
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    }
 }
 
 #[test]

@@ -271,3 +271,65 @@ async fn credential_names_are_secret_volume_folders() {
         assert_eq!(r.map(|r| r.reply.status.as_u16()), Ok(200), "{host}");
     }
 }
+
+/// ISTIO_MUTUAL at the edge with `--mesh-certs-dir`: the gateway presents its workload
+/// certificate and serves clients whose certificate the mesh root signed; others are refused.
+#[tokio::test]
+async fn istio_mutual_serves_mesh_clients_with_the_gateway_s_workload_certificate() {
+    let (mesh, other) = (Ca::new("cluster.local"), Ca::new("another mesh"));
+    let certs = tempfile::tempdir().unwrap();
+    let own = mesh.workload("spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway");
+    std::fs::write(certs.path().join("cert-chain.pem"), &own.cert_pem).unwrap();
+    std::fs::write(certs.path().join("key.pem"), &own.key_pem).unwrap();
+    std::fs::write(certs.path().join("root-cert.pem"), mesh.pem()).unwrap();
+    let up = Upstream::start("up").await;
+    let mut yaml = gateway(
+        "gw",
+        &[https_server(
+            443,
+            "https",
+            &["m.example"],
+            "{mode: ISTIO_MUTUAL}",
+        )],
+    );
+    yaml.push_str(&static_service("up.svc", &[(&up, &[])]));
+    yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: m}\nspec:\n  hosts: [m.example]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: up.svc}}]\n---\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), &yaml).unwrap();
+    let mesh_dir = certs.path().to_path_buf();
+    let gw = TestGateway::try_start_with(dir, move |s| s.compile.mesh_certs_dir = Some(mesh_dir))
+        .await
+        .unwrap();
+    let addr = gw.port(443);
+
+    let client = mesh.workload("spiffe://cluster.local/ns/shop/sa/client");
+    let r = TlsClient::sni("m.example")
+        .with_cert(&client)
+        .get(addr, "m.example", "/")
+        .await
+        .unwrap();
+    assert_eq!(r.reply.status, 200, "{}", r.reply.body);
+    assert_eq!(r.server_cert, own.der);
+    for refused in [
+        TlsClient::sni("m.example"),
+        TlsClient::sni("m.example").with_cert(&other.workload("spiffe://elsewhere/sa/x")),
+    ] {
+        let r = refused.get(addr, "m.example", "/").await;
+        assert!(r.is_err(), "{:?}", r.map(|r| r.reply.status));
+    }
+
+    // Without a mesh identity the server is skipped with a warning that says what is missing.
+    let file = certs.path().join("gateway.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("ISTIO_MUTUAL without --mesh-certs-dir"),
+        "{text}"
+    );
+}

@@ -124,7 +124,10 @@ pub(in crate::compile) fn gateway(gw: &Resource<config::GatewaySpec>, cx: &mut C
             }
             Some(t) => {
                 server_tls(t, &format!("{f}.tls"), cx);
-                if proto == "HTTPS" && crate::compile::tls::terminates(t) {
+                // ISTIO_MUTUAL terminates only with --mesh-certs-dir; its version and suite
+                // fields are checked either way.
+                let mesh = Some(std::path::Path::new(""));
+                if proto == "HTTPS" && crate::compile::tls::terminates(t, mesh) {
                     crate::compile::tls::check(t, &format!("{f}.tls"), cx);
                 }
             }

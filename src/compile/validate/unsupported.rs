@@ -1,6 +1,6 @@
 //! Fields meshgate reads but does not apply yet: each one set gets a warning naming its field path,
 //! `…: <what>: not supported by meshgate yet; ignored`, so no field is ever dropped silently.
-//! `tests/config_fields.rs` holds the table of every model field (applied or warned here).
+//! `tests/e2e/config_fields.rs` holds the table of every model field (applied or warned here).
 //!
 //! Fields that make meshgate refuse something (delegation, unix endpoints, HTTPS servers, TLS
 //! origination) are reported where they are validated, not here.
