@@ -120,6 +120,8 @@ def main():
                   f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
             for w in keep:
                 w.close()
+            # asyncio closes a transport's socket on the loop: run it, or nothing is closed.
+            loop.run_until_complete(asyncio.sleep(1))
             deadline = time.time() + a.after
             while time.time() < deadline:
                 time.sleep(0.5)

@@ -11,6 +11,8 @@ every scenario once per target, targets alternating, so a noisy stretch of the m
              handshake (wrk sets no session to resume), so req/s = full handshakes/s
   ka64       keep-alive HTTPS, 64 connections
   ka512      keep-alive HTTPS, 512 connections
+  h2         HTTP/2 over TLS (ALPN h2): h2load -c64 -m10, 64 connections with 10 streams each
+             (h2load reports a mean, not percentiles: the p99 column shows its mean)
 Then, once per target: RSS per idle TLS connection (N connections, one request each, held idle).
 
   cargo build --release
@@ -151,6 +153,22 @@ def wait_https(port, deadline):
     return False
 
 
+def run_h2load(cpu, port, conns, secs):
+    cmd = ["taskset", "-c", str(cpu), "h2load", "-t1", f"-c{conns}", "-m10", "-D", str(secs),
+           f"https://127.0.0.1:{port}/"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60).stdout
+    import re
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    took = re.search(r"finished in ([\d.]+)s", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    if not (done and took and mean):
+        sys.exit(f"h2load gave no result:\n{out}")
+    m = mean.group(1)
+    mean_us = float(m[:-2]) * 1000 if m.endswith("ms") else float(m[:-2]) if m.endswith("us") else float(m[:-1]) * 1e6
+    return {"requests": float(done.group(2)), "duration_s": float(took.group(1)), "p50_us": mean_us,
+            "p99_us": mean_us, "errors": float(done.group(3)) + float(done.group(4)), "status": 0.0}
+
+
 def run_wrk(cpu, port, conns, secs, lua, close):
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{secs}", "--timeout", "10s",
            "-s", lua, f"https://127.0.0.1:{port}/"]
@@ -205,7 +223,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
-    ap.add_argument("--idle-conns", type=int, default=2000)
+    ap.add_argument("--idle-conns", type=int, default=2000, help="0: skip the idle-memory step")
+    ap.add_argument("--only", default="", help="comma-separated scenarios to run (default: all)")
     ap.add_argument("--proxy-cpu", type=int, default=0)
     ap.add_argument("--load-cpu", type=int, default=1)
     ap.add_argument("--meshgate", default=os.path.join(ROOT, "target", "release", "meshgate"))
@@ -259,7 +278,9 @@ def main():
         for name, (p, port) in targets.items():
             if not wait_https(port, time.time() + 20):
                 sys.exit(f"{name} did not answer on https://127.0.0.1:{port}/ (log in {run})")
-        scenarios = [("handshake", 64, True), ("ka64", 64, False), ("ka512", 512, False)]
+        scenarios = [("handshake", 64, True), ("ka64", 64, False), ("ka512", 512, False), ("h2", 64, None)]
+        if a.only:
+            scenarios = [sc for sc in scenarios if sc[0] in a.only.split(",")]
         rows = {}
         for name, (p, port) in targets.items():  # warm-up, unrecorded
             run_wrk(a.load_cpu, port, 64, 2, lua, False)
@@ -268,7 +289,10 @@ def main():
                 order = list(targets.items()) if r % 2 == 0 else list(reversed(targets.items()))
                 for name, (p, port) in order:
                     t0 = cpu_ticks(p.pid)
-                    res = run_wrk(a.load_cpu, port, conns, a.duration, lua, close)
+                    if close is None:
+                        res = run_h2load(a.load_cpu, port, conns, a.duration)
+                    else:
+                        res = run_wrk(a.load_cpu, port, conns, a.duration, lua, close)
                     ticks = cpu_ticks(p.pid) - t0
                     res["cpu_us"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(res["requests"], 1)
                     rows.setdefault((scen, name), []).append(res)
@@ -277,7 +301,7 @@ def main():
                           f"cpu {res['cpu_us']:.1f} us/req errors {res['errors']:.0f}/{res['status']:.0f}",
                           flush=True)
         mem = {}
-        for name, (p, port) in targets.items():
+        for name, (p, port) in targets.items() if a.idle_conns else []:
             mem[name] = idle_memory(p.pid, port, a.idle_conns)
             print(f"{name}: RSS {mem[name][0] / 1024:.1f} MiB -> {mem[name][1] / 1024:.1f} MiB with "
                   f"{a.idle_conns} idle TLS connections: {mem[name][2]:.1f} KiB each", flush=True)
@@ -291,10 +315,12 @@ def main():
         print(f"\n| scenario | figure | meshgate | envoy | meshgate / envoy |\n|---|---|---:|---:|---:|")
         for scen, _, _ in scenarios:
             for key, label, scale, fmt in [("rps", "req/s" if scen != "handshake" else "handshakes/s", 1, "%.0f"),
-                                           ("p99_us", "p99 ms", 1e-3, "%.2f"),
+                                           ("p99_us", "p99 ms" if scen != "h2" else "mean ms", 1e-3, "%.2f"),
                                            ("cpu_us", "proxy CPU µs/req", 1, "%.1f")]:
                 m, e = med(scen, "meshgate", key) * scale, med(scen, "envoy", key) * scale
                 print(f"| {scen} | {label} | {fmt % m} | {fmt % e} | {m / e:.2f}x |")
+        if not mem:
+            return
         m, e = mem["meshgate"][2], mem["envoy"][2]
         print(f"| idle TLS conns ({a.idle_conns}) | KiB per connection | {m:.1f} | {e:.1f} | {m / e if e else float('nan'):.2f}x |")
     finally:

@@ -208,14 +208,15 @@ async fn proxy(
     let name = cluster.spec.key.clone();
     metrics::counter!("envoy_cluster_upstream_cx_total", "cluster_name" => name.clone())
         .increment(1);
-    let timeout = cluster.spec.connection.connect_timeout;
-    let mut up = match tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await {
-        Ok(Ok(up)) => up,
-        failed => {
+    // The cluster's socket settings and TLS origination (a DestinationRule `tls` for a TCP
+    // service), the same connect the HTTP pools use.
+    let mut up = match cluster.client().connect_stream(ep.addr).await {
+        Ok(up) => up,
+        Err(e) => {
             metrics::counter!("envoy_cluster_upstream_cx_connect_fail", "cluster_name" => name)
                 .increment(1);
             cluster.record(&ep, &Class::ConnectFailure);
-            tracing::debug!(upstream = %ep.addr, timed_out = failed.is_err(), "TCP upstream connect failed: closed");
+            tracing::debug!(upstream = %ep.addr, error = %e, "TCP upstream connect failed: closed");
             rec.flags = "UF";
             return;
         }
@@ -229,8 +230,7 @@ async fn proxy(
             ratelimited: false,
         },
     );
-    let _ = up.set_nodelay(true);
-    rec.upstream_local = up.local_addr().ok();
+    rec.upstream_local = crate::upstream::local_addr(&up);
     if !hello.is_empty() && up.write_all(hello).await.is_err() {
         rec.flags = "UC";
         return;

@@ -39,7 +39,7 @@ use tokio::net::TcpStream;
 use super::cluster::Protocol;
 use super::error::UpstreamError;
 use super::h1::{Http1Pool, PooledBody};
-use super::transport::{Origination, Stream};
+use super::transport::{self, Origination, Stream};
 
 /// Body type of requests sent upstream (the downstream body, streamed).
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -125,6 +125,15 @@ impl Default for ConnectionSettings {
 // === impl ClusterClient ===
 
 impl ClusterClient {
+    /// A new connection to `endpoint` with the cluster's socket settings (connect timeout, TCP
+    /// keepalive) and TLS origination: what a TCP route tunnels over.
+    ///
+    /// # Errors
+    /// `Connect` for the socket (or the timeout), `Tls` for the handshake.
+    pub async fn connect_stream(&self, endpoint: SocketAddr) -> Result<Stream, UpstreamError> {
+        transport::connect(endpoint, &self.settings, self.tls.as_ref()).await
+    }
+
     /// `tls`: the cluster's TLS origination (`Err`: its config did not load, so every connect
     /// fails with that reason).
     pub fn new(

@@ -28,4 +28,4 @@ pub use error::UpstreamError;
 pub use h1::PooledBody;
 pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};
 pub use pool::{Admission, Overflow, PoolLimits, PoolStats, RetryPermit};
-pub use transport::{CaFile, ClientCert, OriginTls, Origination, Stream};
+pub use transport::{local_addr, CaFile, ClientCert, OriginTls, Origination, Stream};

@@ -106,6 +106,14 @@ pub async fn connect(
     }
 }
 
+/// The local address of an upstream connection (for the access log).
+pub fn local_addr(stream: &Stream) -> Option<SocketAddr> {
+    match stream {
+        Stream::Plain(tcp) => tcp.local_addr().ok(),
+        Stream::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+    }
+}
+
 async fn tcp(endpoint: SocketAddr, s: &ConnectionSettings) -> Result<TcpStream, UpstreamError> {
     let stream = TcpStream::connect(endpoint)
         .await

@@ -243,3 +243,32 @@ async fn tcp_connections_are_counted_logged_dumped_and_drained() {
     open.write_all(b"after\n").await.unwrap();
     assert_eq!(read_line(&mut open).await, "after");
 }
+
+/// A TCP route to a service whose DestinationRule originates TLS: the client speaks plain TCP,
+/// meshgate's connection to the upstream is TLS, verified against the rule's CA (the same
+/// connect the HTTP pools use); a wrong CA closes the client's connection.
+#[tokio::test]
+async fn tcp_routes_originate_tls_when_the_destination_rule_asks() {
+    let ca = Ca::new("upstream ca");
+    let up = L4Upstream::tls("secure", &ca.server(&["echo.svc"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let wrong_file = dir.path().join("wrong.crt");
+    std::fs::write(&wrong_file, Ca::new("another ca").pem()).unwrap();
+    let route = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  tcp:\n  - route: [{destination: {host: echo.svc, port: {number: 9000}}}]\n---\n";
+    for (ca, expected) in [(&ca_file, "secure"), (&wrong_file, "")] {
+        let mut yaml = GATEWAY.to_owned();
+        yaml.push_str(&tcp_service("echo.svc", &[(&up, "v1")]));
+        yaml.push_str(route);
+        yaml.push_str(&format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: tls}}\nspec:\n  host: echo.svc\n  trafficPolicy: {{tls: {{mode: SIMPLE, caCertificates: {}}}}}\n---\n", ca.display()));
+        let gw = TestGateway::start(&yaml).await;
+        let mut s = TcpStream::connect(gw.port(9000)).await.unwrap();
+        let greeting = tokio::time::timeout(Duration::from_secs(10), read_line(&mut s)).await;
+        assert_eq!(greeting.as_deref(), Ok(expected));
+        if !expected.is_empty() {
+            s.write_all(b"ping\n").await.unwrap();
+            assert_eq!(read_line(&mut s).await, "ping");
+        }
+    }
+}

@@ -38,10 +38,12 @@ pub(in crate::compile) fn destination_rule(
             })
             .any(|t| t.mode.as_deref() == Some("ISTIO_MUTUAL"))
     {
-        cx.warn("spec.trafficPolicy.tls.mode", ErrorKind::NotYetSupported {
-            what: "ISTIO_MUTUAL without --mesh-certs-dir (the gateway's mesh workload certificate); upstream traffic is sent in plain text".into(),
-            ignored: true,
-        });
+        cx.warn(
+            "spec.trafficPolicy.tls.mode",
+            ErrorKind::Note(
+                "ISTIO_MUTUAL without --mesh-certs-dir (the gateway's mesh workload certificate: cert-chain.pem, key.pem, root-cert.pem); upstream traffic is sent in plain text".into(),
+            ),
+        );
     }
     if let Some(tp) = &dr.spec.traffic_policy {
         traffic_policy(tp, "spec.trafficPolicy", cx);
