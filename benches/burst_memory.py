@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import benchkit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 UPSTREAM_CONF = os.path.join(ROOT, "..", "shared", "bench", "upstream", "nginx.conf")
@@ -156,13 +158,7 @@ def main():
             print(f"| h2-active | {label} | {mem['meshgate'][i] / 1024:.1f} MiB | {mem['envoy'][i] / 1024:.1f} MiB |")
         print(f"| h2-active | h2load | {mem['meshgate'][4]} | {mem['envoy'][4]} |")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        benchkit.stop(procs)
         shutil.rmtree(run, ignore_errors=True)
 
 

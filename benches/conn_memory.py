@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import benchkit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 UPSTREAM_CONF = os.path.join(HERE, "..", "..", "shared", "bench", "upstream", "nginx.conf")
 
@@ -129,13 +131,7 @@ def main():
             print(f"round {r}: {a.after:.0f} s after closing: {after / 1024:.1f} MiB "
                   f"({after / idle:.2f}x idle)")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        benchkit.stop(procs)
         shutil.rmtree(rundir, ignore_errors=True)
 
 

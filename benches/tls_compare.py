@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+import benchkit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 UPSTREAM_CONF = os.path.join(ROOT, "..", "shared", "bench", "upstream", "nginx.conf")
@@ -58,25 +60,7 @@ spec:
   - port: {number: %(port)d, name: https, protocol: HTTPS}
     hosts: ["*"]
     tls: {mode: SIMPLE, serverCertificate: %(dir)s/cert.pem, privateKey: %(dir)s/key.pem}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: bench}
-spec:
-  hosts: ["*"]
-  gateways: [bench]
-  http:
-  - route: [{destination: {host: upstream.bench}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: upstream}
-spec:
-  hosts: [upstream.bench]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: 18080}}]
-"""
+""" + benchkit.ROUTE_TO_UPSTREAM % {"up": 18080}
 
 # What istiod gives a gateway's HTTPS server, reduced to the TLS job: one filter chain with a
 # DownstreamTlsContext (ALPN h2, http/1.1), an HTTP connection manager with codec AUTO, the router.
@@ -324,13 +308,7 @@ def main():
         m, e = mem["meshgate"][2], mem["envoy"][2]
         print(f"| idle TLS conns ({a.idle_conns}) | KiB per connection | {m:.1f} | {e:.1f} | {m / e if e else float('nan'):.2f}x |")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        benchkit.stop(procs)
         shutil.rmtree(run, ignore_errors=True)
 
 

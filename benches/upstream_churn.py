@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+import benchkit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 UP_PORT, MESHGATE_PORT, ENVOY_PORT, ENVOY_ADMIN = 18080, 18000, 18001, 19901
@@ -65,24 +67,6 @@ spec:
   servers:
   - port: {number: %(port)d, name: http, protocol: HTTP}
     hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: bench}
-spec:
-  hosts: ["*"]
-  gateways: [bench]
-  http:
-  - route: [{destination: {host: upstream.bench}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: upstream}
-spec:
-  hosts: [upstream.bench]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %(up)d}}]
 """
 
 ENVOY_CONFIG = """
@@ -252,7 +236,7 @@ def main():
     try:
         os.makedirs(f"{run}/meshgate")
         with open(f"{run}/meshgate/gateway.yaml", "w") as f:
-            f.write(MESHGATE_CONFIG % {"port": MESHGATE_PORT, "up": UP_PORT})
+            f.write(MESHGATE_CONFIG % {"port": MESHGATE_PORT} + benchkit.ROUTE_TO_UPSTREAM % {"up": UP_PORT})
         with open(f"{run}/envoy.yaml", "w") as f:
             f.write(ENVOY_CONFIG % {"port": ENVOY_PORT, "admin": ENVOY_ADMIN, "up": UP_PORT})
         log = open(f"{run}/proxies.log", "w")
@@ -288,13 +272,7 @@ def main():
                   f"{bad} non-2xx + {err} socket errors | {100 * (bad + err) / max(req, 1):.3f} % |", flush=True)
         up.stop()
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        benchkit.stop(procs)
         shutil.rmtree(run, ignore_errors=True)
 
 
