@@ -19,8 +19,6 @@ import asyncio
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,24 +31,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 UPSTREAM_CONF = os.path.join(ROOT, "..", "shared", "bench", "upstream", "nginx.conf")
 MESHGATE_PORT, ENVOY_PORT = 18000, 18001
-
-
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def wait_port(port, deadline):
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 async def one(port):
@@ -122,7 +102,7 @@ def main():
                                           "--disable-hot-restart", "-l", "error"]), ENVOY_PORT),
         }
         for name, (p, port) in targets.items():
-            if not wait_port(port, time.time() + 20):
+            if not benchkit.wait_port(port, time.time() + 20):
                 sys.exit(f"{name} did not listen on {port} (logs in {run})")
         time.sleep(1)
 
@@ -142,16 +122,16 @@ def main():
 
         mem = {}
         for name, (p, port) in targets.items():
-            idle = status_kib(p.pid, "VmRSS")
+            idle = benchkit.status_kib(p.pid, "VmRSS")
             h2 = subprocess.Popen(["h2load", "-t1", f"-c{a.h2_conns}", "-m1", "-D", str(a.h2_secs),
                                    f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True)
             time.sleep(a.h2_secs * 0.8)
-            during = status_kib(p.pid, "VmRSS")
+            during = benchkit.status_kib(p.pid, "VmRSS")
             out = h2.communicate(timeout=a.h2_secs + 60)[0]
             done = next((l.strip() for l in out.splitlines() if l.strip().startswith("requests:")), "?")
-            peak = status_kib(p.pid, "VmHWM")
+            peak = benchkit.status_kib(p.pid, "VmHWM")
             time.sleep(a.after)
-            after = status_kib(p.pid, "VmRSS")
+            after = benchkit.status_kib(p.pid, "VmRSS")
             mem[name] = (idle, during, peak, after, done)
         for i, label in enumerate(["RSS before", f"RSS with {a.h2_conns} active h2 connections",
                                    "peak RSS (VmHWM, whole run)", f"RSS {a.after} s after they closed"]):

@@ -21,7 +21,6 @@ import asyncio
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,14 +30,6 @@ import benchkit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UPSTREAM_CONF = os.path.join(HERE, "..", "..", "shared", "bench", "upstream", "nginx.conf")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 async def one_request(port, keep):
@@ -70,17 +61,6 @@ async def open_many(port, n):
     return keep
 
 
-def wait_port(port, deadline):
-    import socket
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10000)
@@ -107,17 +87,17 @@ def main():
              os.path.join(rundir, "upstream", "nginx.conf"), "-e", "stderr", "-g", "daemon off;"]))
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
         proxy = procs[-1]
-        if not wait_port(a.port, time.time() + 20):
+        if not benchkit.wait_port(a.port, time.time() + 20):
             sys.exit(f"proxy not listening on {a.port}")
         loop = asyncio.new_event_loop()
         for _ in range(100):
             loop.run_until_complete(one_request(a.port, None))
-        idle = rss_kib(proxy.pid)
+        idle = benchkit.status_kib(proxy.pid)
         print(f"idle: {idle / 1024:.1f} MiB")
         for r in range(1, a.rounds + 1):
             t0 = time.time()
             keep = loop.run_until_complete(open_many(a.port, a.n))
-            held = rss_kib(proxy.pid)
+            held = benchkit.status_kib(proxy.pid)
             print(f"round {r}: {a.n} idle connections (opened in {time.time() - t0:.1f} s): "
                   f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
             for w in keep:
@@ -127,7 +107,7 @@ def main():
             deadline = time.time() + a.after
             while time.time() < deadline:
                 time.sleep(0.5)
-            after = rss_kib(proxy.pid)
+            after = benchkit.status_kib(proxy.pid)
             print(f"round {r}: {a.after:.0f} s after closing: {after / 1024:.1f} MiB "
                   f"({after / idle:.2f}x idle)")
     finally:

