@@ -419,3 +419,54 @@ fn istio_https_sample_validates_without_not_supported_warnings() {
         .collect();
     assert_eq!(ports, [(15012, 1), (15017, 1)]);
 }
+
+/// Session resumption is on (a client with a ticket from an earlier connection resumes without
+/// a full handshake) and 0-RTT is off (the ticket allows no early data, so none is accepted).
+#[tokio::test]
+async fn sessions_resume_and_early_data_is_never_accepted() {
+    let ca = Ca::new("test ca");
+    let certs = tempfile::tempdir().unwrap();
+    let up = Upstream::start("up").await;
+    let mut yaml = gateway(
+        "gw",
+        &[https_server(
+            443,
+            "https",
+            &["r.example"],
+            &simple(certs.path(), "r", &ca.server(&["r.example"])),
+        )],
+    );
+    yaml.push_str(&static_service("up.svc", &[(&up, &[])]));
+    yaml.push_str(&answering("r", &["r.example"], &["gw"], "resumed"));
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.port(443);
+    let client = TlsClient::sni("r.example").with_sessions();
+    // A full handshake; reading the response also reads the tickets the gateway sent after it.
+    let (mut first, _, _) = client.connect(addr).await.unwrap();
+    assert_eq!(
+        first.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    first
+        .write_all(b"GET / HTTP/1.1\r\nhost: r.example\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = first.read_to_end(&mut out).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    for _ in 0..2 {
+        let (tls, _, _) = client.connect(addr).await.unwrap();
+        let session = tls.get_ref().1;
+        assert_eq!(
+            session.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        assert!(!session.is_early_data_accepted());
+    }
+    // A client without the tickets gets a full handshake.
+    let (tls, _, _) = TlsClient::sni("r.example").connect(addr).await.unwrap();
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+}

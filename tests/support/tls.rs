@@ -118,7 +118,7 @@ impl Issued {
 
 /// Accepts any server certificate and remembers it (tests check which one was served).
 #[derive(Debug, Default)]
-struct Recorder {
+pub struct Recorder {
     seen: Mutex<Option<Vec<u8>>>,
 }
 
@@ -180,6 +180,10 @@ pub struct TlsClient {
     pub h2: bool,
     /// Offer TLS 1.2 only (else 1.2 and 1.3).
     pub tls12_only: bool,
+    /// One client config for every connection of this client (and its clones), so its session
+    /// tickets are offered again (rustls resumes only under the config that got them), with
+    /// 0-RTT asked for.
+    pub sessions: Option<Arc<std::sync::OnceLock<(Arc<ClientConfig>, Arc<Recorder>)>>>,
 }
 
 /// The outcome of one request over a fresh TLS connection.
@@ -204,6 +208,12 @@ impl TlsClient {
 
     pub fn with_cert(mut self, cert: &Issued) -> TlsClient {
         self.client_cert = Some(cert.clone());
+        self
+    }
+
+    /// Resumes sessions from earlier connections of this client (and clones of it).
+    pub fn with_sessions(mut self) -> TlsClient {
+        self.sessions = Some(Arc::new(std::sync::OnceLock::new()));
         self
     }
 
@@ -316,13 +326,22 @@ impl TlsClient {
             vec![b"http/1.1".to_vec()]
         };
         config.enable_sni = self.sni.is_some();
+        let (config, recorder) = match &self.sessions {
+            None => (Arc::new(config), recorder),
+            Some(shared) => shared
+                .get_or_init(|| {
+                    config.enable_early_data = true;
+                    (Arc::new(config), recorder)
+                })
+                .clone(),
+        };
         let name =
             ServerName::try_from(self.sni.clone().unwrap_or_else(|| "no-sni.invalid".into()))
                 .map_err(|e| e.to_string())?;
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| format!("handshake: {e}"))?;
