@@ -183,8 +183,11 @@ pub struct TlsClient {
     /// One client config for every connection of this client (and its clones), so its session
     /// tickets are offered again (rustls resumes only under the config that got them), with
     /// 0-RTT asked for.
-    pub sessions: Option<Arc<std::sync::OnceLock<(Arc<ClientConfig>, Arc<Recorder>)>>>,
+    pub sessions: Option<Arc<std::sync::OnceLock<SharedConfig>>>,
 }
+
+/// A client config kept for resumption, and the verifier that records the server certificates.
+pub type SharedConfig = (Arc<ClientConfig>, Arc<Recorder>);
 
 /// The outcome of one request over a fresh TLS connection.
 #[derive(Debug)]
