@@ -262,9 +262,13 @@ pub async fn serve(
                     }
                     state.in_flight.fetch_add(1, Ordering::AcqRel);
                     let in_flight = InFlight(state.clone());
+                    // Envoy's `disable_http_keepalive` past the overload manager's shed level:
+                    // an HTTP/2 connection gets a GOAWAY after this request (an HTTP/1 response
+                    // already says `connection: close`, `service.rs`).
                     let last = limits
                         .max_requests_per_connection
-                        .is_some_and(|max| n >= max);
+                        .is_some_and(|max| n >= max)
+                        || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
                     let ambiguous = framing.next_request();
                     let handled = handle(shared.clone(), conn.clone(), req, ambiguous);
                     let server = limits

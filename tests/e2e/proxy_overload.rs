@@ -2,7 +2,7 @@
 //! Envoy's `503 envoy overloaded` (flag OM, `x-envoy-overloaded: true`, keep-alive off) without
 //! reaching the upstream; past the refuse threshold new connections are closed unanswered; below
 //! both, requests are served. Thresholds are set against the test process's own resident memory
-//! (1 byte: always past; 1 TiB: never).
+//! (1 byte: always past; 1 TiB: never). HTTP/2 connections get a GOAWAY instead of `connection: close`.
 
 use crate::support;
 
@@ -86,4 +86,44 @@ async fn below_the_thresholds_requests_are_served() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), None);
     assert_eq!(up.hits(), 1);
+}
+
+/// Over HTTP/2 the shed request gets the same 503 and the connection a GOAWAY (HTTP/2 has no
+/// `connection: close`), so the client goes elsewhere instead of sending more here.
+#[tokio::test]
+async fn past_the_shed_threshold_http2_connections_get_a_goaway() {
+    let up = Upstream::start("a").await;
+    let gw = gateway(
+        &up,
+        OverloadLimits {
+            shed_memory: Some(1),
+            refuse_memory: Some(TIB),
+        },
+    )
+    .await;
+    let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/", gw.addr()))
+        .header("host", "x")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("x-envoy-overloaded")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    drop(resp);
+    // The GOAWAY ends the connection: its driver finishes (an open one would idle for an hour).
+    let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    assert!(ended.is_ok(), "the HTTP/2 connection is still open");
+    assert_eq!(up.hits(), 0);
 }
