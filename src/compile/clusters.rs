@@ -307,7 +307,6 @@ impl<'a> Clusters<'a> {
                 alpn_h2: protocol == Protocol::Http2,
                 ..t
             }),
-            unsupported: None,
         }
     }
 

@@ -347,9 +347,6 @@ fn fill_cluster(d: &mut Destination, id: ClusterId, upstreams: Upstreams<'_>) {
     d.note = None;
     d.lb = Some(lb_name(&spec.lb));
     d.outlier_detection = spec.outlier.is_some();
-    if let Some(why) = &spec.unsupported {
-        d.note = Some(format!("{why}: 503"));
-    }
     match live {
         Some(c) => {
             d.endpoints = c

@@ -45,7 +45,6 @@ pub fn classify(outcome: Outcome<'_>) -> Class {
             | ProxyError::NoCluster { .. }
             | ProxyError::NoHealthyUpstream { .. }
             | ProxyError::FaultAbort { .. }
-            | ProxyError::Unsupported { .. }
             | ProxyError::MissingHost
             | ProxyError::Http10
             | ProxyError::BadPath

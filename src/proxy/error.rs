@@ -66,8 +66,6 @@ pub enum ProxyError {
     /// VirtualService `fault.abort` fired.
     #[error("fault injection abort")]
     FaultAbort { kind: AbortKind },
-    #[error("{what} is not supported yet")]
-    Unsupported { what: String },
     #[error("missing Host header")]
     MissingHost,
     #[error("HTTP/1.0 is not accepted")]
@@ -121,8 +119,7 @@ impl ProxyError {
             | ProxyError::RemoteReset { .. }
             | ProxyError::RefusedStream { .. }
             | ProxyError::Overflow { .. }
-            | ProxyError::Overloaded
-            | ProxyError::Unsupported { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Protocol { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } | ProxyError::PerTryTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -155,9 +152,7 @@ impl ProxyError {
             ProxyError::Overloaded => ResponseFlags::OM,
             ProxyError::NoCluster { .. } => ResponseFlags::NC,
             ProxyError::NoHealthyUpstream { .. } => ResponseFlags::UH,
-            ProxyError::Connect { .. }
-            | ProxyError::ConnectTimeout { .. }
-            | ProxyError::Unsupported { .. } => ResponseFlags::UF,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => ResponseFlags::UF,
             ProxyError::ConnectionTermination { .. } => ResponseFlags::UC,
             ProxyError::RemoteReset { .. } | ProxyError::RefusedStream { .. } => ResponseFlags::UR,
             ProxyError::Protocol { .. } => ResponseFlags::UPE,
@@ -222,7 +217,6 @@ impl ProxyError {
             ProxyError::Overflow { .. } => "upstream_reset_before_response_started{overflow}",
             ProxyError::Retried { last, .. } => last.details(),
             ProxyError::FaultAbort { .. } => "fault_filter_abort",
-            ProxyError::Unsupported { .. } => "cluster_not_supported",
             ProxyError::MissingHost => "missing_host_header",
             ProxyError::Http10 => "low_version",
             ProxyError::BadPath => "path_normalization_failed",
@@ -252,7 +246,6 @@ impl ProxyError {
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::PerTryTimeout { .. }
             | ProxyError::FaultAbort { .. }
-            | ProxyError::Unsupported { .. }
             | ProxyError::MissingHost
             | ProxyError::Http10
             | ProxyError::BadPath
@@ -302,9 +295,6 @@ impl ProxyError {
                 }
             }
             ProxyError::FaultAbort { .. } => "fault filter abort".into(),
-            ProxyError::Unsupported { what } => {
-                format!("{RESET_PREFIX}connection failure, transport failure reason: {what} is not supported by meshgate yet")
-            }
             ProxyError::Http10 => "Upgrade Required".into(),
             ProxyError::BadPath
             | ProxyError::ConnectForm

@@ -88,9 +88,6 @@ pub async fn forward(
     })?;
     let cluster = &snapshot.clusters[cluster_id];
     cx.cluster = Some(cluster.clone());
-    if let Some(what) = &cluster.spec.unsupported {
-        return Err(ProxyError::Unsupported { what: what.clone() });
-    }
 
     let websocket =
         req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());

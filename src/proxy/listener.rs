@@ -2,11 +2,8 @@
 //! downstream limits and timeouts (`Limits`).
 //! May not touch: routing, the snapshot (the service does).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,12 +11,11 @@ use http::{header, HeaderValue, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use pin_project_lite::pin_project;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
+use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, TimedIo};
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
 use super::service::{handle, Conn};
@@ -38,8 +34,6 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one `accept failed` log line per this long (the others are counted in the next line).
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
-/// Quiet periods are checked this many times per timeout: they fire within 1¼ of their value.
-const QUIET_TICKS: u32 = 4;
 
 /// Downstream connection limits and timeouts, per listener. `None` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,31 +81,6 @@ impl Default for Limits {
             overload: super::OverloadLimits::default(),
             tls_handshake_timeout: Some(crate::tls::HANDSHAKE_TIMEOUT),
         }
-    }
-}
-
-/// One connection's counters, shared by its I/O wrapper, its service and its task.
-#[derive(Debug, Default)]
-struct ConnState {
-    is_h2: AtomicBool,
-    /// Upgraded (WebSocket): the bytes are a tunnel's, no more HTTP/1 heads.
-    tunnel: AtomicBool,
-    /// Requests handed to the service so far.
-    requests: AtomicU64,
-    /// Requests whose response head is not produced yet.
-    in_flight: AtomicUsize,
-    /// Bumped on every read and write that moved bytes.
-    activity: AtomicU64,
-    /// The service asks the task for a GOAWAY (HTTP/2 max requests reached).
-    goaway: Notify,
-}
-
-/// Counts a request as in flight until dropped.
-struct InFlight(Arc<ConnState>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -368,27 +337,6 @@ pub async fn serve(
     }
 }
 
-/// Resolves once `state` has seen no bytes move for `t` (and, if `idle`, no request in flight),
-/// checked `QUIET_TICKS` times per `t`: so between `t` and 1¼ `t` after the last activity.
-async fn quiet_for(state: &ConnState, t: Duration, idle: bool) {
-    let tick = (t / QUIET_TICKS).max(Duration::from_millis(1));
-    let mut last = state.activity.load(Ordering::Relaxed);
-    let mut quiet = 0;
-    loop {
-        tokio::time::sleep(tick).await;
-        let now = state.activity.load(Ordering::Relaxed);
-        if now != last || (idle && state.in_flight.load(Ordering::Acquire) > 0) {
-            last = now;
-            quiet = 0;
-        } else {
-            quiet += 1;
-            if quiet >= QUIET_TICKS {
-                return;
-            }
-        }
-    }
-}
-
 /// Envoy's reply to a stream idle timeout.
 fn stream_timeout_reply(server: Option<HeaderValue>) -> http::Response<super::Body> {
     let mut resp = local_reply(
@@ -401,19 +349,6 @@ fn stream_timeout_reply(server: Option<HeaderValue>) -> http::Response<super::Bo
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
-}
-
-/// The bytes of the 408 a slow request head gets (written under hyper, which is mid-parse).
-fn request_timeout_reply(server: Option<&HeaderValue>) -> Vec<u8> {
-    let mut out =
-        b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n".to_vec();
-    if let Some(server) = server {
-        out.extend_from_slice(b"server: ");
-        out.extend_from_slice(server.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// Failed accepts: counted, logged at most once per `ACCEPT_LOG_EVERY`, backed off.
@@ -467,151 +402,6 @@ impl AcceptErrors {
             self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
         }
         pause
-    }
-}
-
-pin_project! {
-    /// The connection under hyper: counts activity for the idle timers, and answers a request
-    /// head that takes longer than the request headers timeout with a 408, itself, since hyper
-    /// is mid-parse (hyper then reads end of stream and closes).
-    struct TimedIo<T> {
-        #[pin]
-        inner: T,
-        state: Arc<ConnState>,
-        headers_timeout: Option<Duration>,
-        // Armed at the first byte read with no request in flight; disarmed once the service
-        // got a request (the head was complete). Boxed so hyper gets an `Unpin` connection;
-        // made at the first request and reset after.
-        head_timer: Option<Pin<Box<Sleep>>>,
-        // `requests` when the timer was armed.
-        armed_at: Option<u64>,
-        reply: Arc<[u8]>,
-        first_read: bool,
-        timed_out: bool,
-    }
-}
-
-impl<T> TimedIo<T> {
-    fn new(
-        inner: T,
-        state: Arc<ConnState>,
-        headers_timeout: Option<Duration>,
-        reply: Arc<[u8]>,
-    ) -> Self {
-        TimedIo {
-            inner,
-            state,
-            headers_timeout,
-            head_timer: None,
-            armed_at: None,
-            reply,
-            first_read: true,
-            timed_out: false,
-        }
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let mut this = self.project();
-        if *this.timed_out {
-            return Poll::Ready(Ok(()));
-        }
-        let requests = this.state.requests.load(Ordering::Acquire);
-        if this.armed_at.is_some_and(|at| at != requests) {
-            *this.armed_at = None;
-        }
-        let before = buf.filled().len();
-        match this.inner.as_mut().poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = buf.filled().get(before..).unwrap_or_default();
-                if !read.is_empty() {
-                    this.state.activity.fetch_add(1, Ordering::Relaxed);
-                    if std::mem::take(this.first_read) && read.starts_with(b"PRI ") {
-                        // The HTTP/2 preface: its streams are not HTTP/1 heads.
-                        this.state.is_h2.store(true, Ordering::Relaxed);
-                    }
-                    if let Some(t) = *this.headers_timeout {
-                        if this.armed_at.is_none()
-                            && this.state.in_flight.load(Ordering::Acquire) == 0
-                            && !this.state.is_h2.load(Ordering::Relaxed)
-                            && !this.state.tunnel.load(Ordering::Relaxed)
-                        {
-                            *this.armed_at = Some(requests);
-                            let deadline = Instant::now() + t;
-                            match this.head_timer {
-                                Some(timer) => timer.as_mut().reset(deadline),
-                                None => {
-                                    *this.head_timer =
-                                        Some(Box::pin(tokio::time::sleep_until(deadline)))
-                                }
-                            }
-                        }
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let expired = this.armed_at.is_some()
-                    && this
-                        .head_timer
-                        .as_mut()
-                        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
-                if expired {
-                    // Best effort: a 408 fits any send buffer a slow client left empty.
-                    let _ = this.inner.as_mut().poll_write(cx, &this.reply[..]);
-                    let _ = this.inner.as_mut().poll_flush(cx);
-                    *this.timed_out = true;
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let res = this.inner.poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.activity.fetch_add(1, Ordering::Relaxed);
-        }
-        res
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let res = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.activity.fetch_add(1, Ordering::Relaxed);
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 

@@ -4,6 +4,7 @@
 mod body;
 mod checks;
 mod classify;
+mod conn_state;
 mod context;
 mod error;
 mod fault;

@@ -35,11 +35,9 @@ pub struct ClusterSpec {
     pub outlier: Option<OutlierPolicy>,
     /// `connectionPool` circuit breakers.
     pub limits: PoolLimits,
-    /// DestinationRule `tls` SIMPLE / MUTUAL: connections originate TLS. Default is plain text.
+    /// DestinationRule `tls` SIMPLE / MUTUAL / ISTIO_MUTUAL: connections originate TLS. Default
+    /// is plain text.
     pub tls: Option<OriginTls>,
-    /// Set when the DestinationRule asks for something meshgate cannot do yet (ISTIO_MUTUAL):
-    /// requests fail with 503 rather than silently going out in plain text.
-    pub unsupported: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -408,7 +406,6 @@ pub(crate) mod tests {
             outlier: None,
             limits: PoolLimits::default(),
             tls: None,
-            unsupported: None,
         }
     }
 

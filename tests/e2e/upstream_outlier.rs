@@ -109,8 +109,10 @@ async fn ejection_time_grows_with_each_ejection() {
             i + 1
         );
     }
-    assert!(away[1] > away[0] + Duration::from_millis(100), "{away:?}");
-    assert!(away[2] > away[1] + Duration::from_millis(100), "{away:?}");
+    // Each ejection is up to one 100 ms sweep longer than its base, so consecutive ones may be
+    // as close as 75 ms apart (300 ms then 375 ms): they grow, by no fixed margin.
+    assert!(away[1] > away[0], "{away:?}");
+    assert!(away[2] > away[1], "{away:?}");
 }
 
 #[tokio::test]
