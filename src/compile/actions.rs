@@ -7,9 +7,10 @@ use http::{HeaderValue, StatusCode};
 use crate::config::{self, ErrorKind, HttpRoute};
 use crate::route::{DirectResponse, HeaderOps, PathRewrite, Redirect, RedirectPath, RedirectPort};
 
+use super::headers::conflict;
 use super::headers::invalid;
 use super::matchers::{compile_regex, port_number};
-use super::routes::{conflict, RedirectTemplate};
+use super::templates::RedirectTemplate;
 use super::Ctx;
 
 /// istiod raises Envoy's direct-response body limit to 1 MiB.

@@ -12,7 +12,7 @@ use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, OriginTls, Protocol}
 
 use super::names::{exported_to, host_within, resolve_short_name};
 use super::policy::{effective_policy, Policy};
-use super::routes::DestinationTemplate;
+use super::templates::DestinationTemplate;
 use super::Options;
 
 /// Istio's root namespace, searched last for DestinationRules.

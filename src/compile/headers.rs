@@ -2,7 +2,7 @@
 
 use http::{HeaderName, HeaderValue};
 
-use crate::config::{self, ErrorKind};
+use crate::config::{self, ConflictKind, ErrorKind};
 use crate::route::{HeaderOpList, HeaderOps, HeaderTemplate, Segment};
 
 use super::Ctx;
@@ -207,4 +207,9 @@ pub(super) fn invalid(what: &'static str, value: &str, why: &str) -> ErrorKind {
         value: value.to_owned(),
         why: why.to_owned(),
     }
+}
+
+/// Two fields that cannot be set together.
+pub(super) fn conflict(a: &'static str, b: &'static str) -> ErrorKind {
+    ErrorKind::Conflict(ConflictKind { a, b })
 }

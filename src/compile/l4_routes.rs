@@ -5,46 +5,18 @@
 //! has is skipped); on a TCP port the first bound VirtualService with a matching `tcp` route wins.
 //! May not touch: HTTP routes (`routes`, `tables`), sockets.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource};
 use crate::route::{L4Cluster, L4Route, L4Table, SniTable};
 
+use super::destination::destination;
 use super::headers::invalid;
 use super::matchers::port_number;
 use super::names::{exported_to, host_within, intersect, resolve_gateway_ref, split_server_host};
-use super::routes::{destination, DestinationTemplate};
 use super::tables::Tables;
+use super::templates::{DestinationTemplate, L4Kind, L4MatchTemplate, L4RuleTemplate};
 use super::{Ctx, Options};
-
-/// One `tls[i]` or `tcp[i]` rule after validation.
-#[derive(Debug)]
-pub(super) struct L4RuleTemplate {
-    /// `<ns>/<vs>` and `spec.tls[i]` / `spec.tcp[i]`.
-    pub name: Arc<str>,
-    pub matches: Vec<L4MatchTemplate>,
-    pub destinations: Vec<DestinationTemplate>,
-}
-
-/// One `match[]` entry; an empty match list means "any".
-#[derive(Debug, Default)]
-pub(super) struct L4MatchTemplate {
-    pub port: Option<u16>,
-    /// Resolved `ns/name`; `None` when the match lists none.
-    pub gateways: Option<Vec<String>>,
-    pub source_labels: BTreeMap<String, String>,
-    pub source_namespace: Option<String>,
-    /// Lower-case; only for `tls` rules.
-    pub sni_hosts: Vec<String>,
-}
-
-/// Which list a rule came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum L4Kind {
-    Tls,
-    Tcp,
-}
 
 /// Validates and compiles the `tls:` or `tcp:` rules of a VirtualService. `hosts` are its
 /// resolved hosts (an SNI host must lie inside one of them).

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use crate::config::{ErrorKind, Report, Resources};
 use crate::route::RouteTable;
 
-use super::l4_routes::{self, L4Kind};
+use super::l4_routes;
 use super::tables::Tables;
+use super::templates::L4Kind;
+use super::templates::VsTemplate;
 use super::tls;
-use super::virtual_services::VsTemplate;
 use super::{chains, Compiled, Listener, Options, Summary};
 
 /// What a server is to a listener.

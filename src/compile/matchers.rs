@@ -10,7 +10,7 @@ use crate::route::{
 
 use super::headers::invalid;
 use super::names::{is_dns_label, resolve_gateway_ref};
-use super::routes::MatchTemplate;
+use super::templates::MatchTemplate;
 use super::Ctx;
 
 /// Istio's limit on regex length (a proxy for RE2 program size).

@@ -14,6 +14,7 @@ mod chains;
 mod clusters;
 mod cors;
 mod delegate;
+mod destination;
 mod headers;
 mod l4_routes;
 mod listeners;
@@ -24,6 +25,7 @@ mod policy;
 mod resilience;
 mod routes;
 mod tables;
+mod templates;
 pub mod tls;
 mod validate;
 mod virtual_services;
@@ -146,7 +148,7 @@ pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Repo
 
 /// Resources that passed [`check`]: the VirtualServices' compiled route templates.
 pub(crate) struct Checked {
-    templates: Vec<virtual_services::VsTemplate>,
+    templates: Vec<templates::VsTemplate>,
 }
 
 /// Validates every resource on its own. Every error it reports names one resource

@@ -9,8 +9,9 @@ use crate::route::{
     per_million, AbortKind, FaultAbort, FaultDelay, FaultPolicy, RetryOn, RetryPolicy,
 };
 
+use super::destination::destination;
 use super::headers::invalid;
-use super::routes::{destination, DestinationTemplate};
+use super::templates::{DestinationTemplate, MirrorTemplate};
 use super::{duration_field, Ctx};
 
 /// The resilience parts of one `http[]` route.
@@ -19,13 +20,6 @@ pub(super) struct Resilience {
     pub retry: RetryPolicy,
     pub fault: Option<FaultPolicy>,
     pub mirrors: Vec<MirrorTemplate>,
-}
-
-/// A mirror destination before its cluster is resolved.
-#[derive(Debug)]
-pub(super) struct MirrorTemplate {
-    pub destination: DestinationTemplate,
-    pub per_million: u32,
 }
 
 /// Compiles and validates `retries`, `fault` and the mirrors of a route.

@@ -3,89 +3,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::HeaderValue;
-
-use crate::config::{
-    self, ConflictKind, ErrorKind, HttpRoute, Resource, Resources, VirtualServiceSpec,
-};
-use crate::route::{
-    CorsPolicy, DirectResponse, FaultPolicy, HeaderOps, PathRewrite, Redirect, RequestMatch,
-    RetryPolicy, RouteOrigin,
-};
+use crate::config::{self, ErrorKind, HttpRoute, Resource, Resources, VirtualServiceSpec};
+use crate::route::{RequestMatch, RouteOrigin};
 
 use super::actions::{compile_direct, compile_redirect, compile_rewrite};
 use super::cors::compile_cors;
 use super::delegate;
-use super::headers::{compile_headers, invalid};
-use super::matchers::{compile_match, port_number};
-use super::names::{host_error, is_dns_label, resolve_short_name};
-use super::resilience::{self, MirrorTemplate, Resilience};
+use super::destination::destination;
+use super::headers::{compile_headers, conflict, invalid};
+use super::matchers::compile_match;
+use super::resilience::{self, Resilience};
+use super::templates::{
+    ActionTemplate, DestinationTemplate, ForwardTemplate, MatchTemplate, RouteTemplate,
+};
 use super::{duration_field, Ctx};
-
-/// One `http[]` entry, compiled.
-#[derive(Debug)]
-pub(super) struct RouteTemplate {
-    pub name: Arc<str>,
-    pub origin: Arc<RouteOrigin>,
-    pub matches: Vec<MatchTemplate>,
-    pub action: ActionTemplate,
-}
-
-/// One `match[]` entry: per-request conditions plus the build-time ones (port, gateways, source).
-#[derive(Debug)]
-pub(super) struct MatchTemplate {
-    /// Index in the rule's `match[]`.
-    pub index: usize,
-    pub matcher: RequestMatch,
-    pub port: Option<u16>,
-    /// `match.gateways`, resolved to `ns/name` (`mesh` dropped): the match applies only at these
-    /// gateways. `None` (the field is empty): at every gateway the VirtualService is bound to.
-    pub gateways: Option<Vec<String>>,
-    pub source_labels: BTreeMap<String, String>,
-    pub source_namespace: Option<String>,
-}
-
-#[derive(Debug)]
-pub(super) enum ActionTemplate {
-    Forward(ForwardTemplate),
-    Redirect(RedirectTemplate),
-    Direct(Arc<DirectResponse>),
-}
-
-#[derive(Debug)]
-pub(super) struct ForwardTemplate {
-    pub destinations: Vec<DestinationTemplate>,
-    pub rewrite: Option<Arc<PathRewrite>>,
-    pub host_rewrite: Option<HeaderValue>,
-    pub headers: HeaderOps,
-    pub timeout: Option<Duration>,
-    pub retry: RetryPolicy,
-    pub fault: Option<FaultPolicy>,
-    pub mirrors: Vec<MirrorTemplate>,
-    pub cors: Option<Arc<CorsPolicy>>,
-}
-
-#[derive(Debug)]
-pub(super) struct DestinationTemplate {
-    /// Fully qualified (short names resolved against the VirtualService's namespace).
-    pub host: String,
-    pub subset: Option<String>,
-    pub port: Option<u16>,
-    pub weight: u32,
-    pub headers: HeaderOps,
-    pub host_rewrite: Option<HeaderValue>,
-    /// Field path, for warnings about this destination.
-    pub field: String,
-}
-
-#[derive(Debug)]
-pub(super) struct RedirectTemplate {
-    pub redirect: Redirect,
-    /// `derivePort: FROM_REQUEST_PORT`: the listener port is filled in per port.
-    pub from_request_port: bool,
-}
 
 /// Compiles every `http[]` route of a VirtualService, reporting every problem. Delegating routes
 /// are replaced by the delegate's routes merged with them (`delegate.rs`).
@@ -260,10 +192,6 @@ fn compile_route(
     })
 }
 
-pub(super) fn conflict(a: &'static str, b: &'static str) -> ErrorKind {
-    ErrorKind::Conflict(ConflictKind { a, b })
-}
-
 fn compile_action(
     route: &HttpRoute,
     field: &str,
@@ -417,53 +345,4 @@ fn compile_destination(
         host_rewrite,
         field: format!("{field}.destination"),
     })
-}
-
-/// Validates a `Destination` and resolves its short host name.
-pub(super) fn destination(
-    dest: &config::Destination,
-    field: &str,
-    namespace: &str,
-    cx: &mut Ctx<'_>,
-) -> Option<(String, Option<String>, Option<u16>)> {
-    let Some(host) = dest.host.as_deref().filter(|h| !h.is_empty()) else {
-        cx.error(&format!("{field}.host"), ErrorKind::Missing);
-        return None;
-    };
-    if host == "*" {
-        cx.error(
-            &format!("{field}.host"),
-            invalid("destination host", host, "wildcards are not allowed"),
-        );
-        return None;
-    }
-    if let Some(why) = host_error(host) {
-        cx.error(&format!("{field}.host"), invalid("host", host, why));
-        return None;
-    }
-    if host.starts_with("*.") {
-        cx.error(
-            &format!("{field}.host"),
-            invalid("destination host", host, "wildcards are not allowed"),
-        );
-        return None;
-    }
-    if let Some(s) = &dest.subset {
-        if !is_dns_label(s) {
-            cx.error(
-                &format!("{field}.subset"),
-                invalid("subset name", s, "not a DNS-1123 label"),
-            );
-            return None;
-        }
-    }
-    let port = match dest.port.as_ref().and_then(|p| p.number) {
-        Some(p) => Some(port_number(p, &format!("{field}.port.number"), cx)?),
-        None => None,
-    };
-    Some((
-        resolve_short_name(&host.to_ascii_lowercase(), namespace),
-        dest.subset.clone().filter(|s| !s.is_empty()),
-        port,
-    ))
 }

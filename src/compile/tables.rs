@@ -13,8 +13,8 @@ use crate::route::{
 
 use super::clusters::Clusters;
 use super::names::{exported_to, intersect, split_server_host};
-use super::routes::ActionTemplate;
-use super::virtual_services::VsTemplate;
+use super::templates::ActionTemplate;
+use super::templates::VsTemplate;
 use super::{Options, Summary};
 
 /// What building the tables of one config shares: the resources, VirtualServices in order, the

@@ -6,21 +6,12 @@ use std::collections::HashSet;
 use crate::config::{ErrorKind, Report, Resources};
 
 use super::headers::invalid;
-use super::l4_routes::{compile_l4, L4Kind, L4RuleTemplate};
+use super::l4_routes::compile_l4;
 use super::names::{host_error, resolve_gateway_ref, resolve_short_name};
-use super::routes::{compile_http, RouteTemplate};
+use super::routes::compile_http;
+use super::templates::{L4Kind, VsTemplate};
 use super::validate;
 use super::Ctx;
-
-/// A VirtualService after validation: resolved hosts and gateways plus its route templates.
-pub(super) struct VsTemplate {
-    pub hosts: Vec<String>,
-    pub gateways: Vec<String>,
-    pub routes: Vec<RouteTemplate>,
-    /// `tls:` rules (SNI passthrough) and `tcp:` rules.
-    pub tls: Vec<L4RuleTemplate>,
-    pub tcp: Vec<L4RuleTemplate>,
-}
 
 /// Validates every VirtualService and compiles its routes (index-aligned with the resources).
 /// `skipped_gateways` exist but are not served (they have errors): a reference to one is a

@@ -27,7 +27,6 @@ use crate::telemetry::{RequestTrace, Sample};
 use crate::upstream::Cluster;
 
 use super::error::ResponseFlags;
-use super::service::Conn;
 use super::{Body, BoxError, Shared};
 
 /// Everything known about one request so far.
@@ -105,7 +104,7 @@ impl RequestCtx {
             start: Instant::now(),
             start_time: SystemTime::now(),
             scheme,
-            grpc: super::service::is_grpc(h),
+            grpc: is_grpc(h),
             snapshot: None,
             route_name: None,
             cluster: None,
@@ -341,4 +340,25 @@ fn record(st: Finish) {
             trace_id: Some(&cx.trace.context.trace_id_hex()),
         });
     }
+}
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    /// The local socket address the client connected to.
+    pub local: SocketAddr,
+    /// The Gateway server port this listener serves (not the local socket port).
+    pub gateway_port: u16,
+    /// Set on an HTTPS port: the SNI (which picks the filter chain, so the route table) and the
+    /// client certificate details.
+    pub tls: Option<Arc<crate::tls::TlsFacts>>,
+}
+
+/// A gRPC request (`content-type: application/grpc…`): its local replies are trailers-only.
+pub(super) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }

@@ -16,9 +16,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, TimedIo};
+use super::context::Conn;
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
-use super::service::{handle, Conn};
+use super::service::handle;
 use super::Shared;
 
 /// Envoy's limit on request header size at an Istio gateway (60 KiB).

@@ -2,7 +2,6 @@
 //! This is the place to read first: every step of the request path is a named call below.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,25 +13,13 @@ use crate::route::{
     Route, RouteAction, TemplateContext,
 };
 
+use super::context::Conn;
 use super::context::{self, RequestCtx};
 use super::error::{local_reply, FramingError, ProxyError};
 use super::{checks, forward, path, Body, OverloadLevel, Shared};
 
 /// Envoy's `max_request_headers_kb` at an Istio gateway.
 const MAX_HEADER_BYTES: usize = 60 * 1024;
-
-/// The connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    pub peer: SocketAddr,
-    /// The local socket address the client connected to.
-    pub local: SocketAddr,
-    /// The Gateway server port this listener serves (not the local socket port).
-    pub gateway_port: u16,
-    /// Set on an HTTPS port: the SNI (which picks the filter chain, so the route table) and the
-    /// client certificate details.
-    pub tls: Option<Arc<crate::tls::TlsFacts>>,
-}
 
 /// Handles one request. Never fails: every error becomes Envoy's local reply. `ambiguous`: what
 /// the connection's framing scanner found wrong with this request's framing, if anything.
@@ -172,14 +159,6 @@ pub(crate) fn headers_too_large(headers: &HeaderMap) -> bool {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     bytes > MAX_HEADER_BYTES
-}
-
-/// A gRPC request (`content-type: application/grpc…`): its local replies are trailers-only.
-pub(super) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// A preflight answered at the gateway: 200, empty body (Envoy's CORS filter reply).

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{
     capture_connection, Connected, Connection, HttpConnector,
@@ -36,42 +35,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::cluster::Protocol;
 use super::error::UpstreamError;
 use super::h1::{Http1Pool, PooledBody};
+use super::settings::{ConnectionSettings, Protocol, UpstreamBody, KEEPALIVE_TIME};
 use super::transport::{self, Origination, Stream};
-
-/// Body type of requests sent upstream (the downstream body, streamed).
-pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-
-/// Istio's default upstream connect timeout (MeshConfig `connectTimeout`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Istio's default upstream idle timeout is 1 h; idle pooled connections are closed sooner here
-/// to bound memory, a change no client can observe.
-pub const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Linux's default `tcp_keepalive_time`, used when `tcpKeepalive` is set without `time`.
-pub(super) const KEEPALIVE_TIME: Duration = Duration::from_secs(7200);
-
-/// Connection settings of a cluster (DestinationRule `connectionPool`, compiled).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ConnectionSettings {
-    /// `tcp.connectTimeout`. Default is 10 s.
-    pub connect_timeout: Duration,
-    /// `tcp.tcpKeepalive`; `None` = SO_KEEPALIVE off. Default is off.
-    pub keepalive: Option<Keepalive>,
-    /// `http.idleTimeout` (else `tcp.idleTimeout`). Default is 90 s here (Istio: 1 h).
-    pub idle_timeout: Duration,
-    /// `http.maxRequestsPerConnection`; 0 = unlimited, 1 disables keep-alive. Default is 0.
-    pub max_requests_per_connection: u32,
-}
-
-/// `tcp.tcpKeepalive`: unset fields keep the OS defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Keepalive {
-    pub time: Option<Duration>,
-    pub interval: Option<Duration>,
-    pub probes: Option<u32>,
-}
 
 /// One cluster's client.
 #[derive(Debug)]
@@ -108,19 +75,6 @@ pub struct CountedConnection {
 /// Requests a connection carried (found in every response's extensions).
 #[derive(Debug, Clone, Default)]
 struct ConnectionUses(Arc<AtomicU32>);
-
-// === impl ConnectionSettings ===
-
-impl Default for ConnectionSettings {
-    fn default() -> Self {
-        ConnectionSettings {
-            connect_timeout: CONNECT_TIMEOUT,
-            keepalive: None,
-            idle_timeout: POOL_IDLE,
-            max_requests_per_connection: 0,
-        }
-    }
-}
 
 // === impl ClusterClient ===
 

@@ -11,11 +11,12 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use super::balancer::{Hosts, LbPolicy};
-use super::client::{ClusterClient, ConnectionSettings};
+use super::client::ClusterClient;
 use super::dns::Resolver;
 use super::endpoint::{Endpoint, EndpointState};
 use super::outlier::{Class, Detector, OutlierPolicy};
 use super::pool::{Admission, Overflow, PoolLimits, PoolState, PoolStats, RetryPermit};
+use super::settings::{ConnectionSettings, Protocol};
 use super::transport::{OriginTls, Origination};
 
 /// Everything needed to build a cluster; compared on reload so unchanged clusters keep their state.
@@ -59,12 +60,6 @@ pub enum Discovery {
 pub struct EndpointSpec {
     pub addr: SocketAddr,
     pub weight: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Http1,
-    Http2,
 }
 
 /// A live cluster: the spec, the endpoint list (swapped by DNS refresh, never locked), and the

@@ -31,8 +31,8 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::client::{ConnectionSettings, UpstreamBody};
 use super::error::UpstreamError;
+use super::settings::{ConnectionSettings, UpstreamBody};
 use super::transport::{self, Origination, Stream};
 
 /// Idle connections kept per endpoint; past it the oldest is closed.

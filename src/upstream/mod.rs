@@ -12,20 +12,19 @@ mod h1;
 mod hash;
 mod outlier;
 mod pool;
+mod settings;
 mod transport;
 
 pub use balancer::{HashKey, HashPolicy, LbPolicy, RequestHash, TableKind};
-pub use client::{
-    ClusterClient, ConnectionSettings, Keepalive, RespBody, UpstreamBody, CONNECT_TIMEOUT,
-    POOL_IDLE,
-};
-pub use cluster::{
-    Cluster, ClusterSpec, Discovery, EndpointHealth, EndpointSpec, Pick, Protocol, Registry,
-};
+pub use client::{ClusterClient, RespBody};
+pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointHealth, EndpointSpec, Pick, Registry};
 pub use dns::Resolver;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointState};
 pub use error::UpstreamError;
 pub use h1::PooledBody;
 pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};
 pub use pool::{Admission, Overflow, PoolLimits, PoolStats, RetryPermit};
+pub use settings::{
+    ConnectionSettings, Keepalive, Protocol, UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE,
+};
 pub use transport::{local_addr, CaFile, ClientCert, OriginTls, Origination, Stream};

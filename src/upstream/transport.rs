@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 
 use crate::net::MaybeTls;
 
-use super::client::{ConnectionSettings, KEEPALIVE_TIME};
 use super::error::{tls_detail, UpstreamError};
+use super::settings::{ConnectionSettings, KEEPALIVE_TIME};
 
 /// What a cluster's DestinationRule `tls` asks for, as data (compared on reload like the rest of
 /// the spec). Certificate files are read when the cluster is built, not here.
