@@ -7,10 +7,27 @@ use std::path::Path;
 use crate::config::{self, Resource};
 use crate::upstream::{CaFile, ClientCert, OriginTls};
 
-/// The files of Istio's file-mounted workload certificate (`/etc/certs` in a sidecar).
-pub const MESH_CERT_CHAIN: &str = "cert-chain.pem";
-pub const MESH_KEY: &str = "key.pem";
-pub const MESH_ROOT: &str = "root-cert.pem";
+/// Istio's file-mounted workload certificate (`/etc/certs` in a sidecar): the gateway's mesh
+/// identity, for ISTIO_MUTUAL to upstreams and on Gateway servers.
+pub(super) struct MeshFiles {
+    /// `cert-chain.pem`
+    pub cert: String,
+    /// `key.pem`
+    pub key: String,
+    /// `root-cert.pem`, the mesh's CA.
+    pub root: String,
+}
+
+impl MeshFiles {
+    pub(super) fn in_dir(dir: &Path) -> MeshFiles {
+        let file = |name: &str| dir.join(name).display().to_string();
+        MeshFiles {
+            cert: file("cert-chain.pem"),
+            key: file("key.pem"),
+            root: file("root-cert.pem"),
+        }
+    }
+}
 
 /// The cluster a DestinationRule's `tls` applies to: its host, port and subset.
 pub(super) struct Destination<'a> {
@@ -56,8 +73,7 @@ pub(super) fn origin_tls(
         None => field.to_owned(),
     };
     if mode == "ISTIO_MUTUAL" {
-        let dir = mesh_certs_dir?;
-        let file = |name: &str| dir.join(name).display().to_string();
+        let mesh = MeshFiles::in_dir(mesh_certs_dir?);
         let cluster_sni = || {
             format!(
                 "outbound_.{}_.{}_.{}",
@@ -69,10 +85,10 @@ pub(super) fn origin_tls(
         return Some(OriginTls {
             origin,
             client_cert: Some(ClientCert::Files {
-                cert: file(MESH_CERT_CHAIN),
-                key: file(MESH_KEY),
+                cert: mesh.cert,
+                key: mesh.key,
             }),
-            ca: Some(CaFile::File(file(MESH_ROOT))),
+            ca: Some(CaFile::File(mesh.root)),
             // Workload certificates carry SPIFFE URIs, not the SNI name: no auto SAN check.
             explicit_sni: true,
             server_name: Some(sni.unwrap_or_else(cluster_sni)),

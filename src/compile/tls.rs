@@ -259,20 +259,21 @@ pub(super) fn server_tls(
     t: &config::ServerTlsSettings,
     mesh_certs_dir: Option<&Path>,
 ) -> Option<ServerTls> {
-    let client_auth = match mode(t).as_str() {
+    let mode = mode(t);
+    let client_auth = match mode.as_str() {
         "SIMPLE" => ClientAuth::None,
         "MUTUAL" | "ISTIO_MUTUAL" => ClientAuth::Required,
         "OPTIONAL_MUTUAL" => ClientAuth::Optional,
         _ => return None,
     };
     let first_pair = t.tls_certificates.first();
-    let mesh = |name: &str| Some(mesh_certs_dir?.join(name).display().to_string());
-    let (cert, ca_file) = if mode(t) == "ISTIO_MUTUAL" {
+    let (cert, ca_file) = if mode == "ISTIO_MUTUAL" {
+        let mesh = super::origin::MeshFiles::in_dir(mesh_certs_dir?);
         let files = CertSource::Files {
-            cert: mesh(super::origin::MESH_CERT_CHAIN)?,
-            key: mesh(super::origin::MESH_KEY)?,
+            cert: mesh.cert,
+            key: mesh.key,
         };
-        (files, mesh(super::origin::MESH_ROOT))
+        (files, Some(mesh.root))
     } else if let Some(name) = t.credential_name.as_ref().or(t.credential_names.first()) {
         (CertSource::Credential(name.clone()), None)
     } else if let Some(pair) = first_pair {

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// Quiet periods are checked this many times per timeout: they fire within 1¼ of their value.
-pub(super) const QUIET_TICKS: u32 = 4;
+const QUIET_TICKS: u32 = 4;
 
 /// One connection's counters, shared by its I/O wrapper, its service and its task.
 #[derive(Debug, Default)]
@@ -47,13 +47,22 @@ impl Drop for InFlight {
 /// Resolves once `state` has seen no bytes move for `t` (and, if `idle`, no request in flight),
 /// checked `QUIET_TICKS` times per `t`: so between `t` and 1¼ `t` after the last activity.
 pub(super) async fn quiet_for(state: &ConnState, t: Duration, idle: bool) {
+    quiet(&state.activity, t, || {
+        idle && state.in_flight.load(Ordering::Acquire) > 0
+    })
+    .await;
+}
+
+/// Resolves once `activity` has not moved for `t` while `busy()` was false at every check,
+/// checked `QUIET_TICKS` times per `t`. The idle timers of HTTP connections and TCP tunnels.
+pub(super) async fn quiet(activity: &AtomicU64, t: Duration, busy: impl Fn() -> bool) {
     let tick = (t / QUIET_TICKS).max(Duration::from_millis(1));
-    let mut last = state.activity.load(Ordering::Relaxed);
+    let mut last = activity.load(Ordering::Relaxed);
     let mut quiet = 0;
     loop {
         tokio::time::sleep(tick).await;
-        let now = state.activity.load(Ordering::Relaxed);
-        if now != last || (idle && state.in_flight.load(Ordering::Acquire) > 0) {
+        let now = activity.load(Ordering::Relaxed);
+        if now != last || busy() {
             last = now;
             quiet = 0;
         } else {

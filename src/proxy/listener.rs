@@ -19,11 +19,9 @@ use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, T
 use super::context::Conn;
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
-use super::service::handle;
+use super::service::{handle, MAX_HEADER_BYTES};
 use super::Shared;
 
-/// Envoy's limit on request header size at an Istio gateway (60 KiB).
-const MAX_HEADER_BYTES: usize = 60 * 1024;
 /// Envoy's limit on the number of request headers.
 const MAX_HEADERS: usize = 100;
 /// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: above the 60 KiB that `service.rs` checks exactly (h2

@@ -13,13 +13,13 @@ use crate::route::{
     Route, RouteAction, TemplateContext,
 };
 
-use super::context::Conn;
-use super::context::{self, RequestCtx};
+use super::context::{self, Conn, RequestCtx};
 use super::error::{local_reply, FramingError, ProxyError};
 use super::{checks, forward, path, Body, OverloadLevel, Shared};
 
-/// Envoy's `max_request_headers_kb` at an Istio gateway.
-const MAX_HEADER_BYTES: usize = 60 * 1024;
+/// Envoy's `max_request_headers_kb` at an Istio gateway (60 KiB): checked exactly here, and the
+/// listener sizes hyper's buffers and HTTP/2's header list limit from it.
+pub(super) const MAX_HEADER_BYTES: usize = 60 * 1024;
 
 /// Handles one request. Never fails: every error becomes Envoy's local reply. `ambiguous`: what
 /// the connection's framing scanner found wrong with this request's framing, if anything.

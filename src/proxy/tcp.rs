@@ -22,6 +22,7 @@ use crate::route::{L4Route, L4Table};
 use crate::telemetry::AccessLine;
 use crate::upstream::{Class, Pick};
 
+use super::conn_state::quiet;
 use super::Shared;
 
 /// Envoy's TCP proxy `idle_timeout` default.
@@ -239,7 +240,7 @@ async fn proxy(
     let mut down_io = Counted::new(down, activity.clone());
     let copied = tokio::select! {
         r = tokio::io::copy_bidirectional(&mut down_io, &mut up) => Some(r),
-        () = quiet(&activity, TCP_IDLE_TIMEOUT) => None,
+        () = quiet(&activity, TCP_IDLE_TIMEOUT, || false) => None,
     };
     let (rx, tx) = (down_io.read, down_io.written);
     rec.received += rx;
@@ -253,26 +254,6 @@ async fn proxy(
         }
         Some(Err(e)) => tracing::debug!(upstream = %ep.addr, error = %e, "TCP tunnel ended"),
         Some(Ok(_)) => {}
-    }
-}
-
-/// Resolves once no byte has moved for `t` (checked four times per `t`).
-async fn quiet(activity: &AtomicU64, t: Duration) {
-    let tick = t / 4;
-    let mut last = activity.load(Ordering::Relaxed);
-    let mut still = 0;
-    loop {
-        tokio::time::sleep(tick).await;
-        let now = activity.load(Ordering::Relaxed);
-        if now == last {
-            still += 1;
-            if still >= 4 {
-                return;
-            }
-        } else {
-            last = now;
-            still = 0;
-        }
     }
 }
 

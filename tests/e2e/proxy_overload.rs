@@ -27,17 +27,16 @@ async fn gateway(up: &Upstream, overload: OverloadLimits) -> TestGateway {
 
 const TIB: u64 = 1 << 40;
 
+/// Always past the shed threshold, never past the refuse one.
+const SHEDDING: OverloadLimits = OverloadLimits {
+    shed_memory: Some(1),
+    refuse_memory: Some(TIB),
+};
+
 #[tokio::test]
 async fn past_the_shed_threshold_new_requests_get_503_overloaded() {
     let up = Upstream::start("a").await;
-    let gw = gateway(
-        &up,
-        OverloadLimits {
-            shed_memory: Some(1),
-            refuse_memory: Some(TIB),
-        },
-    )
-    .await;
+    let gw = gateway(&up, SHEDDING).await;
     let r = Client::http1(gw.addr()).get("x", "/").await;
     assert_eq!(
         (r.status.as_u16(), r.body.as_str()),
@@ -93,14 +92,7 @@ async fn below_the_thresholds_requests_are_served() {
 #[tokio::test]
 async fn past_the_shed_threshold_http2_connections_get_a_goaway() {
     let up = Upstream::start("a").await;
-    let gw = gateway(
-        &up,
-        OverloadLimits {
-            shed_memory: Some(1),
-            refuse_memory: Some(TIB),
-        },
-    )
-    .await;
+    let gw = gateway(&up, SHEDDING).await;
     let tcp = TcpStream::connect(gw.addr()).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

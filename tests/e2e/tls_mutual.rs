@@ -15,10 +15,15 @@ use support::{static_service, TestGateway, Upstream};
 /// A Gateway `gw` with one HTTPS server for `m.example` with this `tls` block, routed to an
 /// echoing upstream.
 async fn start(tls: &str, up: &Upstream) -> TestGateway {
+    TestGateway::start(&config(tls, up)).await
+}
+
+/// The config of `start`.
+fn config(tls: &str, up: &Upstream) -> String {
     let mut yaml = gateway("gw", &[https_server(443, "https", &["m.example"], tls)]);
     yaml.push_str(&static_service("up.svc", &[(up, &[])]));
     yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: m}\nspec:\n  hosts: [m.example]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: up.svc}}]\n---\n");
-    TestGateway::start(&yaml).await
+    yaml
 }
 
 fn mutual(dir: &Path, server: &Issued, ca: &Ca, mode: &str, extra: &str) -> String {
@@ -283,17 +288,7 @@ async fn istio_mutual_serves_mesh_clients_with_the_gateway_s_workload_certificat
     std::fs::write(certs.path().join("key.pem"), &own.key_pem).unwrap();
     std::fs::write(certs.path().join("root-cert.pem"), mesh.pem()).unwrap();
     let up = Upstream::start("up").await;
-    let mut yaml = gateway(
-        "gw",
-        &[https_server(
-            443,
-            "https",
-            &["m.example"],
-            "{mode: ISTIO_MUTUAL}",
-        )],
-    );
-    yaml.push_str(&static_service("up.svc", &[(&up, &[])]));
-    yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: m}\nspec:\n  hosts: [m.example]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: up.svc}}]\n---\n");
+    let yaml = config("{mode: ISTIO_MUTUAL}", &up);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yaml"), &yaml).unwrap();
     let mesh_dir = certs.path().to_path_buf();

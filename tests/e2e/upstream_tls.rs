@@ -138,13 +138,18 @@ async fn gateway_to(up: &TlsUpstream, policy: &str) -> TestGateway {
 }
 
 async fn gateway_to_service(up: &TlsUpstream, protocol: &str, policy: &str) -> TestGateway {
+    TestGateway::start(&config_to(up, protocol, policy)).await
+}
+
+/// The config of `gateway_to_service`.
+fn config_to(up: &TlsUpstream, protocol: &str, policy: &str) -> String {
     let mut yaml = gateway_yaml(&["*"]);
     yaml.push_str(&service_at("tls.svc", protocol, &[up.addr]));
     yaml.push_str(&destination_rule("tls.svc", policy));
     yaml.push_str(&virtual_service(
         "  - route: [{destination: {host: tls.svc}}]\n",
     ));
-    TestGateway::start(&yaml).await
+    yaml
 }
 
 /// Writes a file the way a Secret volume or Istio's agent replaces it: whole, by rename.
@@ -416,14 +421,12 @@ async fn istio_mutual_presents_the_mesh_workload_certificate() {
     let up = TlsUpstream::start_alpn(&server, Some(&mesh), &[b"istio", b"http/1.1"], false).await;
 
     let start = |policy: &str| {
-        let mut yaml = gateway_yaml(&["*"]);
-        yaml.push_str(&service_at("tls.svc", "HTTP", &[up.addr]));
-        yaml.push_str(&destination_rule("tls.svc", policy));
-        yaml.push_str(&virtual_service(
-            "  - route: [{destination: {host: tls.svc}}]\n",
-        ));
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            config_to(&up, "HTTP", policy),
+        )
+        .unwrap();
         let mesh_dir = certs.path().to_path_buf();
         TestGateway::try_start_with(dir, move |s| s.compile.mesh_certs_dir = Some(mesh_dir))
     };

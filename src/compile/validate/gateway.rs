@@ -126,8 +126,9 @@ pub(in crate::compile) fn gateway(gw: &Resource<config::GatewaySpec>, cx: &mut C
                 server_tls(t, &format!("{f}.tls"), cx);
                 // ISTIO_MUTUAL terminates only with --mesh-certs-dir; its version and suite
                 // fields are checked either way.
-                let mesh = Some(std::path::Path::new(""));
-                if proto == "HTTPS" && crate::compile::tls::terminates(t, mesh) {
+                let terminating = crate::compile::tls::terminates(t, None)
+                    || crate::compile::tls::mode(t) == "ISTIO_MUTUAL";
+                if proto == "HTTPS" && terminating {
                     crate::compile::tls::check(t, &format!("{f}.tls"), cx);
                 }
             }
