@@ -305,15 +305,19 @@ start_load() {
   track tmpdirs "$LOAD_DIR"
   LOAD_OUT="$LOAD_DIR/out.json"
   python3 docker/loadgen.py "127.0.0.1:$HAPROXY_PORT" /hello --threads 2 \
-    --max-requests 200000 --max-seconds 120 --ready-file "$LOAD_DIR/ready" >"$LOAD_OUT" &
+    --max-requests 5000000 --max-seconds 120 --ready-file "$LOAD_DIR/ready" >"$LOAD_OUT" &
   LOADGEN_PID=$!
   track pids "$LOADGEN_PID"
   wait_for 10 "the first request through haproxy" test -e "$LOAD_DIR/ready"
 }
+# The load must cover the whole rollout: a generator that already stopped on its own
+# bound (count or time) fails the test instead of hiding part of the window.
 stop_load() {
-  kill -TERM "$LOADGEN_PID"
-  wait "$LOADGEN_PID"
+  kill -TERM "$LOADGEN_PID" 2>/dev/null || true
+  wait "$LOADGEN_PID" || true
   log "load: $(cat "$LOAD_OUT")"
+  [ "$(load_field "['stopped_by']")" = signal ] ||
+    fail "the load generator stopped by itself ($(load_field "['stopped_by']")) before the rollout ended"
 }
 load_field() { python3 -c "import json,sys; print(json.load(open('$LOAD_OUT'))$1)"; }
 
