@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use meshgate::{Gateway, Settings, StartError};
 
 /// mimalloc instead of the system allocator: fewer instructions per allocation on the request
-/// path and memory handed back after a spike (`benches/RESULTS.md` has the A/B).
+/// path and memory handed back after a spike (`benches/RESULTS.md` has the A/B). The
+/// `system-allocator` feature builds without it, for heap profilers that see only `malloc`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -33,12 +35,15 @@ fn collect_when_idle() {
             true
         }
     });
-    if due {
+    if due && cfg!(not(feature = "system-allocator")) {
+        #[cfg(not(feature = "system-allocator"))]
         // SAFETY: `mi_collect` has no preconditions: it frees and purges what the calling
         // thread's own heap no longer uses (and abandoned segments); it is mimalloc's API for
         // exactly this, and mimalloc is the global allocator (`ALLOC` above). Exercised by every
         // test that runs the binary (each parks its runtime thread).
-        unsafe { libmimalloc_sys::mi_collect(true) };
+        unsafe {
+            libmimalloc_sys::mi_collect(true)
+        };
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +20,7 @@ use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, T
 use super::context::Conn;
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
+use super::http_conn::{sniff, Builders, HttpConn, Proto};
 use super::service::{handle, MAX_HEADER_BYTES};
 use super::Shared;
 
@@ -92,23 +94,7 @@ pub async fn serve(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(MAX_HEADER_BYTES.max(8192) + 8192)
-        .max_headers(MAX_HEADERS)
-        // hyper's own header timeout also runs while a keep-alive connection waits for its next
-        // request and closes without a 408: `TimedIo` does Envoy's instead.
-        .header_read_timeout(None)
-        .timer(hyper_util::rt::TokioTimer::new());
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(1 << 21)
-        .max_concurrent_streams(1024)
-        .max_header_list_size(H2_MAX_HEADER_LIST);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(builders());
     let timeout_reply: Arc<[u8]> = request_timeout_reply(shared.server_header.as_ref()).into();
     // Envoy's connection manager stats, with the stat prefix Istio gives a gateway's listener.
     let prefix = format!("outbound_0.0.0.0_{gateway_port}");
@@ -178,7 +164,7 @@ pub async fn serve(
             continue;
         }
         let shared = shared.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let mut stop = stop.clone();
         let drain = shared.drain_watch();
         // Accepted while draining: served, its responses carry `connection: close`.
@@ -190,14 +176,42 @@ pub async fn serve(
         let timeout_reply = timeout_reply.clone();
         tokio::spawn(async move {
             let _guard = guard;
+            let initial_state = Arc::new(ConnState::default());
             // The port's kind is read per connection, so a reload that turns it HTTPS applies.
             let tls_port = shared.snapshot.load().tls_port(gateway_port).cloned();
             let (stream, tls) = match tls_port {
                 None => (crate::tls::Stream::Plain(stream), None),
                 Some(port) => {
                     let timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
-                    match crate::tls::handshake(stream, &port, gateway_port, timeout).await {
+                    // Boxed: its state is not kept in the connection's task for its lifetime.
+                    let handshake = crate::tls::handshake(stream, &port, gateway_port, timeout);
+                    match Box::pin(handshake).await {
                         Some((stream, facts)) => (stream, Some(facts)),
+                        None => {
+                            cx_active.decrement(1.0);
+                            return;
+                        }
+                    }
+                }
+            };
+            let proto = match &stream {
+                crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
+                crate::tls::Stream::Plain(tcp) => {
+                    // Waiting for the first bytes, as a connection: stop and the idle timeout
+                    // apply (`state` is quiet since accept).
+                    let idle = async {
+                        match limits.idle_timeout {
+                            Some(t) => quiet_for(&initial_state, t, true).await,
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    let first = tokio::select! {
+                        first = sniff(tcp) => first,
+                        _ = stop.changed() => None,
+                        () = idle => None,
+                    };
+                    match first {
+                        Some(proto) => proto,
                         None => {
                             cx_active.decrement(1.0);
                             return;
@@ -211,7 +225,7 @@ pub async fn serve(
                 gateway_port,
                 tls,
             };
-            let state = Arc::new(ConnState::default());
+            let state = initial_state;
             // hyper hides some ambiguous framing from the service; the scanner does not.
             let framing = Framing::new();
             let io = TokioIo::new(TimedIo::new(
@@ -242,7 +256,9 @@ pub async fn serve(
                     let server = limits
                         .stream_idle_timeout
                         .and_then(|_| shared.server_header.clone());
-                    async move {
+                    // Boxed: hyper keeps a request future's slot for the connection's lifetime,
+                    // so an idle connection holds 16 bytes here instead of the whole future.
+                    let fut: ServiceFuture = Box::pin(async move {
                         let resp = match limits.stream_idle_timeout {
                             None => handled.await,
                             Some(t) => tokio::select! {
@@ -265,12 +281,12 @@ pub async fn serve(
                             }
                         }
                         drop(in_flight);
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
+                        Ok(resp)
+                    });
+                    fut
                 })
             };
-            let served = builder.serve_connection_with_upgrades(io, svc);
-            tokio::pin!(served);
+            let mut served = HttpConn::new(&builders, proto, io, svc);
             let idle = async {
                 match limits.idle_timeout {
                     Some(t) => quiet_for(&state, t, true).await,
@@ -288,7 +304,7 @@ pub async fn serve(
             let mut draining = accepted_draining;
             loop {
                 tokio::select! {
-                    res = served.as_mut() => {
+                    res = &mut served => {
                         if let Err(e) = res {
                             tracing::debug!(%peer, error = %e, "connection error");
                         }
@@ -297,26 +313,26 @@ pub async fn serve(
                     // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
                     // HTTP/1 connection closes, a busy one closes after its response.
                     _ = stop.changed() => {
-                        served.as_mut().graceful_shutdown();
-                        let _ = served.await;
+                        served.graceful_shutdown();
+                        let _ = (&mut served).await;
                         break;
                     }
                     // Idle, too old, or past its request budget: the same graceful close.
                     () = &mut idle => {
                         tracing::debug!(%peer, "idle timeout");
-                        served.as_mut().graceful_shutdown();
-                        let _ = served.await;
+                        served.graceful_shutdown();
+                        let _ = (&mut served).await;
                         break;
                     }
                     () = &mut too_old => {
                         tracing::debug!(%peer, "max connection duration");
-                        served.as_mut().graceful_shutdown();
-                        let _ = served.await;
+                        served.graceful_shutdown();
+                        let _ = (&mut served).await;
                         break;
                     }
                     () = state.goaway.notified() => {
-                        served.as_mut().graceful_shutdown();
-                        let _ = served.await;
+                        served.graceful_shutdown();
+                        let _ = (&mut served).await;
                         break;
                     }
                     // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
@@ -324,8 +340,8 @@ pub async fn serve(
                     () = drained(drain.clone()), if !draining => {
                         draining = true;
                         if state.is_h2.load(Ordering::Relaxed) {
-                            served.as_mut().graceful_shutdown();
-                            let _ = served.await;
+                            served.graceful_shutdown();
+                            let _ = (&mut served).await;
                             break;
                         }
                     }
@@ -334,6 +350,48 @@ pub async fn serve(
             cx_active.decrement(1.0);
         });
     }
+}
+
+/// One request's future, as hyper holds it.
+type ServiceFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<super::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
+
+/// The hyper builders of every listener: HTTP/1.1 and HTTP/2 (h2c or ALPN `h2`) settings.
+/// hyper's and hyper-util's builders have the same methods but no common type: one list of
+/// settings for both.
+fn builders() -> Builders {
+    macro_rules! http1_settings {
+        ($b:expr) => {
+            $b.max_buf_size(MAX_HEADER_BYTES.max(8192) + 8192)
+                .max_headers(MAX_HEADERS)
+                // hyper's own header timeout also runs while a keep-alive connection waits for
+                // its next request and closes without a 408: `TimedIo` does Envoy's instead.
+                .header_read_timeout(None)
+                .timer(TokioTimer::new())
+        };
+    }
+    macro_rules! http2_settings {
+        ($b:expr) => {
+            $b.timer(TokioTimer::new())
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(1 << 21)
+                .max_concurrent_streams(1024)
+                .max_header_list_size(H2_MAX_HEADER_LIST)
+        };
+    }
+    let mut http1 = http1::Builder::new();
+    http1_settings!(http1);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2_settings!(http2);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    http1_settings!(auto.http1());
+    http2_settings!(auto.http2());
+    Builders { http1, http2, auto }
 }
 
 /// Envoy's reply to a stream idle timeout.

@@ -12,6 +12,7 @@ mod forward;
 mod framing;
 mod head;
 mod headers;
+mod http_conn;
 mod listener;
 mod mirror;
 mod overload;

@@ -314,3 +314,41 @@ async fn an_upstream_response_with_cl_and_te_is_a_502() {
     );
     assert_eq!(r.header("server"), Some("istio-envoy"));
 }
+
+/// The protocol of a plain connection is told from its first bytes (`proxy/http_conn.rs`): a
+/// request or an HTTP/2 preface that arrives in pieces, the first of them ambiguous, is still
+/// served as what it is.
+#[tokio::test]
+async fn a_connection_whose_first_bytes_arrive_in_pieces_is_served() {
+    let (gw, _a) = gateway().await;
+    // HTTP/1: "P" could begin the HTTP/2 preface.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"P").await.unwrap();
+    s.flush().await.unwrap();
+    s.write_all(b"OST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway did not answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("method=POST"), "{text}");
+
+    // HTTP/2 with prior knowledge, its preface in two writes: the gateway's SETTINGS come back.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    s.flush().await.unwrap();
+    // The rest of the preface, then an empty SETTINGS frame.
+    s.write_all(b"\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut frame))
+        .await
+        .expect("the gateway did not answer")
+        .unwrap();
+    assert_eq!(frame[3], 0x04, "the first frame is SETTINGS: {frame:?}");
+}
