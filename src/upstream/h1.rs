@@ -12,7 +12,8 @@
 //! decides (the proxy resends idempotent requests once, on a fresh connection).
 //!
 //! `maxRequestsPerConnection` and the idle timeout are enforced at check-in and checkout;
-//! a reaper closes connections idle past the timeout.
+//! a reaper closes connections idle past the timeout, and trims idle connections the traffic no
+//! longer needs (`to_close`).
 //! May not touch: endpoint choice, circuit breakers (`pool.rs`).
 
 use std::collections::HashMap;
@@ -34,6 +35,11 @@ use tokio::time::Instant;
 use super::error::UpstreamError;
 use super::settings::{ConnectionSettings, UpstreamBody};
 use super::transport::{self, Origination, Stream};
+
+/// How often the reaper runs (at most): closes what expired, and trims the surplus.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+/// Idle connections per endpoint the trimming keeps (the idle timeout still closes them).
+const TRIM_KEEPS: usize = 4;
 
 /// Idle connections kept per endpoint; past it the oldest is closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -261,14 +267,15 @@ impl Inner {
         });
     }
 
-    /// Closes connections idle past the timeout.
+    /// Closes connections idle past the timeout, and half of the surplus (`to_close`).
     fn prune(&self) {
         let timeout = self.settings.idle_timeout;
+        let now = Instant::now();
         let mut closed = Vec::new();
         let mut map = self.lock();
         map.retain(|_, list| {
-            // Oldest first: the expired ones are a prefix.
-            let n = list.partition_point(|i| i.since.elapsed() >= timeout);
+            let idle_for: Vec<Duration> = list.iter().map(|i| now - i.since).collect();
+            let n = to_close(&idle_for, timeout);
             closed.extend(list.drain(..n));
             !list.is_empty()
         });
@@ -277,12 +284,26 @@ impl Inner {
     }
 }
 
-/// Closes idle connections past the idle timeout while the pool exists.
+/// How many of an endpoint's idle connections to close now, given how long each has been idle
+/// (oldest first, as the idle list keeps them): those past the idle timeout, then half (rounded
+/// up) of those idle for a whole `TRIM_EVERY` beyond the newest `TRIM_KEEPS`. Requests take the
+/// most recently used connection, so one idle that long was not needed by the traffic of the
+/// last interval: after a spike the pool shrinks by half every interval (HAProxy's idle-pool
+/// purge does the same) and its memory goes back within a minute, instead of after the idle
+/// timeout (90 s by default, 1 h in Istio).
+fn to_close(idle_for: &[Duration], timeout: Duration) -> usize {
+    let expired = idle_for.partition_point(|d| *d >= timeout);
+    let unused = idle_for
+        .partition_point(|d| *d >= TRIM_EVERY)
+        .min(idle_for.len().saturating_sub(TRIM_KEEPS))
+        .max(expired);
+    expired + (unused - expired).div_ceil(2)
+}
+
+/// Closes idle connections past the idle timeout, and trims the surplus, while the pool exists.
 async fn reap(pool: Weak<Inner>) {
     let every = match pool.upgrade() {
-        Some(p) => {
-            (p.settings.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
-        }
+        Some(p) => (p.settings.idle_timeout / 2).clamp(Duration::from_millis(100), TRIM_EVERY),
         None => return,
     };
     loop {
@@ -415,5 +436,48 @@ impl Drop for PooledBody {
                 pool.check_in(endpoint, conn);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(list: &[u64]) -> Vec<Duration> {
+        list.iter().map(|s| Duration::from_secs(*s)).collect()
+    }
+
+    #[test]
+    fn expired_connections_close_and_half_the_unused_surplus() {
+        let timeout = Duration::from_secs(90);
+        // Busy pool: every connection used within the interval.
+        assert_eq!(to_close(&secs(&[9, 5, 3, 1, 0, 0, 0, 0]), timeout), 0);
+        // Two expired; the newest four are kept; of the two unused ones between, one closes.
+        assert_eq!(
+            to_close(&secs(&[100, 95, 50, 40, 30, 20, 12, 11]), timeout),
+            2 + 1
+        );
+        // After a spike: 100 idle for 15 s; half of the 96 beyond the 4 kept.
+        assert_eq!(to_close(&vec![Duration::from_secs(15); 100], timeout), 48);
+        // A quiet service keeps its last few connections until the idle timeout.
+        assert_eq!(to_close(&secs(&[60, 50, 40, 30]), timeout), 0);
+        assert_eq!(to_close(&secs(&[91, 50, 40, 30]), timeout), 1);
+        // A short idle timeout: only expiry.
+        assert_eq!(
+            to_close(&secs(&[3, 2, 1, 0, 0, 0]), Duration::from_secs(2)),
+            2
+        );
+        assert_eq!(to_close(&[], timeout), 0);
+    }
+
+    #[test]
+    fn a_spike_drains_to_what_is_kept_within_a_minute() {
+        let timeout = Duration::from_secs(90);
+        let mut idle = 480usize;
+        // One reaper run per TRIM_EVERY, every connection idle since the spike.
+        for _ in 0..6 {
+            idle -= to_close(&vec![Duration::from_secs(20); idle], timeout);
+        }
+        assert_eq!(idle, TRIM_KEEPS + 7);
     }
 }
