@@ -6,7 +6,7 @@ use http::StatusCode;
 
 use crate::config::{self, ErrorKind, HttpRoute};
 use crate::route::{
-    per_million, AbortKind, FaultAbort, FaultDelay, FaultPolicy, RetryOn, RetryPolicy,
+    per_million, AbortKind, FaultAbort, FaultDelay, FaultPolicy, HeaderOps, RetryOn, RetryPolicy,
 };
 
 use super::destination::destination;
@@ -298,7 +298,7 @@ fn mirrors(
                     subset,
                     port,
                     weight: 0,
-                    headers: Default::default(),
+                    headers: HeaderOps::none(),
                     host_rewrite: None,
                     field: f,
                 },

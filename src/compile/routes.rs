@@ -293,7 +293,7 @@ fn compile_action(
             destinations,
             rewrite: rewrite_uri.map(Arc::new),
             host_rewrite: rewrite_host.or(header_host),
-            headers,
+            headers: headers.shared(),
             timeout,
             retry: resilience.retry,
             fault: resilience.fault,
@@ -341,7 +341,7 @@ fn compile_destination(
         subset,
         port,
         weight: if d.weight.is_none() { 0 } else { weight },
-        headers,
+        headers: headers.shared(),
         host_rewrite,
         field: format!("{field}.destination"),
     })

@@ -188,7 +188,8 @@ fn instantiate(
                 RouteAction::Redirect(redirect)
             }
             ActionTemplate::Forward(f) => {
-                let mut weighted = Vec::new();
+                // Exact capacity: a Vec grown by push holds at least 4 (224-byte) entries.
+                let mut weighted = Vec::with_capacity(f.destinations.len());
                 for d in &f.destinations {
                     let (cluster, key) = clusters.resolve(d, port, vs, report);
                     weighted.push(WeightedCluster {
