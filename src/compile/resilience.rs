@@ -30,7 +30,7 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
 ) -> Resilience {
     Resilience {
-        retry: retries(route.retries.as_ref(), &format!("{field}.retries"), cx),
+        retry: retries(route.retries.as_deref(), &format!("{field}.retries"), cx),
         fault: route
             .fault
             .as_ref()

@@ -231,7 +231,7 @@ fn compile_action(
         );
     }
     let (headers, header_host) =
-        compile_headers(route.headers.as_ref(), &format!("{field}.headers"), cx);
+        compile_headers(route.headers.as_deref(), &format!("{field}.headers"), cx);
     let rewrite = route
         .rewrite
         .as_ref()
@@ -327,7 +327,7 @@ fn compile_destination(
         None => 0,
     };
     let (headers, host_rewrite) =
-        compile_headers(d.headers.as_ref(), &format!("{field}.headers"), cx);
+        compile_headers(d.headers.as_deref(), &format!("{field}.headers"), cx);
     let Some(dest) = &d.destination else {
         cx.error(&format!("{field}.destination"), ErrorKind::Missing);
         return None;
