@@ -25,7 +25,8 @@ pub(super) struct Clusters<'a> {
     /// ServiceEntry host → indices of entries declaring it (visible to the proxy namespace).
     services: HashMap<&'a str, Vec<usize>>,
     pub specs: Vec<ClusterSpec>,
-    by_key: HashMap<String, Option<ClusterId>>,
+    /// Key → cluster, and the key as every route destination to it holds it (one allocation).
+    by_key: HashMap<String, (Option<ClusterId>, Arc<str>)>,
 }
 
 impl<'a> Clusters<'a> {
@@ -74,8 +75,8 @@ impl<'a> Clusters<'a> {
             d.subset.as_deref().unwrap_or(""),
             d.host
         );
-        if let Some(id) = self.by_key.get(&key) {
-            return (*id, key.into());
+        if let Some((id, shared)) = self.by_key.get(&key) {
+            return (*id, shared.clone());
         }
         let service_ns = match service {
             Some(se) => se.namespace.as_str(),
@@ -101,8 +102,9 @@ impl<'a> Clusters<'a> {
                             subset: name.clone(),
                         },
                     );
-                    self.by_key.insert(key.clone(), None);
-                    return (None, key.into());
+                    let shared: Arc<str> = key.as_str().into();
+                    self.by_key.insert(key, (None, shared.clone()));
+                    return (None, shared);
                 }
                 found
             }
@@ -121,8 +123,9 @@ impl<'a> Clusters<'a> {
             self.specs.push(s);
             self.specs.len() - 1
         });
-        self.by_key.insert(key.clone(), id);
-        (id, key.into())
+        let shared: Arc<str> = key.as_str().into();
+        self.by_key.insert(key, (id, shared.clone()));
+        (id, shared)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -153,7 +153,7 @@ fn instantiate(
     clusters: &mut Clusters<'_>,
     report: &mut Report,
 ) -> Vec<Route> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(t.routes.len());
     for rt in &t.routes {
         let kept: Vec<_> = rt
             .matches
