@@ -9,7 +9,8 @@
 //!     reloads so that every reload applies.
 //!
 //! `cargo bench --bench load_10k` (release, 15 samples each); under `cargo test` a few only.
-//! Needs `python3` (the generator).
+//! Needs `python3` (the generator). The allocator is mimalloc, as in the `meshgate` binary
+//! (with glibc malloc, half of the time goes into malloc/free).
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshgate::{Gateway, Settings};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HOSTS: usize = 1_000;
 const ROUTES: usize = HOSTS * 10;
