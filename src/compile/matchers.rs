@@ -3,7 +3,6 @@
 //! Owns [`Regexes`]: one compiled regex per distinct pattern of a config.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use regex::Regex;
 
@@ -21,10 +20,10 @@ use super::Ctx;
 const MAX_REGEX: usize = 1024;
 
 /// The anchored regexes of string matches compiled so far, by pattern. A compiled `Regex` costs
-/// about 4.5 KB (program, engines) plus 2 KB of match-cache pool, and every `Regex::clone` makes
-/// a new pool: routes hold them behind an `Arc`, and routes with the same pattern share one.
+/// about 4.5 KB (program and engines, shared by its clones) plus 2 KB of match-cache pool (one per
+/// clone): a route whose pattern was seen before gets a clone, 2 KB instead of 6.5 KB.
 #[derive(Default)]
-pub(super) struct Regexes(HashMap<Box<str>, Arc<Regex>>);
+pub(super) struct Regexes(HashMap<Box<str>, Regex>);
 
 pub(super) fn compile_match(
     m: &config::HttpMatchRequest,
@@ -202,11 +201,11 @@ pub(super) fn str_match(
 }
 
 /// [`compile_regex`], anchored, through the context's [`Regexes`] when it has them.
-fn shared_regex(pattern: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Arc<Regex>> {
+fn shared_regex(pattern: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Regex> {
     if let Some(r) = cx.regexes.as_deref().and_then(|c| c.0.get(pattern)) {
         return Some(r.clone());
     }
-    let r = Arc::new(compile_regex(pattern, field, true, cx)?);
+    let r = compile_regex(pattern, field, true, cx)?;
     if let Some(cache) = cx.regexes.as_deref_mut() {
         cache.0.insert(pattern.into(), r.clone());
     }
