@@ -24,8 +24,13 @@ pub(super) struct Clusters<'a> {
     opts: &'a Options,
     /// ServiceEntry host → indices of entries declaring it (visible to the proxy namespace).
     services: HashMap<&'a str, Vec<usize>>,
+    /// Namespace → its DestinationRules (index, `host` lower-cased and fully qualified), in
+    /// resource order: computed once, not per cluster (a scan of every rule, with two
+    /// allocations each, per cluster was a tenth of compile time with 500 rules).
+    rules_by_namespace: HashMap<&'a str, Vec<(usize, String)>>,
     pub specs: Vec<ClusterSpec>,
-    by_key: HashMap<String, Option<ClusterId>>,
+    /// Key → cluster, and the key as every route destination to it holds it (one allocation).
+    by_key: HashMap<String, (Option<ClusterId>, Arc<str>)>,
 }
 
 impl<'a> Clusters<'a> {
@@ -39,10 +44,21 @@ impl<'a> Clusters<'a> {
                 services.entry(h.as_str()).or_default().push(i);
             }
         }
+        let mut rules_by_namespace: HashMap<&str, Vec<(usize, String)>> = HashMap::new();
+        for (i, dr) in resources.destination_rules.iter().enumerate() {
+            if let Some(host) = dr.spec.host.as_deref() {
+                let host = resolve_short_name(&host.to_ascii_lowercase(), &dr.namespace);
+                rules_by_namespace
+                    .entry(dr.namespace.as_str())
+                    .or_default()
+                    .push((i, host));
+            }
+        }
         Clusters {
             resources,
             opts,
             services,
+            rules_by_namespace,
             specs: Vec::new(),
             by_key: HashMap::new(),
         }
@@ -74,8 +90,8 @@ impl<'a> Clusters<'a> {
             d.subset.as_deref().unwrap_or(""),
             d.host
         );
-        if let Some(id) = self.by_key.get(&key) {
-            return (*id, key.into());
+        if let Some((id, shared)) = self.by_key.get(&key) {
+            return (*id, shared.clone());
         }
         let service_ns = match service {
             Some(se) => se.namespace.as_str(),
@@ -101,8 +117,9 @@ impl<'a> Clusters<'a> {
                             subset: name.clone(),
                         },
                     );
-                    self.by_key.insert(key.clone(), None);
-                    return (None, key.into());
+                    let shared: Arc<str> = key.as_str().into();
+                    self.by_key.insert(key, (None, shared.clone()));
+                    return (None, shared);
                 }
                 found
             }
@@ -121,8 +138,9 @@ impl<'a> Clusters<'a> {
             self.specs.push(s);
             self.specs.len() - 1
         });
-        self.by_key.insert(key.clone(), id);
-        (id, key.into())
+        let shared: Arc<str> = key.as_str().into();
+        self.by_key.insert(key, (id, shared.clone()));
+        (id, shared)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -324,22 +342,15 @@ impl<'a> Clusters<'a> {
             if order[..i].contains(ns) {
                 continue;
             }
-            let mut best: Option<(usize, String)> = None;
+            let mut best: Option<(usize, &str)> = None;
             let mut found = Vec::new();
-            for dr in self
-                .resources
-                .destination_rules
-                .iter()
-                .filter(|dr| dr.namespace == *ns)
-            {
+            for (index, dr_host) in self.rules_by_namespace.get(ns).into_iter().flatten() {
+                let dr = &self.resources.destination_rules[*index];
                 if *ns != proxy_ns && !exported_to(&dr.spec.export_to, &dr.namespace, proxy_ns) {
                     continue;
                 }
-                let Some(dr_host) = dr.spec.host.as_deref() else {
-                    continue;
-                };
-                let dr_host = resolve_short_name(&dr_host.to_ascii_lowercase(), &dr.namespace);
-                if !host_within(host, &dr_host) {
+                let dr_host = dr_host.as_str();
+                if !host_within(host, dr_host) {
                     continue;
                 }
                 let rank = if dr_host == host {

@@ -159,15 +159,12 @@ fn union<V: Clone>(root: &BTreeMap<String, V>, leaf: &BTreeMap<String, V>) -> BT
 /// The leaf asks for something the root match cannot contain.
 fn conflicts(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
     let pairs = [
-        (&root.uri, &leaf.uri),
-        (&root.scheme, &leaf.scheme),
-        (&root.method, &leaf.method),
-        (&root.authority, &leaf.authority),
+        (root.uri.as_ref(), leaf.uri.as_ref()),
+        (root.scheme.as_deref(), leaf.scheme.as_deref()),
+        (root.method.as_deref(), leaf.method.as_deref()),
+        (root.authority.as_deref(), leaf.authority.as_deref()),
     ];
-    if pairs
-        .iter()
-        .any(|(r, l)| str_conflict(r.as_ref(), l.as_ref()))
-    {
+    if pairs.iter().any(|(r, l)| str_conflict(*r, *l)) {
         return true;
     }
     for (rmap, lmap) in [
@@ -176,8 +173,8 @@ fn conflicts(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
         (&root.query_params, &leaf.query_params),
     ] {
         for (k, l) in lmap {
-            let r = rmap.get(k).and_then(Option::as_ref);
-            if str_conflict(r, l.as_ref()) {
+            let r = rmap.get(k).and_then(Option::as_deref);
+            if str_conflict(r, l.as_deref()) {
                 return true;
             }
         }
@@ -254,6 +251,11 @@ mod tests {
         })
     }
 
+    /// A header/query condition value, as the model holds it.
+    fn hm(kind: &str, v: &str) -> Option<Box<StringMatch>> {
+        sm(kind, v).map(Box::new)
+    }
+
     #[test]
     fn string_match_containment() {
         let c =
@@ -275,8 +277,8 @@ mod tests {
         let root = HttpMatchRequest {
             uri: sm("prefix", "/shop"),
             headers: [
-                ("x-a".into(), sm("exact", "1")),
-                ("x-b".into(), sm("exact", "1")),
+                ("x-a".into(), hm("exact", "1")),
+                ("x-b".into(), hm("exact", "1")),
             ]
             .into(),
             ..Default::default()
@@ -284,8 +286,8 @@ mod tests {
         let leaf = HttpMatchRequest {
             uri: sm("prefix", "/shop/cart"),
             headers: [
-                ("x-b".into(), sm("exact", "1")),
-                ("x-c".into(), sm("exact", "3")),
+                ("x-b".into(), hm("exact", "1")),
+                ("x-c".into(), hm("exact", "3")),
             ]
             .into(),
             ..Default::default()
@@ -294,10 +296,10 @@ mod tests {
             .expect("compatible");
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].uri, sm("prefix", "/shop/cart"));
-        assert_eq!(merged[0].headers.get("x-a"), Some(&sm("exact", "1")));
-        assert_eq!(merged[0].headers.get("x-c"), Some(&sm("exact", "3")));
+        assert_eq!(merged[0].headers.get("x-a"), Some(&hm("exact", "1")));
+        assert_eq!(merged[0].headers.get("x-c"), Some(&hm("exact", "3")));
         let other_value = HttpMatchRequest {
-            headers: [("x-b".into(), sm("exact", "2"))].into(),
+            headers: [("x-b".into(), hm("exact", "2"))].into(),
             ..leaf
         };
         assert!(merge_matches(std::slice::from_ref(&root), &[other_value]).is_none());

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource};
-use crate::route::{L4Cluster, L4Route, L4Table, SniTable};
+use crate::route::{HeaderOps, L4Cluster, L4Route, L4Table, SniTable};
 
 use super::destination::destination;
 use super::headers::invalid;
@@ -91,7 +91,7 @@ pub(super) fn compile_l4(
                     subset,
                     port,
                     weight,
-                    headers: Default::default(),
+                    headers: HeaderOps::none(),
                     host_rewrite: None,
                     field,
                 });

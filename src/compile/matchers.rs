@@ -1,5 +1,8 @@
 //! `match[]` entries → request matchers: StringMatch, anchored RE2-syntax regexes, header and
 //! query conditions, and the build-time conditions (port, gateways, source labels/namespace).
+//! Owns [`Regexes`]: one compiled regex per distinct pattern of a config.
+
+use std::collections::HashMap;
 
 use regex::Regex;
 
@@ -15,6 +18,12 @@ use super::Ctx;
 
 /// Istio's limit on regex length (a proxy for RE2 program size).
 const MAX_REGEX: usize = 1024;
+
+/// The anchored regexes of string matches compiled so far, by pattern. A compiled `Regex` costs
+/// about 4.5 KB (program and engines, shared by its clones) plus 2 KB of match-cache pool (one per
+/// clone): a route whose pattern was seen before gets a clone, 2 KB instead of 6.5 KB.
+#[derive(Default)]
+pub(super) struct Regexes(HashMap<Box<str>, Regex>);
 
 pub(super) fn compile_match(
     m: &config::HttpMatchRequest,
@@ -186,9 +195,21 @@ pub(super) fn str_match(
         if star_is_presence && r == "*" {
             return Some(StrMatch::Present);
         }
-        return compile_regex(r, &format!("{field}.regex"), true, cx).map(StrMatch::Regex);
+        return shared_regex(r, &format!("{field}.regex"), cx).map(StrMatch::Regex);
     }
     Some(StrMatch::Present)
+}
+
+/// [`compile_regex`], anchored, through the context's [`Regexes`] when it has them.
+fn shared_regex(pattern: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Regex> {
+    if let Some(r) = cx.regexes.as_deref().and_then(|c| c.0.get(pattern)) {
+        return Some(r.clone());
+    }
+    let r = compile_regex(pattern, field, true, cx)?;
+    if let Some(cache) = cx.regexes.as_deref_mut() {
+        cache.0.insert(pattern.into(), r.clone());
+    }
+    Some(r)
 }
 
 /// Compiles an RE2-syntax regex; `anchored` wraps it as a full match, as Envoy's `safe_regex`.

@@ -182,15 +182,33 @@ fn check(
     (Checked { templates }, report)
 }
 
-/// Report helper bound to one resource.
+/// Report helper bound to one resource; while VirtualServices compile, also the regexes compiled
+/// so far (`matchers::Regexes`), so that routes with the same pattern share one.
 pub(crate) struct Ctx<'a> {
     source: &'a Source,
     report: &'a mut Report,
+    regexes: Option<&'a mut matchers::Regexes>,
 }
 
 impl<'a> Ctx<'a> {
     fn new(source: &'a Source, report: &'a mut Report) -> Self {
-        Ctx { source, report }
+        Ctx {
+            source,
+            report,
+            regexes: None,
+        }
+    }
+
+    fn with_regexes(
+        source: &'a Source,
+        report: &'a mut Report,
+        regexes: &'a mut matchers::Regexes,
+    ) -> Self {
+        Ctx {
+            source,
+            report,
+            regexes: Some(regexes),
+        }
     }
 
     fn error(&mut self, field: &str, kind: ErrorKind) {

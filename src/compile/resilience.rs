@@ -6,7 +6,7 @@ use http::StatusCode;
 
 use crate::config::{self, ErrorKind, HttpRoute};
 use crate::route::{
-    per_million, AbortKind, FaultAbort, FaultDelay, FaultPolicy, RetryOn, RetryPolicy,
+    per_million, AbortKind, FaultAbort, FaultDelay, FaultPolicy, HeaderOps, RetryOn, RetryPolicy,
 };
 
 use super::destination::destination;
@@ -30,7 +30,7 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
 ) -> Resilience {
     Resilience {
-        retry: retries(route.retries.as_ref(), &format!("{field}.retries"), cx),
+        retry: retries(route.retries.as_deref(), &format!("{field}.retries"), cx),
         fault: route
             .fault
             .as_ref()
@@ -298,7 +298,7 @@ fn mirrors(
                     subset,
                     port,
                     weight: 0,
-                    headers: Default::default(),
+                    headers: HeaderOps::none(),
                     host_rewrite: None,
                     field: f,
                 },

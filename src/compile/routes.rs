@@ -27,7 +27,9 @@ pub(super) fn compile_http(
     cx: &mut Ctx<'_>,
 ) -> Vec<RouteTemplate> {
     let (namespace, vs_name) = (vs.namespace.as_str(), vs.name.as_str());
-    let mut out = Vec::new();
+    // Sized up front here and below: a Vec grown by push keeps up to twice its length, and the
+    // templates of every VirtualService are alive at once (the compile's peak).
+    let mut out = Vec::with_capacity(vs.spec.http.len());
     for (i, route) in vs.spec.http.iter().enumerate() {
         let field = format!("spec.http[{i}]");
         let name: Arc<str> = match &route.name {
@@ -156,16 +158,13 @@ fn compile_route(
     namespace: &str,
     cx: &mut Ctx<'_>,
 ) -> Option<RouteTemplate> {
-    let matches = route
-        .matches
-        .iter()
-        .enumerate()
-        .filter_map(|(j, m)| {
-            let mut t = compile_match(m, &format!("{field}.match[{j}]"), namespace, cx)?;
+    let mut matches = Vec::with_capacity(route.matches.len());
+    for (j, m) in route.matches.iter().enumerate() {
+        if let Some(mut t) = compile_match(m, &format!("{field}.match[{j}]"), namespace, cx) {
             t.index = j;
-            Some(t)
-        })
-        .collect::<Vec<_>>();
+            matches.push(t);
+        }
+    }
     let failed_matches = matches.len() != route.matches.len();
     let matches = if route.matches.is_empty() {
         vec![MatchTemplate {
@@ -231,7 +230,7 @@ fn compile_action(
         );
     }
     let (headers, header_host) =
-        compile_headers(route.headers.as_ref(), &format!("{field}.headers"), cx);
+        compile_headers(route.headers.as_deref(), &format!("{field}.headers"), cx);
     let rewrite = route
         .rewrite
         .as_ref()
@@ -262,7 +261,7 @@ fn compile_action(
         compile_direct(d, &format!("{field}.directResponse"), headers, cx)
             .map(|d| ActionTemplate::Direct(Arc::new(d)))
     } else {
-        let mut destinations = Vec::new();
+        let mut destinations = Vec::with_capacity(route.route.len());
         for (i, d) in route.route.iter().enumerate() {
             let f = format!("{field}.route[{i}]");
             if let Some(dt) = compile_destination(d, &f, namespace, cx) {
@@ -293,7 +292,7 @@ fn compile_action(
             destinations,
             rewrite: rewrite_uri.map(Arc::new),
             host_rewrite: rewrite_host.or(header_host),
-            headers,
+            headers: headers.shared(),
             timeout,
             retry: resilience.retry,
             fault: resilience.fault,
@@ -327,7 +326,7 @@ fn compile_destination(
         None => 0,
     };
     let (headers, host_rewrite) =
-        compile_headers(d.headers.as_ref(), &format!("{field}.headers"), cx);
+        compile_headers(d.headers.as_deref(), &format!("{field}.headers"), cx);
     let Some(dest) = &d.destination else {
         cx.error(&format!("{field}.destination"), ErrorKind::Missing);
         return None;
@@ -341,7 +340,7 @@ fn compile_destination(
         subset,
         port,
         weight: if d.weight.is_none() { 0 } else { weight },
-        headers,
+        headers: headers.shared(),
         host_rewrite,
         field: format!("{field}.destination"),
     })

@@ -17,9 +17,8 @@ use super::templates::ActionTemplate;
 use super::templates::VsTemplate;
 use super::{Options, Summary};
 
-/// What building the tables of one config shares: the resources, VirtualServices in order, the
-/// clusters routes resolve to, and the routes already instantiated per (VirtualService, gateway,
-/// port).
+/// What building the tables of one config shares: the resources, VirtualServices in order, and
+/// the clusters routes resolve to.
 pub(super) struct Tables<'a> {
     pub resources: &'a Resources,
     pub templates: &'a [VsTemplate],
@@ -27,7 +26,6 @@ pub(super) struct Tables<'a> {
     pub vs_order: Vec<usize>,
     pub clusters: Clusters<'a>,
     pub summary: Summary,
-    instantiated: HashMap<(usize, String, u16), Vec<Route>>,
 }
 
 // === impl Tables ===
@@ -49,7 +47,6 @@ impl<'a> Tables<'a> {
             vs_order,
             clusters: Clusters::new(resources, opts),
             summary: Summary::default(),
-            instantiated: HashMap::new(),
         }
     }
 
@@ -106,19 +103,30 @@ impl<'a> Tables<'a> {
                 if names.is_empty() {
                     continue;
                 }
-                let key = (v, gw_ref.clone(), port);
-                if !self.instantiated.contains_key(&key) {
-                    let routes =
-                        instantiate(vs, t, port, &gw_ref, opts, &mut self.clusters, report);
-                    self.instantiated.insert(key.clone(), routes);
-                }
-                let routes = &self.instantiated[&key];
+                let mut targets = Vec::with_capacity(names.len());
                 for n in names {
                     let i = vhost(n, &mut vhosts);
                     vhosts[i].require_tls |= require_tls;
                     if added.insert((i, v)) {
-                        vhosts[i].routes.extend(routes.iter().cloned());
+                        targets.push(i);
                     }
+                }
+                // Instantiated for each use, not cached and cloned: the last (usually only)
+                // virtual host takes the routes themselves. A clone costs a new match-cache pool
+                // (2 KB) per regex, and those freed clones left the heap fragmented. Instantiating
+                // again is cheap and changes nothing (clusters are interned, their warnings given
+                // once), so it also runs when no virtual host takes the routes, as before.
+                let routes = instantiate(vs, t, port, &gw_ref, opts, &mut self.clusters, report);
+                let Some((&last, rest)) = targets.split_last() else {
+                    continue;
+                };
+                for &i in rest {
+                    vhosts[i].routes.extend(routes.iter().cloned());
+                }
+                if vhosts[last].routes.is_empty() {
+                    vhosts[last].routes = routes;
+                } else {
+                    vhosts[last].routes.extend(routes);
                 }
             }
             if require_tls {
@@ -153,7 +161,7 @@ fn instantiate(
     clusters: &mut Clusters<'_>,
     report: &mut Report,
 ) -> Vec<Route> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(t.routes.len());
     for rt in &t.routes {
         let kept: Vec<_> = rt
             .matches
@@ -188,7 +196,8 @@ fn instantiate(
                 RouteAction::Redirect(redirect)
             }
             ActionTemplate::Forward(f) => {
-                let mut weighted = Vec::new();
+                // Exact capacity: a Vec grown by push holds at least 4 (224-byte) entries.
+                let mut weighted = Vec::with_capacity(f.destinations.len());
                 for d in &f.destinations {
                     let (cluster, key) = clusters.resolve(d, port, vs, report);
                     weighted.push(WeightedCluster {

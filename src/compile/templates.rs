@@ -61,7 +61,7 @@ pub(super) struct ForwardTemplate {
     pub destinations: Vec<DestinationTemplate>,
     pub rewrite: Option<Arc<PathRewrite>>,
     pub host_rewrite: Option<HeaderValue>,
-    pub headers: HeaderOps,
+    pub headers: Arc<HeaderOps>,
     pub timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub fault: Option<FaultPolicy>,
@@ -76,7 +76,7 @@ pub(super) struct DestinationTemplate {
     pub subset: Option<String>,
     pub port: Option<u16>,
     pub weight: u32,
-    pub headers: HeaderOps,
+    pub headers: Arc<HeaderOps>,
     pub host_rewrite: Option<HeaderValue>,
     /// Field path, for warnings about this destination.
     pub field: String,

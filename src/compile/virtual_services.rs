@@ -7,6 +7,7 @@ use crate::config::{ErrorKind, Report, Resources};
 
 use super::headers::invalid;
 use super::l4_routes::compile_l4;
+use super::matchers::Regexes;
 use super::names::{host_error, resolve_gateway_ref, resolve_short_name};
 use super::routes::compile_http;
 use super::templates::{L4Kind, VsTemplate};
@@ -27,8 +28,9 @@ pub(super) fn virtual_services(
         .map(|g| format!("{}/{}", g.namespace, g.name))
         .collect();
     let mut out = Vec::new();
+    let mut regexes = Regexes::default();
     for vs in &resources.virtual_services {
-        let mut cx = Ctx::new(&vs.source, report);
+        let mut cx = Ctx::with_regexes(&vs.source, report, &mut regexes);
         let spec = &vs.spec;
         if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
             cx.error(

@@ -17,6 +17,9 @@ pub struct VirtualServiceSpec {
     pub export_to: Vec<String>,
 }
 
+/// The config is kept while it is served (reloads compare against it), once per route: the
+/// blocks most routes leave out are boxed (8 bytes when absent), which keeps this struct at about
+/// 200 bytes instead of 1,150.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpRoute {
@@ -24,20 +27,20 @@ pub struct HttpRoute {
     #[serde(rename = "match")]
     pub matches: Vec<HttpMatchRequest>,
     pub route: Vec<HttpRouteDestination>,
-    pub redirect: Option<HttpRedirect>,
-    pub direct_response: Option<HttpDirectResponse>,
-    pub delegate: Option<Delegate>,
-    pub rewrite: Option<HttpRewrite>,
+    pub redirect: Option<Box<HttpRedirect>>,
+    pub direct_response: Option<Box<HttpDirectResponse>>,
+    pub delegate: Option<Box<Delegate>>,
+    pub rewrite: Option<Box<HttpRewrite>>,
     /// Carried for the resilience work; validated now.
     pub timeout: Option<String>,
-    pub retries: Option<HttpRetry>,
-    pub fault: Option<HttpFaultInjection>,
-    pub mirror: Option<Destination>,
+    pub retries: Option<Box<HttpRetry>>,
+    pub fault: Option<Box<HttpFaultInjection>>,
+    pub mirror: Option<Box<Destination>>,
     pub mirrors: Vec<HttpMirrorPolicy>,
     pub mirror_percentage: Option<Percent>,
     pub mirror_percent: Option<i64>,
-    pub cors_policy: Option<CorsPolicy>,
-    pub headers: Option<Headers>,
+    pub cors_policy: Option<Box<CorsPolicy>>,
+    pub headers: Option<Box<Headers>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -45,12 +48,14 @@ pub struct HttpRoute {
 pub struct HttpMatchRequest {
     pub name: Option<String>,
     pub uri: Option<StringMatch>,
-    pub scheme: Option<StringMatch>,
-    pub method: Option<StringMatch>,
-    pub authority: Option<StringMatch>,
-    pub headers: BTreeMap<String, Option<StringMatch>>,
-    pub without_headers: BTreeMap<String, Option<StringMatch>>,
-    pub query_params: BTreeMap<String, Option<StringMatch>>,
+    /// Boxed, as the other conditions most matches leave out: 72 bytes inline each.
+    pub scheme: Option<Box<StringMatch>>,
+    pub method: Option<Box<StringMatch>>,
+    pub authority: Option<Box<StringMatch>>,
+    /// Values boxed: a BTreeMap node has room for 11 entries, 72 bytes each unboxed.
+    pub headers: BTreeMap<String, Option<Box<StringMatch>>>,
+    pub without_headers: BTreeMap<String, Option<Box<StringMatch>>>,
+    pub query_params: BTreeMap<String, Option<Box<StringMatch>>>,
     pub port: Option<i64>,
     pub ignore_uri_case: bool,
     pub source_labels: BTreeMap<String, String>,
@@ -64,7 +69,8 @@ pub struct HttpMatchRequest {
 pub struct HttpRouteDestination {
     pub destination: Option<Destination>,
     pub weight: Option<i64>,
-    pub headers: Option<Headers>,
+    /// Boxed: 144 bytes inline, and most destinations have none.
+    pub headers: Option<Box<Headers>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

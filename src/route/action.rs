@@ -27,7 +27,8 @@ pub struct Forward {
     pub rewrite: Option<Arc<PathRewrite>>,
     /// `rewrite.authority` or a `host` header set on the route.
     pub host_rewrite: Option<HeaderValue>,
-    pub headers: HeaderOps,
+    /// Shared: most routes have none ([`HeaderOps::none`]).
+    pub headers: Arc<HeaderOps>,
     /// Route timeout (`None` = no timeout, as istiod configures): covers every attempt and
     /// back-off, up to the end of the response.
     pub timeout: Option<Duration>,
@@ -48,8 +49,9 @@ pub struct WeightedCluster {
     /// `outbound|<port>|<subset>|<host>`, for logs.
     pub key: Arc<str>,
     pub weight: u32,
-    /// Destination-level header operations, applied after the route-level ones.
-    pub headers: HeaderOps,
+    /// Destination-level header operations, applied after the route-level ones. Shared: most
+    /// destinations have none ([`HeaderOps::none`]).
+    pub headers: Arc<HeaderOps>,
     pub host_rewrite: Option<HeaderValue>,
 }
 
@@ -135,6 +137,25 @@ pub struct TemplateContext<'a> {
     pub hostname: &'a str,
     /// When the request arrived (`%START_TIME%`, rendered as Envoy does).
     pub start_time: std::time::SystemTime,
+}
+
+impl HeaderOps {
+    /// No operations, one instance for every route and destination without `headers`: inline,
+    /// the two lists are 144 bytes, paid by every route of a large config.
+    pub fn none() -> Arc<HeaderOps> {
+        static NONE: std::sync::LazyLock<Arc<HeaderOps>> =
+            std::sync::LazyLock::new(|| Arc::new(HeaderOps::default()));
+        NONE.clone()
+    }
+
+    /// `self` behind an `Arc`; the shared [`HeaderOps::none`] when it is empty.
+    pub fn shared(self) -> Arc<HeaderOps> {
+        if self.request.is_empty() && self.response.is_empty() {
+            HeaderOps::none()
+        } else {
+            Arc::new(self)
+        }
+    }
 }
 
 impl HeaderOpList {

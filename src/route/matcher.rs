@@ -13,7 +13,9 @@ use super::RequestView;
 pub enum StrMatch {
     Exact(Box<str>),
     Prefix(Box<str>),
-    /// Anchored: compiled from `^(?:pattern)$`.
+    /// Anchored: compiled from `^(?:pattern)$`. Held inline, not behind an `Arc`: the lookup
+    /// bench measured the extra pointer hop per regex route (+5-10 ns on a 10-route host).
+    /// Routes with the same pattern share the compiled program (`Regex` clones do).
     Regex(Regex),
     /// `{}`: the header/parameter is present, with any value.
     Present,
