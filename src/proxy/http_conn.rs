@@ -1,71 +1,141 @@
 //! Which HTTP a downstream connection speaks, and hyper's connection for it.
 //!
-//! TLS connections say it in ALPN; plain ones are sniffed by peeking at the first bytes (HTTP/2
-//! with prior knowledge starts with the connection preface), so hyper's HTTP/1 or HTTP/2
-//! connection is built directly. hyper-util's auto connection, which reads the first 24 bytes
-//! itself and hands them back through a rewind buffer, is left for what cannot be told apart
-//! (TLS without ALPN, a client that sent only part of a preface-like prefix): its rewind makes
-//! hyper's first read return only those bytes, which doubles every connection's read buffer to
-//! 16 KiB (`benches/RESULTS.md`, per-connection memory).
+//! A TLS connection says it in ALPN; otherwise the first bytes are read until they tell (HTTP/2
+//! with prior knowledge starts with the connection preface) and handed back to hyper in front of
+//! the stream (`Prefixed`). Together with the first read from the socket, so hyper's first read
+//! holds the whole request head as it would without the sniffing: hyper-util's auto connection,
+//! used before, handed back only the 24 bytes it had read, which left the request incomplete and
+//! grew every connection's 8 KiB read buffer to 16 KiB (`benches/RESULTS.md`).
 //! May not touch: requests (the service does), timeouts and draining (the listener does).
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::Body;
 
 /// HTTP/2's connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// What a connection speaks, as far as it can be known before hyper reads from it.
+/// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     Http1,
     Http2,
-    /// Not known yet: hyper-util reads the first bytes and decides.
-    Sniff,
 }
 
 impl Proto {
-    /// From the protocol a TLS handshake negotiated by ALPN.
-    pub fn from_alpn(alpn: Option<&[u8]>) -> Proto {
+    /// From the protocol a TLS handshake negotiated by ALPN, if it did.
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Option<Proto> {
         match alpn {
-            Some(b"h2") => Proto::Http2,
-            Some(b"http/1.1") => Proto::Http1,
-            _ => Proto::Sniff,
+            Some(b"h2") => Some(Proto::Http2),
+            Some(b"http/1.1") => Some(Proto::Http1),
+            _ => None,
         }
     }
 
-    /// From the first bytes a plain connection sent: the preface, or a strict beginning of it
-    /// (which more bytes may still complete), or anything else.
-    pub fn from_first_bytes(first: &[u8]) -> Proto {
+    /// From a connection's first bytes: the preface, anything else, or `None` for a strict
+    /// beginning of the preface (more bytes decide).
+    pub fn from_first_bytes(first: &[u8]) -> Option<Proto> {
         let n = first.len().min(PREFACE.len());
         if first[..n] != PREFACE[..n] {
-            Proto::Http1
+            Some(Proto::Http1)
         } else if n == PREFACE.len() {
-            Proto::Http2
+            Some(Proto::Http2)
         } else {
-            Proto::Sniff
+            None
         }
     }
 }
 
-/// Waits for a plain connection's first bytes and tells its protocol from them, without
-/// consuming them. `None`: the client closed (or the socket failed) before sending any.
-pub async fn sniff(tcp: &TcpStream) -> Option<Proto> {
+/// Reads a connection's first bytes until they tell its protocol (at most the preface's 24).
+/// `None`: the client closed (or the socket failed) first.
+pub async fn sniff<T: AsyncRead + Unpin>(io: &mut T) -> Option<(Proto, Bytes)> {
     let mut first = [0u8; PREFACE.len()];
-    match tcp.peek(&mut first).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(Proto::from_first_bytes(&first[..n])),
+    let mut filled = 0;
+    loop {
+        match io.read(&mut first[filled..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => filled += n,
+        }
+        if let Some(proto) = Proto::from_first_bytes(&first[..filled]) {
+            return Some((proto, Bytes::copy_from_slice(&first[..filled])));
+        }
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Prefixed<T> {
+    prefix: Bytes,
+    inner: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(inner: T, prefix: Bytes) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            self.prefix = Bytes::new();
+            // What else has arrived, in the same read. Pending: the waker is registered, the
+            // prefix is returned now; an error or the end shows on the next read as well.
+            if buf.remaining() > 0 {
+                let _ = Pin::new(&mut self.inner).poll_read(cx, buf);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -73,42 +143,35 @@ pub async fn sniff(tcp: &TcpStream) -> Option<Proto> {
 pub struct Builders {
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
-    /// The same settings, for connections whose protocol is not known in advance.
-    pub auto: auto::Builder<TokioExecutor>,
 }
 
 type H1<I, S> = http1::UpgradeableConnection<I, S>;
 type H2<I, S> = http2::Connection<I, S, TokioExecutor>;
-type Auto<'b, I, S> = auto::UpgradeableConnection<'b, I, S, TokioExecutor>;
 
 /// One downstream connection being served. Each kind is boxed on its own, so a connection holds
 /// the state of its protocol only.
-pub enum HttpConn<'b, I, S>
+pub enum HttpConn<I, S>
 where
     S: Service<http::Request<Incoming>, Response = http::Response<Body>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     Http1(Pin<Box<H1<I, S>>>),
     Http2(Pin<Box<H2<I, S>>>),
-    Sniff(Pin<Box<Auto<'b, I, S>>>),
 }
 
-impl<'b, I, S> HttpConn<'b, I, S>
+impl<I, S> HttpConn<I, S>
 where
     I: Read + Write + Unpin + Send + 'static,
     S: Service<http::Request<Incoming>, Response = http::Response<Body>> + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    pub fn new(builders: &'b Builders, proto: Proto, io: I, service: S) -> Self {
+    pub fn new(builders: &Builders, proto: Proto, io: I, service: S) -> Self {
         match proto {
             Proto::Http1 => HttpConn::Http1(Box::pin(
                 builders.http1.serve_connection(io, service).with_upgrades(),
             )),
             Proto::Http2 => HttpConn::Http2(Box::pin(builders.http2.serve_connection(io, service))),
-            Proto::Sniff => HttpConn::Sniff(Box::pin(
-                builders.auto.serve_connection_with_upgrades(io, service),
-            )),
         }
     }
 
@@ -117,25 +180,23 @@ where
         match self {
             HttpConn::Http1(c) => c.as_mut().graceful_shutdown(),
             HttpConn::Http2(c) => c.as_mut().graceful_shutdown(),
-            HttpConn::Sniff(c) => c.as_mut().graceful_shutdown(),
         }
     }
 }
 
-impl<I, S> Future for HttpConn<'_, I, S>
+impl<I, S> Future for HttpConn<I, S>
 where
     I: Read + Write + Unpin + Send + 'static,
     S: Service<http::Request<Incoming>, Response = http::Response<Body>> + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    type Output = hyper::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            HttpConn::Http1(c) => c.as_mut().poll(cx).map_err(Into::into),
-            HttpConn::Http2(c) => c.as_mut().poll(cx).map_err(Into::into),
-            HttpConn::Sniff(c) => c.as_mut().poll(cx),
+            HttpConn::Http1(c) => c.as_mut().poll(cx),
+            HttpConn::Http2(c) => c.as_mut().poll(cx),
         }
     }
 }
@@ -143,27 +204,65 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[test]
     fn the_first_bytes_tell_the_protocol() {
-        assert_eq!(Proto::from_first_bytes(PREFACE), Proto::Http2);
+        assert_eq!(Proto::from_first_bytes(PREFACE), Some(Proto::Http2));
         assert_eq!(
             Proto::from_first_bytes(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04"),
-            Proto::Http2
+            Some(Proto::Http2)
         );
-        assert_eq!(Proto::from_first_bytes(b"GET / HTTP/1.1\r\n"), Proto::Http1);
-        assert_eq!(Proto::from_first_bytes(b"PUT"), Proto::Http1);
-        assert_eq!(Proto::from_first_bytes(b"PRI * HTTP/1.1"), Proto::Http1);
+        assert_eq!(
+            Proto::from_first_bytes(b"GET / HTTP/1.1\r\n"),
+            Some(Proto::Http1)
+        );
+        assert_eq!(Proto::from_first_bytes(b"PUT"), Some(Proto::Http1));
+        assert_eq!(
+            Proto::from_first_bytes(b"PRI * HTTP/1.1"),
+            Some(Proto::Http1)
+        );
         // A beginning of the preface: more bytes decide.
-        assert_eq!(Proto::from_first_bytes(b"P"), Proto::Sniff);
-        assert_eq!(Proto::from_first_bytes(b"PRI * HTTP/2"), Proto::Sniff);
+        assert_eq!(Proto::from_first_bytes(b"P"), None);
+        assert_eq!(Proto::from_first_bytes(b"PRI * HTTP/2"), None);
     }
 
     #[test]
     fn alpn_tells_the_protocol() {
-        assert_eq!(Proto::from_alpn(Some(b"h2")), Proto::Http2);
-        assert_eq!(Proto::from_alpn(Some(b"http/1.1")), Proto::Http1);
-        assert_eq!(Proto::from_alpn(None), Proto::Sniff);
-        assert_eq!(Proto::from_alpn(Some(b"istio")), Proto::Sniff);
+        assert_eq!(Proto::from_alpn(Some(b"h2")), Some(Proto::Http2));
+        assert_eq!(Proto::from_alpn(Some(b"http/1.1")), Some(Proto::Http1));
+        assert_eq!(Proto::from_alpn(None), None);
+        assert_eq!(Proto::from_alpn(Some(b"istio")), None);
+    }
+
+    /// The sniffed bytes come back first, together with what followed them, in one read.
+    #[tokio::test]
+    async fn sniffed_bytes_come_back_in_front_with_the_rest() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(b"P").await.unwrap();
+        let mut server = server;
+        let sniff_task = tokio::spawn(async move {
+            let sniffed = sniff(&mut server).await;
+            (sniffed, server)
+        });
+        client.write_all(b"OST /x HTTP/1.1\r\n\r\n").await.unwrap();
+        let (sniffed, server) = sniff_task.await.unwrap();
+        let (proto, first) = sniffed.unwrap();
+        assert_eq!(proto, Proto::Http1);
+        assert!(b"POST /x HTTP/1.1\r\n\r\n".starts_with(&first), "{first:?}");
+        let mut io = Prefixed::new(server, first);
+        let mut buf = [0u8; 64];
+        let n = io.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"POST /x HTTP/1.1\r\n\r\n");
+        drop(client);
+        assert_eq!(io.read(&mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_before_telling_is_none() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"PRI * HT").await.unwrap();
+        drop(client);
+        assert!(sniff(&mut server).await.is_none());
     }
 }

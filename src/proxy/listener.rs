@@ -11,7 +11,6 @@ use http::{header, HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -20,7 +19,7 @@ use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, T
 use super::context::Conn;
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
-use super::http_conn::{sniff, Builders, HttpConn, Proto};
+use super::http_conn::{sniff, Builders, HttpConn, Prefixed, Proto};
 use super::service::{handle, MAX_HEADER_BYTES};
 use super::Shared;
 
@@ -194,24 +193,37 @@ pub async fn serve(
                     }
                 }
             };
-            let proto = match &stream {
+            let alpn = match &stream {
                 crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
-                crate::tls::Stream::Plain(tcp) => {
+                crate::tls::Stream::Plain(_) => None,
+            };
+            let state = initial_state;
+            // hyper hides some ambiguous framing from the service; the scanner does not.
+            let framing = Framing::new();
+            let mut io = TimedIo::new(
+                ScannedIo::new(stream, framing.clone()),
+                state.clone(),
+                limits.request_headers_timeout,
+                timeout_reply,
+            );
+            let (proto, first) = match alpn {
+                Some(proto) => (proto, Bytes::new()),
+                None => {
                     // Waiting for the first bytes, as a connection: stop and the idle timeout
                     // apply (`state` is quiet since accept).
                     let idle = async {
                         match limits.idle_timeout {
-                            Some(t) => quiet_for(&initial_state, t, true).await,
+                            Some(t) => quiet_for(&state, t, true).await,
                             None => std::future::pending::<()>().await,
                         }
                     };
-                    let first = tokio::select! {
-                        first = sniff(tcp) => first,
+                    let sniffed = tokio::select! {
+                        sniffed = sniff(&mut io) => sniffed,
                         _ = stop.changed() => None,
                         () = idle => None,
                     };
-                    match first {
-                        Some(proto) => proto,
+                    match sniffed {
+                        Some(sniffed) => sniffed,
                         None => {
                             cx_active.decrement(1.0);
                             return;
@@ -219,21 +231,13 @@ pub async fn serve(
                     }
                 }
             };
+            let io = TokioIo::new(Prefixed::new(io, first));
             let conn = Conn {
                 peer,
                 local,
                 gateway_port,
                 tls,
             };
-            let state = initial_state;
-            // hyper hides some ambiguous framing from the service; the scanner does not.
-            let framing = Framing::new();
-            let io = TokioIo::new(TimedIo::new(
-                ScannedIo::new(stream, framing.clone()),
-                state.clone(),
-                limits.request_headers_timeout,
-                timeout_reply,
-            ));
             let svc = {
                 let state = state.clone();
                 service_fn(move |req| {
@@ -362,36 +366,24 @@ type ServiceFuture = std::pin::Pin<
 >;
 
 /// The hyper builders of every listener: HTTP/1.1 and HTTP/2 (h2c or ALPN `h2`) settings.
-/// hyper's and hyper-util's builders have the same methods but no common type: one list of
-/// settings for both.
+/// The HTTP/1.1 and HTTP/2 settings of every listener.
 fn builders() -> Builders {
-    macro_rules! http1_settings {
-        ($b:expr) => {
-            $b.max_buf_size(MAX_HEADER_BYTES.max(8192) + 8192)
-                .max_headers(MAX_HEADERS)
-                // hyper's own header timeout also runs while a keep-alive connection waits for
-                // its next request and closes without a 408: `TimedIo` does Envoy's instead.
-                .header_read_timeout(None)
-                .timer(TokioTimer::new())
-        };
-    }
-    macro_rules! http2_settings {
-        ($b:expr) => {
-            $b.timer(TokioTimer::new())
-                .initial_stream_window_size(1 << 20)
-                .initial_connection_window_size(1 << 21)
-                .max_concurrent_streams(1024)
-                .max_header_list_size(H2_MAX_HEADER_LIST)
-        };
-    }
     let mut http1 = http1::Builder::new();
-    http1_settings!(http1);
+    http1
+        .max_buf_size(MAX_HEADER_BYTES.max(8192) + 8192)
+        .max_headers(MAX_HEADERS)
+        // hyper's own header timeout also runs while a keep-alive connection waits for its next
+        // request and closes without a 408: `TimedIo` does Envoy's instead.
+        .header_read_timeout(None)
+        .timer(TokioTimer::new());
     let mut http2 = http2::Builder::new(TokioExecutor::new());
-    http2_settings!(http2);
-    let mut auto = auto::Builder::new(TokioExecutor::new());
-    http1_settings!(auto.http1());
-    http2_settings!(auto.http2());
-    Builders { http1, http2, auto }
+    http2
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(1 << 21)
+        .max_concurrent_streams(1024)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    Builders { http1, http2 }
 }
 
 /// Envoy's reply to a stream idle timeout.
