@@ -317,14 +317,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// serde_yaml panics on some malformed input; the loader contains those panics and reports the
+/// yaml_serde panics on some malformed input; the loader contains those panics and reports the
 /// file as a YAML error, so the default hook's message and backtrace would only be noise.
 fn quiet_yaml_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if info
             .location()
-            .is_some_and(|l| l.file().contains("serde_yaml"))
+            .is_some_and(|l| l.file().contains("yaml_serde"))
         {
             return;
         }

@@ -11,9 +11,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     harness::config(data)
 });
 
-/// serde_yaml panics on some input; the loader contains them (a separate issue), as `main.rs`
+/// yaml_serde panics on some input; the loader contains them (a separate issue), as `main.rs`
 /// does in production. libFuzzer's hook would abort on them even though they are caught, so
-/// panics raised inside serde_yaml are passed over here; every other panic still aborts.
+/// panics raised inside yaml_serde are passed over here; every other panic still aborts.
 fn quiet_yaml_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -21,7 +21,7 @@ fn quiet_yaml_panics() {
         std::panic::set_hook(Box::new(move |info| {
             if info
                 .location()
-                .is_some_and(|l| l.file().contains("serde_yaml"))
+                .is_some_and(|l| l.file().contains("yaml_serde"))
             {
                 return;
             }

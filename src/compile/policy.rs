@@ -251,7 +251,7 @@ mod tests {
     use super::*;
 
     fn rule(yaml: &str) -> config::DestinationRuleSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        yaml_serde::from_str(yaml).unwrap()
     }
 
     #[test]

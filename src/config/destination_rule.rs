@@ -39,9 +39,9 @@ pub struct TrafficPolicy {
     pub outlier_detection: Option<OutlierDetection>,
     pub tls: Option<ClientTlsSettings>,
     pub port_level_settings: Vec<PortTrafficPolicy>,
-    pub tunnel: Option<serde_yaml::Value>,
-    pub proxy_protocol: Option<serde_yaml::Value>,
-    pub retry_budget: Option<serde_yaml::Value>,
+    pub tunnel: Option<yaml_serde::Value>,
+    pub proxy_protocol: Option<yaml_serde::Value>,
+    pub retry_budget: Option<yaml_serde::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -59,8 +59,8 @@ pub struct PortTrafficPolicy {
 pub struct LoadBalancerSettings {
     pub simple: Option<String>,
     pub consistent_hash: Option<ConsistentHash>,
-    pub locality_lb_setting: Option<serde_yaml::Value>,
-    pub warmup: Option<serde_yaml::Value>,
+    pub locality_lb_setting: Option<yaml_serde::Value>,
+    pub warmup: Option<yaml_serde::Value>,
     pub warmup_duration_secs: Option<String>,
 }
 
@@ -82,7 +82,7 @@ pub struct HttpCookie {
     pub name: Option<String>,
     pub path: Option<String>,
     pub ttl: Option<String>,
-    pub attributes: Vec<serde_yaml::Value>,
+    pub attributes: Vec<yaml_serde::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -133,7 +133,7 @@ pub struct HttpSettings {
     pub h2_upgrade_policy: Option<String>,
     pub use_client_protocol: Option<bool>,
     pub max_concurrent_streams: Option<i64>,
-    pub http2_keep_alive: Option<serde_yaml::Value>,
+    pub http2_keep_alive: Option<yaml_serde::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

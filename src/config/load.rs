@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::{ErrorKind, Kind, Report, Resource, ResourceId, Resources, Source, KNOWN_FIELDS};
 
@@ -123,10 +123,11 @@ impl<'a> Loader<'a> {
     fn load_text(&mut self, text: &str, file: Arc<PathBuf>, report: &mut Report) {
         // Editors on some systems write a byte-order mark; kubectl accepts it.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
             let source = Source::new(file.clone(), i + 1);
-            // serde_yaml 0.9 panics on some malformed input (an alias `*a` with no anchor `&a`)
-            // instead of returning an error: contain it, report it, stop reading this file.
+            // yaml_serde (as serde_yaml 0.9 before it) panics on some malformed input (an alias
+            // `*a` with no anchor `&a` inside a mapping or sequence) instead of returning an
+            // error: contain it, report it, stop reading this file.
             let parsed =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Value::deserialize(doc)));
             let Ok(parsed) = parsed else {
@@ -146,7 +147,7 @@ impl<'a> Loader<'a> {
                     }
                     self.load_doc(value, source, report)
                 }
-                // The parser cannot resynchronise after an error (and serde_yaml 0.9 may panic if
+                // The parser cannot resynchronise after an error (and yaml_serde may panic if
                 // asked to): the rest of this file is not read.
                 Err(e) => {
                     report.error(&source, "", ErrorKind::Syntax(e.to_string()));

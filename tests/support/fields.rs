@@ -52,7 +52,7 @@ macro_rules! leaf {
 impl<'de> de::Deserializer<'de> for Tracer<'_> {
     type Error = Error;
 
-    // `serde_yaml::Value` (free-form fields) asks for anything: it is a leaf.
+    // `yaml_serde::Value` (free-form fields) asks for anything: it is a leaf.
     leaf! {
         deserialize_any => visit_unit(),
         deserialize_bool => visit_bool(false),
