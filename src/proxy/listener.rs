@@ -175,7 +175,6 @@ pub async fn serve(
         let timeout_reply = timeout_reply.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let initial_state = Arc::new(ConnState::default());
             // The port's kind is read per connection, so a reload that turns it HTTPS applies.
             let tls_port = shared.snapshot.load().tls_port(gateway_port).cloned();
             let (stream, tls) = match tls_port {
@@ -197,7 +196,7 @@ pub async fn serve(
                 crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
                 crate::tls::Stream::Plain(_) => None,
             };
-            let state = initial_state;
+            let state = Arc::new(ConnState::default());
             // hyper hides some ambiguous framing from the service; the scanner does not.
             let framing = Framing::new();
             let mut io = TimedIo::new(
