@@ -98,6 +98,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
         buf.put_slice(&self.prefix[..n]);
         self.prefix.advance(n);
         if self.prefix.is_empty() {
+            // Frees the sniffed bytes' buffer (an emptied `Bytes` still holds it).
             self.prefix = Bytes::new();
             // What else has arrived, in the same read. Pending: the waker is registered, the
             // prefix is returned now; an error or the end shows on the next read as well.

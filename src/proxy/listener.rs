@@ -306,7 +306,8 @@ pub async fn serve(
             tokio::pin!(too_old);
             let mut draining = accepted_draining;
             loop {
-                tokio::select! {
+                // Whether to close the connection gracefully now.
+                let close = tokio::select! {
                     res = &mut served => {
                         if let Err(e) = res {
                             tracing::debug!(%peer, error = %e, "connection error");
@@ -315,39 +316,28 @@ pub async fn serve(
                     }
                     // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
                     // HTTP/1 connection closes, a busy one closes after its response.
-                    _ = stop.changed() => {
-                        served.graceful_shutdown();
-                        let _ = (&mut served).await;
-                        break;
-                    }
+                    _ = stop.changed() => true,
                     // Idle, too old, or past its request budget: the same graceful close.
                     () = &mut idle => {
                         tracing::debug!(%peer, "idle timeout");
-                        served.graceful_shutdown();
-                        let _ = (&mut served).await;
-                        break;
+                        true
                     }
                     () = &mut too_old => {
                         tracing::debug!(%peer, "max connection duration");
-                        served.graceful_shutdown();
-                        let _ = (&mut served).await;
-                        break;
+                        true
                     }
-                    () = state.goaway.notified() => {
-                        served.graceful_shutdown();
-                        let _ = (&mut served).await;
-                        break;
-                    }
+                    () = state.goaway.notified() => true,
                     // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
                     // `connection: close` (a request racing an idle close would fail).
                     () = drained(drain.clone()), if !draining => {
                         draining = true;
-                        if state.is_h2.load(Ordering::Relaxed) {
-                            served.graceful_shutdown();
-                            let _ = (&mut served).await;
-                            break;
-                        }
+                        state.is_h2.load(Ordering::Relaxed)
                     }
+                };
+                if close {
+                    served.graceful_shutdown();
+                    let _ = served.await;
+                    break;
                 }
             }
             cx_active.decrement(1.0);
@@ -365,7 +355,6 @@ type ServiceFuture = std::pin::Pin<
 >;
 
 /// The hyper builders of every listener: HTTP/1.1 and HTTP/2 (h2c or ALPN `h2`) settings.
-/// The HTTP/1.1 and HTTP/2 settings of every listener.
 fn builders() -> Builders {
     let mut http1 = http1::Builder::new();
     http1
