@@ -283,7 +283,6 @@ fn compile_options(common: &Common) -> meshgate::compile::Options {
 }
 
 fn main() -> ExitCode {
-    quiet_yaml_panics();
     let cli = Cli::parse();
     init_logging();
     match cli.command {
@@ -315,21 +314,6 @@ fn main() -> ExitCode {
             run(cli, config)
         }
     }
-}
-
-/// yaml_serde panics on some malformed input; the loader contains those panics and reports the
-/// file as a YAML error, so the default hook's message and backtrace would only be noise.
-fn quiet_yaml_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info
-            .location()
-            .is_some_and(|l| l.file().contains("yaml_serde"))
-        {
-            return;
-        }
-        default(info);
-    }));
 }
 
 /// Logs to stderr at the level `RUST_LOG` gives (`info`, `debug`, `meshgate=debug,hyper=info`).

@@ -46,6 +46,8 @@ const TOKENS: &[&[u8]] = &[
     b"*",
     b"~",
     b"&a",
+    b"*a",
+    b"<<: *a\n",
     b"!!binary",
 ];
 

@@ -125,20 +125,7 @@ impl<'a> Loader<'a> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
             let source = Source::new(file.clone(), i + 1);
-            // yaml_serde (as serde_yaml 0.9 before it) panics on some malformed input (an alias
-            // `*a` with no anchor `&a` inside a mapping or sequence) instead of returning an
-            // error: contain it, report it, stop reading this file.
-            let parsed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Value::deserialize(doc)));
-            let Ok(parsed) = parsed else {
-                report.error(
-                    &source,
-                    "",
-                    ErrorKind::Syntax("the YAML parser failed on this document (an alias `*name` without an anchor `&name`?)".into()),
-                );
-                break;
-            };
-            match parsed {
+            match Value::deserialize(doc) {
                 Ok(mut value) => {
                     // `<<: *anchor` merge keys, as Kubernetes YAML tooling applies them.
                     if let Err(e) = value.apply_merge() {
@@ -147,8 +134,14 @@ impl<'a> Loader<'a> {
                     }
                     self.load_doc(value, source, report)
                 }
-                // The parser cannot resynchronise after an error (and yaml_serde may panic if
-                // asked to): the rest of this file is not read.
+                // Stop at the first syntax error: the rest of this file is not read. This is what
+                // keeps the parser from panicking. libyaml cannot resynchronise after an error
+                // (an alias `*a` with no anchor `&a`, a bad indent): it resumes mid-document, and
+                // yaml_serde panics ("unexpected end of mapping") on the unbalanced events it is
+                // then given. A document that ends in an error is only cut short, and
+                // deserialising it returns that error. Pinned by `tests::a_syntax_error_*` and by
+                // the stable fuzzer (`tests/fuzz_mutate.rs`, target `config`), which no longer
+                // catches anything for the loader.
                 Err(e) => {
                     report.error(&source, "", ErrorKind::Syntax(e.to_string()));
                     break;
@@ -432,6 +425,33 @@ fn type_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each of these made yaml_serde panic on the document after the error (libyaml resumes
+    /// mid-document). The loader stops at the first error, so each is one syntax error, the
+    /// resource before it is kept, and nothing panics (no `catch_unwind` anywhere around it).
+    #[test]
+    fn a_syntax_error_stops_the_file_and_nothing_panics() {
+        let good = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {}\n---\n";
+        for bad in [
+            "a: *x\n",
+            "a: &x 1\nb: *y\n",
+            "a: {b: *x}\n",
+            "a:\n  b: *x\n  c: 1\n",
+            "- *x\n- 1\n",
+            "a: [*x, 1]\n",
+            "*x\n",
+            "a: b: c\n---\nkind: Gateway\n",
+        ] {
+            let (res, report) = load_str(&format!("{good}{bad}"), "t.yaml", "default");
+            assert_eq!(res.gateways.len(), 1, "{bad:?}");
+            assert_eq!(report.errors.len(), 1, "{bad:?}: {:?}", report.errors);
+            let e = report.errors[0].to_string();
+            assert!(
+                e.starts_with("t.yaml#2: YAML syntax error: "),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn unknown_field_is_a_warning_with_suggestion() {
