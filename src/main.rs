@@ -18,6 +18,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How often an idle runtime thread hands freed memory back to the OS.
 const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The same while the overload manager is past its shed threshold: memory returned promptly is
+/// what lets the level ease once the connections that raised it are gone.
+const COLLECT_EVERY_UNDER_PRESSURE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Called when a runtime thread parks (has nothing to run): at most once per `COLLECT_EVERY`,
 /// the thread collects its mimalloc heap, so the pages a traffic spike used go back to the OS.
@@ -28,8 +31,13 @@ fn collect_when_idle() {
     use std::time::Instant;
     thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });
     let now = Instant::now();
+    let every = if meshgate::proxy::memory_pressure() {
+        COLLECT_EVERY_UNDER_PRESSURE
+    } else {
+        COLLECT_EVERY
+    };
     let due = LAST.with(|last| match last.get() {
-        Some(t) if now.duration_since(t) < COLLECT_EVERY => false,
+        Some(t) if now.duration_since(t) < every => false,
         _ => {
             last.set(Some(now));
             true

@@ -138,6 +138,13 @@ pub async fn serve(
             drop(stream);
             continue;
         }
+        if shared.overload.sample_due() {
+            // The connections let in since the last sample run first (they are ahead in the
+            // run queue), so the memory they take shows in this sample: a burst cannot slip in
+            // between two ticks of the sampler thread.
+            tokio::task::yield_now().await;
+            shared.overload.sample_now();
+        }
         if shared.overload.level() == super::OverloadLevel::Refuse {
             // Past the overload manager's last threshold: no new connection until memory eases.
             cx_overload.increment(1);

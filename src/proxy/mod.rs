@@ -39,7 +39,8 @@ pub use head::{Head, HeadInput};
 pub use headers::prepare_request;
 pub use listener::{serve, Limits};
 pub use overload::{
-    parse_bytes, start as overload_start, Level as OverloadLevel, Overload, OverloadLimits,
+    memory_pressure, parse_bytes, start as overload_start, Level as OverloadLevel, Overload,
+    OverloadLimits,
 };
 pub use path::normalize as normalize_path;
 pub use service::redirect as redirect_response;

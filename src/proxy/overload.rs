@@ -2,16 +2,23 @@
 //! overload manager does with its heap monitor. Past the first (`shed`), keep-alive is off and
 //! new requests are answered `503 envoy overloaded` (flag `OM`) without being routed; past the
 //! second (`refuse`), new connections are accepted and closed at once. Requests already being
-//! served finish. A sampler thread reads `/proc/self/statm` ten times a second; the request path
-//! reads one atomic.
+//! served finish. A sampler thread reads `/proc/self/statm` ten times a second, and the accept
+//! loops sample too, once every `SAMPLE_EVERY_ACCEPTS` connections: a flood that arrives within
+//! one tick would otherwise all be let in before the level changes. The request path reads one
+//! atomic.
 //! May not touch: routing, upstreams.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 /// How often resident memory is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// How many accepted connections between two samples taken by the accept loops. Reading
+/// `statm` costs a few microseconds, so this adds well under a microsecond per connection, and
+/// bounds how far a burst of new connections can overshoot the refuse threshold.
+const SAMPLE_EVERY_ACCEPTS: u32 = 16;
 
 /// Memory thresholds in bytes of resident memory (`None`: off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,6 +27,16 @@ pub struct OverloadLimits {
     pub shed_memory: Option<u64>,
     /// Past it: new connections refused (accepted and closed).
     pub refuse_memory: Option<u64>,
+}
+
+/// Set while any overload manager in the process is past its shed threshold: idle runtime
+/// threads then hand freed memory back to the OS at once (`memory_pressure`), so the level can
+/// ease as soon as the connections that raised it are gone, not at the next periodic collect.
+static PRESSURE: AtomicBool = AtomicBool::new(false);
+
+/// True while memory is past a shed threshold (see `PRESSURE`).
+pub fn memory_pressure() -> bool {
+    PRESSURE.load(Ordering::Relaxed)
 }
 
 /// What the overload manager asks of the request path now.
@@ -34,11 +51,28 @@ pub enum Level {
 #[derive(Debug, Default)]
 pub struct Overload {
     level: AtomicU8,
+    /// Set by `start` when a threshold is on.
+    limits: OnceLock<OverloadLimits>,
+    accepts: AtomicU32,
 }
 
 impl Overload {
     pub fn level(&self) -> Level {
         Level::from_u8(self.level.load(Ordering::Relaxed))
+    }
+
+    /// Called by the accept loops for every new connection: true when memory is to be sampled
+    /// now (`sample_now`), once every `SAMPLE_EVERY_ACCEPTS` connections when a threshold is on.
+    pub fn sample_due(&self) -> bool {
+        self.limits.get().is_some()
+            && self.accepts.fetch_add(1, Ordering::Relaxed) % SAMPLE_EVERY_ACCEPTS == 0
+    }
+
+    /// Samples memory now and updates the level (a no-op when no threshold is on).
+    pub fn sample_now(&self) {
+        if let Some(limits) = self.limits.get() {
+            sample(*limits, self);
+        }
     }
 
     /// Sets the level; returns the one before.
@@ -80,6 +114,7 @@ pub fn start(limits: OverloadLimits, overload: &Arc<Overload>) {
     if limits.is_off() {
         return;
     }
+    let _ = overload.limits.set(limits);
     sample(limits, overload);
     let weak: Weak<Overload> = Arc::downgrade(overload);
     let spawned = std::thread::Builder::new()
@@ -104,6 +139,7 @@ fn sample(limits: OverloadLimits, overload: &Overload) {
     metrics::gauge!("meshgate_overload_resident_bytes").set(resident as f64);
     let was = overload.set(level);
     if was != level {
+        PRESSURE.store(level >= Level::Shed, Ordering::Relaxed);
         metrics::gauge!("meshgate_overload_level").set(level as u8 as f64);
         if level > was {
             tracing::warn!(?level, resident, "overloaded: memory past a threshold");
