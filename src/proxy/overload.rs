@@ -65,7 +65,10 @@ impl Overload {
     /// now (`sample_now`), once every `SAMPLE_EVERY_ACCEPTS` connections when a threshold is on.
     pub fn sample_due(&self) -> bool {
         self.limits.get().is_some()
-            && self.accepts.fetch_add(1, Ordering::Relaxed) % SAMPLE_EVERY_ACCEPTS == 0
+            && self
+                .accepts
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(SAMPLE_EVERY_ACCEPTS)
     }
 
     /// Samples memory now and updates the level (a no-op when no threshold is on).
