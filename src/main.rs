@@ -152,6 +152,10 @@ struct Cli {
     /// Seconds a client has to finish its TLS handshake on an HTTPS port (0: off).
     #[arg(long, default_value_t = 15.0, value_parser = parse_seconds)]
     tls_handshake_timeout: f64,
+    /// Seconds an HTTP/1 connection may be quiet (no request in flight, no bytes) before it is
+    /// parked: its read and write buffers are freed until its next request (0: never).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    park_idle_after: f64,
     /// Worker threads (Envoy's `--concurrency`). Default: the CPUs this process may run on. With
     /// one, a single-threaded runtime serves every connection in the order it became ready
     /// (no work-stealing queues: no connection waits behind others' overflow).
@@ -563,6 +567,7 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
                 refuse_memory: cli.overload_refuse_memory,
             },
             tls_handshake_timeout: seconds(cli.tls_handshake_timeout),
+            park_idle_after: seconds(cli.park_idle_after),
         };
         settings.credentials_dir = cli.credentials_dir.clone();
         settings.tracing = meshgate::telemetry::TraceSettings {

@@ -33,6 +33,9 @@ pub(super) struct ConnState {
     pub activity: AtomicU64,
     /// The service asks the task for a GOAWAY (HTTP/2 max requests reached).
     pub goaway: Notify,
+    /// The task is parking the connection: hyper's shutdown of the stream is passed over, the
+    /// socket stays open for the next request (`http_conn::Parked`).
+    pub parking: AtomicBool,
 }
 
 /// Counts a request as in flight until dropped.
@@ -211,7 +214,12 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let this = self.project();
+        if this.state.parking.load(Ordering::Relaxed) {
+            // hyper ends its connection to let go of it, not to close it.
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_shutdown(cx)
     }
 
     fn poll_write_vectored(

@@ -6,6 +6,9 @@
 //! holds the whole request head as it would without the sniffing: hyper-util's auto connection,
 //! used before, handed back only the 24 bytes it had read, which left the request incomplete and
 //! grew every connection's 8 KiB read buffer to 16 KiB (`benches/RESULTS.md`).
+//! An idle HTTP/1 connection can be parked: hyper lets go of it (its read and write buffers, 8 KiB
+//! each, are freed) and the stream and service wait in `Parked` until the next request's first
+//! bytes, which are put back in front for a new hyper connection, as sniffed bytes are.
 //! May not touch: requests (the service does), timeouts and draining (the listener does).
 
 use std::future::Future;
@@ -18,10 +21,13 @@ use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::Body;
+
+/// How many bytes a parked connection reads to learn that its next request has begun.
+pub const PARKED_READ: usize = 64;
 
 /// HTTP/2's connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -82,6 +88,20 @@ pub struct Prefixed<T> {
 impl<T> Prefixed<T> {
     pub fn new(inner: T, prefix: Bytes) -> Self {
         Prefixed { prefix, inner }
+    }
+}
+
+impl<T> Prefixed<T> {
+    /// Puts `first` back in front of whatever is still waiting to be read again.
+    fn put_back(&mut self, first: &[u8]) {
+        self.prefix = if self.prefix.is_empty() {
+            Bytes::copy_from_slice(first)
+        } else {
+            let mut joined = bytes::BytesMut::with_capacity(first.len() + self.prefix.len());
+            joined.extend_from_slice(first);
+            joined.extend_from_slice(&self.prefix);
+            joined.freeze()
+        };
     }
 }
 
@@ -176,12 +196,73 @@ where
         }
     }
 
+    /// Whether the connection can be parked when quiet (HTTP/1 can).
+    pub fn can_park(&self) -> bool {
+        matches!(self, HttpConn::Http1(_))
+    }
+
     /// HTTP/2: GOAWAY, then the streams in flight finish. HTTP/1: closes once idle.
     pub fn graceful_shutdown(&mut self) {
         match self {
             HttpConn::Http1(c) => c.as_mut().graceful_shutdown(),
             HttpConn::Http2(c) => c.as_mut().graceful_shutdown(),
         }
+    }
+}
+
+/// A parked HTTP/1 connection: the stream (with any bytes hyper had read but not used in
+/// front) and the service, without hyper's connection state and buffers.
+pub struct Parked<T, S> {
+    io: Prefixed<T>,
+    service: S,
+}
+
+impl<T, S> HttpConn<TokioIo<Prefixed<T>>, S>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// An HTTP/1 connection that ended after `graceful_shutdown` with its stream left open (the
+    /// listener passes over hyper's shutdown while parking): the stream and service back.
+    /// `None` for HTTP/2 or an upgraded connection.
+    pub fn into_parked(self) -> Option<Parked<T, S>> {
+        match self {
+            HttpConn::Http1(c) => {
+                let parts = Pin::into_inner(c).into_parts()?;
+                let mut io = parts.io.into_inner();
+                io.put_back(&parts.read_buf);
+                Some(Parked {
+                    io,
+                    service: parts.service,
+                })
+            }
+            HttpConn::Http2(_) => None,
+        }
+    }
+}
+
+impl<T, S> Parked<T, S>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Reads the first bytes of what comes next (0: the client closed).
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.read(buf).await
+    }
+
+    /// A new hyper connection for the request whose `first` bytes `read` returned.
+    pub fn resume(
+        mut self,
+        builders: &Builders,
+        first: &[u8],
+    ) -> HttpConn<TokioIo<Prefixed<T>>, S> {
+        self.io.put_back(first);
+        HttpConn::new(builders, Proto::Http1, TokioIo::new(self.io), self.service)
     }
 }
 

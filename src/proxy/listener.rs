@@ -19,7 +19,7 @@ use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, T
 use super::context::Conn;
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
-use super::http_conn::{sniff, Builders, HttpConn, Prefixed, Proto};
+use super::http_conn::{sniff, Builders, HttpConn, Parked, Prefixed, Proto, PARKED_READ};
 use super::service::{handle, MAX_HEADER_BYTES};
 use super::Shared;
 
@@ -66,6 +66,12 @@ pub struct Limits {
     /// From accept to a finished TLS handshake on an HTTPS port; past it the connection is
     /// closed and counted (istiod's 15 s `transport_socket_connect_timeout`). Default is 15 s.
     pub tls_handshake_timeout: Option<Duration>,
+    /// An HTTP/1 connection with no request in flight and no bytes moving for this long is
+    /// parked: hyper's connection and its two 8 KiB buffers are let go and made again when the
+    /// next request arrives (`http_conn::Parked`), counted in `meshgate_downstream_cx_parked`.
+    /// nginx frees its buffers at once; a short quiet period keeps busy keep-alive connections
+    /// from paying for the rebuild on every request. Default is 2 s.
+    pub park_idle_after: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -80,6 +86,7 @@ impl Default for Limits {
             max_connections: None,
             overload: super::OverloadLimits::default(),
             tls_handshake_timeout: Some(crate::tls::HANDSHAKE_TIMEOUT),
+            park_idle_after: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -101,6 +108,7 @@ pub async fn serve(
     let cx_active = metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix.clone());
     let cx_overflow = metrics::counter!("meshgate_downstream_cx_overflow_total", "http_conn_manager_prefix" => prefix.clone());
     let cx_overload = metrics::counter!("envoy_http_downstream_cx_overload_reject", "http_conn_manager_prefix" => prefix.clone());
+    let cx_parked = metrics::gauge!("meshgate_downstream_cx_parked", "http_conn_manager_prefix" => prefix.clone());
     let mut accept_errors = AcceptErrors::new(
         gateway_port,
         metrics::counter!("meshgate_accept_errors_total", "http_conn_manager_prefix" => prefix),
@@ -179,6 +187,7 @@ pub async fn serve(
         cx_total.increment(1);
         cx_active.increment(1.0);
         let cx_active = cx_active.clone();
+        let cx_parked = cx_parked.clone();
         let timeout_reply = timeout_reply.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -296,7 +305,13 @@ pub async fn serve(
                     fut
                 })
             };
-            let mut served = HttpConn::new(&builders, proto, io, svc);
+            let mut served = Some(HttpConn::new(&builders, proto, io, svc));
+            // An idle HTTP/1 connection without hyper's buffers: the stream and the service,
+            // until its next bytes arrive (`http_conn::Parked`).
+            let mut parked: Option<Parked<_, _>> = None;
+            // The park asked of hyper and the request count then (a request that raced it gets
+            // `connection: close`, so that connection is closed, not parked).
+            let mut parking: Option<u64> = None;
             let idle = async {
                 match limits.idle_timeout {
                     Some(t) => quiet_for(&state, t, true).await,
@@ -313,11 +328,55 @@ pub async fn serve(
             tokio::pin!(too_old);
             let mut draining = accepted_draining;
             loop {
+                if let Some(p) = parked.as_mut() {
+                    // Parked: wait for the next request's first bytes with no buffers held.
+                    let mut first = [0u8; PARKED_READ];
+                    let resume = tokio::select! {
+                        read = p.read(&mut first) => match read {
+                            Ok(n) if n > 0 => Some(n),
+                            _ => None,
+                        },
+                        _ = stop.changed() => None,
+                        () = &mut idle => None,
+                        () = &mut too_old => None,
+                        // Stays parked: the next response says `connection: close` (closing
+                        // now could race a request already on its way).
+                        () = drained(drain.clone()), if !draining => {
+                            draining = true;
+                            continue;
+                        }
+                    };
+                    cx_parked.decrement(1.0);
+                    let Some(n) = resume else { break };
+                    let p = parked.take().expect("parked");
+                    served = Some(p.resume(&builders, &first[..n]));
+                    continue;
+                }
+                let Some(conn) = served.as_mut() else { break };
+                let can_park = parking.is_none()
+                    && limits.park_idle_after.is_some()
+                    && conn.can_park()
+                    && !state.tunnel.load(Ordering::Relaxed);
                 // Whether to close the connection gracefully now.
                 let close = tokio::select! {
-                    res = &mut served => {
-                        if let Err(e) = res {
-                            tracing::debug!(%peer, error = %e, "connection error");
+                    res = &mut *conn => {
+                        let conn = served.take().expect("served");
+                        match parking.take() {
+                            Some(at) if res.is_ok()
+                                && state.requests.load(Ordering::Acquire) == at =>
+                            {
+                                state.parking.store(false, Ordering::Relaxed);
+                                parked = conn.into_parked();
+                                if parked.is_some() {
+                                    cx_parked.increment(1.0);
+                                    continue;
+                                }
+                            }
+                            _ => {
+                                if let Err(e) = res {
+                                    tracing::debug!(%peer, error = %e, "connection error");
+                                }
+                            }
                         }
                         break;
                     }
@@ -340,10 +399,20 @@ pub async fn serve(
                         draining = true;
                         state.is_h2.load(Ordering::Relaxed)
                     }
+                    // Quiet for a while: hyper lets go of the connection (an idle one ends at
+                    // once) without closing the socket, which is parked.
+                    () = quiet_for(&state, limits.park_idle_after.unwrap_or(Duration::MAX), true), if can_park => {
+                        parking = Some(state.requests.load(Ordering::Acquire));
+                        state.parking.store(true, Ordering::Relaxed);
+                        conn.graceful_shutdown();
+                        false
+                    }
                 };
                 if close {
-                    served.graceful_shutdown();
-                    let _ = served.await;
+                    // A park under way is a close now: the socket is shut down after all.
+                    state.parking.store(false, Ordering::Relaxed);
+                    conn.graceful_shutdown();
+                    let _ = conn.await;
                     break;
                 }
             }

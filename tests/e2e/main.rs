@@ -24,6 +24,7 @@ mod proxy_fault;
 mod proxy_limits;
 mod proxy_mirror;
 mod proxy_overload;
+mod proxy_park;
 mod proxy_tcp;
 mod proxy_wire;
 mod reload_files;
