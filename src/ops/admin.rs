@@ -10,6 +10,7 @@ use crate::explain::{render_text, Target, Upstreams};
 use crate::gateway::Gateway;
 use crate::route::{L4Route, L4Table, RouteAction, RouteTable};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsPort;
 
 use super::server::{Endpoint, Reply, Request};
 
@@ -142,6 +143,7 @@ fn config_dump(gw: &Gateway) -> Value {
                 "address": addrs.get(port).map(|a| a.to_string()),
                 "virtual_hosts": virtual_hosts(table, &snap),
                 "l4": snap.l4_port(*port).map(|t| l4_json(t, &snap)),
+                "filter_chains": snap.tls_port(*port).map(|t| chains_json(t, &snap)),
             })
         })
         .collect();
@@ -172,6 +174,22 @@ fn virtual_hosts(table: &RouteTable, snap: &Snapshot) -> Vec<Value> {
                     "match": format!("{:?}", r.matcher),
                     "action": action_json(&r.action, snap),
                 })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The filter chains of an HTTPS or TLS-terminating port: names, SNI names, and the `tcp`
+/// route of a TLS-terminated TCP chain (an HTTPS chain's routes are its virtual hosts).
+fn chains_json(port: &TlsPort, snap: &Snapshot) -> Value {
+    port.chains
+        .iter()
+        .map(|c| {
+            json!({
+                "name": &*c.name,
+                "server_names": &c.server_names,
+                "virtual_hosts": virtual_hosts(&c.table, snap),
+                "l4": c.tcp.as_deref().map(|t| l4_json(t, snap)),
             })
         })
         .collect()
