@@ -200,6 +200,7 @@ fn l4_json(table: &L4Table, snap: &Snapshot) -> Value {
     let route = |r: &L4Route| {
         json!({
             "name": &*r.name,
+            "idle_timeout_ms": r.idle_timeout.map(|t| t.as_millis() as u64),
             "destinations": r.clusters.iter().map(|c| json!({
                 "cluster": &*c.key,
                 "weight": c.weight,

@@ -2,9 +2,10 @@
 //! TCP chain: read the ClientHello's SNI without terminating (passthrough), pick the route and a
 //! weighted cluster, admit it under the cluster's circuit breakers, pick and connect an endpoint,
 //! replay the ClientHello bytes, then copy both ways until one side closes or nothing moves for
-//! the idle timeout (Envoy's TCP proxy default, 1 h). No route, no cluster, no endpoint or a
-//! failed connect closes the connection (as Envoy: no filter chain, or the TCP proxy gives up).
-//! Counted in Envoy's TCP proxy stats; one access log line per connection.
+//! the route's idle timeout (Envoy's TCP proxy default, 1 h, or the DestinationRule's
+//! `tcp.idleTimeout`). No route, no cluster, no endpoint or a failed connect closes the
+//! connection (as Envoy: no filter chain, or the TCP proxy gives up). Counted in Envoy's TCP
+//! proxy stats; one access log line per connection.
 //! May not touch: HTTP, `config::*`.
 
 use std::io;
@@ -23,8 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::conn_state::quiet;
 use super::Shared;
 
-/// Envoy's TCP proxy `idle_timeout` default.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+pub use crate::route::TCP_IDLE_TIMEOUT;
 /// The most ClientHello bytes read while looking for the SNI (Envoy's TLS inspector reads 64 KiB).
 const MAX_CLIENT_HELLO: usize = 64 * 1024;
 
@@ -259,9 +259,15 @@ async fn proxy(
     }
     let activity = Arc::new(AtomicU64::new(0));
     let mut down_io = Counted::new(down, activity.clone());
+    let idle = async {
+        match route.idle_timeout {
+            Some(t) => quiet(&activity, t, || false).await,
+            None => std::future::pending().await,
+        }
+    };
     let copied = tokio::select! {
         r = tokio::io::copy_bidirectional(&mut down_io, &mut up) => Some(r),
-        () = quiet(&activity, TCP_IDLE_TIMEOUT, || false) => None,
+        () = idle => None,
     };
     let (rx, tx) = (down_io.read, down_io.written);
     rec.received += rx;

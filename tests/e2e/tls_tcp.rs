@@ -379,6 +379,93 @@ fn tls_terminating_servers_compile_to_tcp_chains_without_a_skipped_warning() {
 }
 
 #[test]
+fn tunnel_idle_timeouts_come_from_the_destination_rule_top_level_tcp_settings() {
+    let yaml = std::fs::read_to_string(fixture_path()).unwrap();
+    let (resources, _) = load_str(&yaml, "tls-terminated-tcp.yaml", "default");
+    let (compiled, report) = compile(&resources, &Options::default());
+    let compiled = compiled.unwrap_or_else(|| panic!("{:#?}", report.errors));
+    let idle: Vec<(String, Option<Duration>)> = compiled
+        .listeners
+        .iter()
+        .flat_map(|l| &l.chains)
+        .filter_map(|c| match c.tcp.as_ref()? {
+            L4Table::Tcp(Some(r)) => Some((c.name.to_string(), r.idle_timeout)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        idle,
+        [
+            ("tcp.9443.tls-a.tls-gw.default".to_owned(), None),
+            (
+                "tcp.9443.tls-b.tls-gw.default".to_owned(),
+                Some(Duration::from_secs(3600))
+            ),
+            (
+                "tcp.9444.tls-any.tls-gw.default".to_owned(),
+                Some(Duration::from_secs(90))
+            ),
+        ],
+        "a: 0s (none), b: no DestinationRule (Envoy's 1 h), d: 90s"
+    );
+}
+
+#[tokio::test]
+async fn destination_rule_tcp_idle_timeout_closes_an_idle_tunnel() {
+    use meshgate::OpsPort;
+
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca.server(&["idle.example.com"]);
+    let up = L4Upstream::echo("up").await;
+    // A port of its own: the metrics recorder is shared by every test of this binary.
+    let mut yaml = gateway(
+        "gw",
+        &[tls_server(
+            9743,
+            "tls",
+            &["idle.example.com"],
+            &simple(dir.path(), &cert, "idle"),
+        )],
+    );
+    yaml.push_str(&tcp_service("up.svc", &[(&up, "v1")]));
+    yaml.push_str(&tcp_vs("idle", "idle.example.com", "up.svc"));
+    yaml.push_str(&support::destination_rule(
+        "up.svc",
+        "{connectionPool: {tcp: {idleTimeout: 300ms}}}",
+    ));
+    let gw = TestGateway::start(&yaml).await.with_ops().await;
+    let (mut tls, _, _) = TlsClient::sni("idle.example.com")
+        .connect(gw.port(9743))
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut tls).await, "up");
+    tls.write_all(
+        b"ping
+",
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_line(&mut tls).await, "ping");
+    // Then nothing moves: the gateway closes the tunnel (well before the 1 h default).
+    let closed = tokio::time::timeout(Duration::from_secs(10), read_line(&mut tls)).await;
+    assert_eq!(closed.as_deref(), Ok(""), "closed after 300 ms idle");
+
+    let line = "envoy_tcp_idle_timeout{tcp_prefix=\"outbound_0.0.0.0_9743\"} 1";
+    // Counted before the tunnel's socket is dropped; polled within a deadline all the same.
+    let stats = support::Client::http1(gw.ops(OpsPort::Stats));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = stats.get("s", "/stats/prometheus").await.body;
+        if body.lines().any(|l| l == line) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{line} in\n{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
 fn meshgate_validate_accepts_tls_terminated_tcp_servers() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
         .arg("validate")
