@@ -5,9 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::config::duration::parse as parse_duration;
 use crate::config::{self, ErrorKind, Report, Resource, Resources};
-use crate::route::ClusterId;
+use crate::route::{ClusterId, TCP_IDLE_TIMEOUT};
 use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, OriginTls, Protocol};
 
 use super::names::{exported_to, host_within, resolve_short_name};
@@ -72,12 +74,7 @@ impl<'a> Clusters<'a> {
         vs: &Resource<config::VirtualServiceSpec>,
         report: &mut Report,
     ) -> (Option<ClusterId>, Arc<str>) {
-        let service = self.services.get(d.host.as_str()).and_then(|list| {
-            list.iter()
-                .map(|&i| &self.resources.service_entries[i])
-                .find(|se| se.namespace == vs.namespace)
-                .or_else(|| list.first().map(|&i| &self.resources.service_entries[i]))
-        });
+        let service = self.service(&d.host, vs);
         let port = d.port.unwrap_or_else(|| match service {
             Some(se) if se.spec.ports.len() == 1 => {
                 se.spec.ports[0].number.unwrap_or(0).clamp(0, 65535) as u16
@@ -93,11 +90,7 @@ impl<'a> Clusters<'a> {
         if let Some((id, shared)) = self.by_key.get(&key) {
             return (*id, shared.clone());
         }
-        let service_ns = match service {
-            Some(se) => se.namespace.as_str(),
-            None => d.host.split('.').nth(1).unwrap_or(&vs.namespace),
-        };
-        let rules = self.destination_rules(&d.host, service_ns);
+        let rules = self.destination_rules(&d.host, service_namespace(&d.host, service, vs));
         let subset = match &d.subset {
             None => None,
             Some(name) => {
@@ -141,6 +134,46 @@ impl<'a> Clusters<'a> {
         let shared: Arc<str> = key.as_str().into();
         self.by_key.insert(key, (id, shared.clone()));
         (id, shared)
+    }
+
+    /// The TCP proxy idle timeout of a `tcp` / `tls` route whose first destination is `d`, as
+    /// istiod sets it: the top-level `trafficPolicy.connectionPool.tcp.idleTimeout` of the host's
+    /// DestinationRule (subset and port-level policies are not read); unset: Envoy's 1 h; `0s`:
+    /// none (`None`).
+    pub fn tunnel_idle_timeout(
+        &self,
+        d: &DestinationTemplate,
+        vs: &Resource<config::VirtualServiceSpec>,
+    ) -> Option<Duration> {
+        let service = self.service(&d.host, vs);
+        let rules = self.destination_rules(&d.host, service_namespace(&d.host, service, vs));
+        let set = rules
+            .first()
+            .and_then(|dr| dr.spec.traffic_policy.as_ref())
+            .and_then(|p| p.connection_pool.as_ref())
+            .and_then(|p| p.tcp.as_ref())
+            .and_then(|t| t.idle_timeout.as_deref())
+            .and_then(|t| parse_duration(t).ok());
+        match set {
+            Some(t) if t.is_zero() => None,
+            Some(t) => Some(t),
+            None => Some(TCP_IDLE_TIMEOUT),
+        }
+    }
+
+    /// The ServiceEntry declaring `host` (one in the VirtualService's namespace first).
+    fn service(
+        &self,
+        host: &str,
+        vs: &Resource<config::VirtualServiceSpec>,
+    ) -> Option<&'a Resource<config::ServiceEntrySpec>> {
+        let resources = self.resources;
+        self.services.get(host).and_then(|list| {
+            list.iter()
+                .map(|&i| &resources.service_entries[i])
+                .find(|se| se.namespace == vs.namespace)
+                .or_else(|| list.first().map(|&i| &resources.service_entries[i]))
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -371,5 +404,18 @@ impl<'a> Clusters<'a> {
             }
         }
         Vec::new()
+    }
+}
+
+/// The namespace DestinationRules of `host` are looked up in after the proxy's: its
+/// ServiceEntry's, else the namespace part of a Kubernetes-style name, else the VirtualService's.
+fn service_namespace<'r>(
+    host: &'r str,
+    service: Option<&'r Resource<config::ServiceEntrySpec>>,
+    vs: &'r Resource<config::VirtualServiceSpec>,
+) -> &'r str {
+    match service {
+        Some(se) => se.namespace.as_str(),
+        None => host.split('.').nth(1).unwrap_or(&vs.namespace),
     }
 }

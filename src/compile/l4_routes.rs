@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, Report, Resource};
-use crate::route::{HeaderOps, L4Cluster, L4Route, L4Table, SniTable};
+use crate::route::{HeaderOps, L4Cluster, L4Route, L4Table, SniTable, TCP_IDLE_TIMEOUT};
 
 use super::destination::destination;
 use super::headers::invalid;
@@ -300,6 +300,10 @@ fn resolve(
             }
         })
         .collect();
+    let idle_timeout = match rule.destinations.first() {
+        Some(d) => tables.clusters.tunnel_idle_timeout(d, vs),
+        None => Some(TCP_IDLE_TIMEOUT),
+    };
     tables.summary.routes += 1;
     let total_weight = clusters
         .iter()
@@ -310,5 +314,6 @@ fn resolve(
         name: rule.name.clone(),
         clusters,
         total_weight,
+        idle_timeout,
     })
 }

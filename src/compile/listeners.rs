@@ -1,6 +1,7 @@
 //! Gateways → listeners: servers of every Gateway grouped by port, in Gateway (name, namespace)
 //! order. A port with plain HTTP servers is a plaintext listener with one merged route table; a
-//! port with only terminating HTTPS servers is a TLS listener with one filter chain per server.
+//! port with terminating HTTPS and TLS servers is a TLS listener with one filter chain per server
+//! (HTTP routes for HTTPS, a `tcp` route for TLS); a passthrough or TCP port has L4 routes.
 //! May not touch: how a route table is made (`tables`) or a chain (`chains`).
 
 use std::collections::BTreeMap;
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::config::{ErrorKind, Report, Resources};
 use crate::route::RouteTable;
 
+use super::chains::Terminating;
 use super::l4_routes;
 use super::tables::Tables;
 use super::templates::L4Kind;
@@ -22,6 +24,9 @@ enum Kind {
     Plain,
     /// HTTPS terminated here (SIMPLE, MUTUAL, OPTIONAL_MUTUAL): a filter chain.
     Https,
+    /// TLS terminated here (same modes): a filter chain whose decrypted stream takes a `tcp`
+    /// route. Shares a port with HTTPS servers (both are SNI-chosen chains).
+    TlsTcp,
     /// HTTPS or TLS with `tls.mode: PASSTHROUGH`: routed by SNI, not terminated.
     Passthrough,
     /// TCP (and MONGO, REDIS, MYSQL, treated as TCP): opaque TCP proxying.
@@ -33,9 +38,17 @@ impl Kind {
         match self {
             Kind::Plain => "plain HTTP",
             Kind::Https => "HTTPS",
+            Kind::TlsTcp => "TLS-terminated TCP",
             Kind::Passthrough => "TLS passthrough",
             Kind::Tcp => "TCP",
         }
+    }
+
+    /// Whether servers of kinds `self` and `other` can share a (non-plain) port: the same kind,
+    /// or both terminating TLS (one filter chain each, chosen by SNI).
+    fn shares_port_with(self, other: Kind) -> bool {
+        let terminating = |k| matches!(k, Kind::Https | Kind::TlsTcp);
+        self == other || (terminating(self) && terminating(other))
     }
 }
 
@@ -63,13 +76,17 @@ pub(super) fn build(
             let f = format!("spec.servers[{s}].port.protocol");
             let kind = match proto.as_str() {
                 "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Kind::Plain,
-                "HTTPS"
+                "HTTPS" | "TLS"
                     if server
                         .tls
                         .as_ref()
                         .is_some_and(|t| tls::terminates(t, opts.mesh_certs_dir.as_deref())) =>
                 {
-                    Kind::Https
+                    if proto == "TLS" {
+                        Kind::TlsTcp
+                    } else {
+                        Kind::Https
+                    }
                 }
                 "HTTPS" | "TLS"
                     if server
@@ -85,7 +102,8 @@ pub(super) fn build(
                     let what = match (proto.as_str(), mode.as_str()) {
                         ("HTTPS", "ISTIO_MUTUAL") => format!("HTTPS servers with tls.mode ISTIO_MUTUAL without --mesh-certs-dir, the gateway's mesh identity (port {number})"),
                         ("HTTPS", _) => format!("HTTPS servers with tls.mode {mode} (port {number}; terminating modes SIMPLE, MUTUAL, OPTIONAL_MUTUAL and, with --mesh-certs-dir, ISTIO_MUTUAL are served)"),
-                        _ => format!("TLS servers with tls.mode {mode} (port {number}; PASSTHROUGH is served)"),
+                        ("TLS", "ISTIO_MUTUAL") => format!("TLS servers with tls.mode ISTIO_MUTUAL without --mesh-certs-dir, the gateway's mesh identity (port {number})"),
+                        _ => format!("TLS servers with tls.mode {mode} (port {number}; PASSTHROUGH, SIMPLE, MUTUAL, OPTIONAL_MUTUAL and, with --mesh-certs-dir, ISTIO_MUTUAL are served)"),
                     };
                     report.warn(
                         &gw.source,
@@ -132,14 +150,19 @@ pub(super) fn build(
             .map(|&(g, s, _)| (g, s))
             .collect();
         if plain.is_empty() {
-            // No plain HTTP server: the first server's kind decides the port; servers of another
-            // kind are skipped with a warning (terminating and passthrough chains on one port
-            // are not combined yet; istiod skips a later TCP server on a TCP port too).
+            // No plain HTTP server: the first server's kind decides the port; servers of a kind
+            // that cannot share it are skipped with a warning (terminating HTTPS and TLS servers
+            // share a port; terminating and passthrough chains on one port are not combined yet;
+            // istiod skips a later TCP server on a TCP port too).
             let kind = servers[0].2;
             let mut mine = Vec::new();
             for &(g, s, k) in &servers {
-                if k == kind && (kind != Kind::Tcp || mine.is_empty()) {
-                    mine.push((g, s));
+                if k.shares_port_with(kind) && (kind != Kind::Tcp || mine.is_empty()) {
+                    mine.push(Terminating {
+                        gateway: g,
+                        server: s,
+                        tcp: k == Kind::TlsTcp,
+                    });
                     continue;
                 }
                 let gw = &resources.gateways[g];
@@ -159,13 +182,15 @@ pub(super) fn build(
                 );
             }
             let listener = match kind {
-                Kind::Https => Listener {
+                Kind::Https | Kind::TlsTcp => Listener {
                     port,
                     table: RouteTable::default(),
                     chains: chains::build(&mine, port, &mut tables, report),
                     l4: None,
                 },
                 Kind::Passthrough | Kind::Tcp => {
+                    let mine: Vec<(usize, usize)> =
+                        mine.iter().map(|t| (t.gateway, t.server)).collect();
                     let l4_kind = if kind == Kind::Tcp {
                         L4Kind::Tcp
                     } else {

@@ -4,9 +4,10 @@
 //!
 //! Flow: `validate` each resource → `virtual_services` + `routes::compile_http` per
 //! VirtualService (port-independent templates) → `listeners::build` per Gateway server port: a
-//! plaintext port gets one route table, an HTTPS port one filter chain per server (`chains`, TLS
-//! policy from `tls`); `tables` intersects hosts, instantiates routes per port and resolves
-//! destinations through `clusters`.
+//! plaintext port gets one route table, an HTTPS or TLS-terminating port one filter chain per
+//! server (`chains`, TLS policy from `tls`; a `protocol: TLS` server's chain has a `tcp` route from
+//! `l4_routes`), a passthrough or TCP port an `L4Table` (`l4_routes`); `tables` intersects hosts,
+//! instantiates routes per port and resolves destinations through `clusters`.
 
 mod actions;
 mod admit;
@@ -89,7 +90,7 @@ pub struct Listener {
     pub l4: Option<crate::route::L4Table>,
 }
 
-/// One terminating HTTPS server: the SNI names it answers, its TLS policy and its own routes.
+/// One terminating HTTPS or TLS server: the SNI names it answers, its TLS policy and its own routes.
 #[derive(Debug)]
 pub struct FilterChain {
     /// Istio's route name: `https.<port>.<port name>.<gateway>.<namespace>`.
@@ -97,8 +98,11 @@ pub struct FilterChain {
     /// Lower-case server hosts without namespace; `*` matches any SNI and none.
     pub server_names: Vec<String>,
     pub tls: Arc<tls::ServerTls>,
-    /// The virtual hosts of this server's hosts only.
+    /// The virtual hosts of this server's hosts only (empty for a TLS-terminated TCP server).
     pub table: RouteTable,
+    /// A `protocol: TLS` server terminated here: its `tcp` route (`L4Table::Tcp`), which the
+    /// decrypted stream is tunnelled by. `None`: an HTTPS server, served as HTTP by `table`.
+    pub tcp: Option<crate::route::L4Table>,
     /// The Gateway, and the field of its `tls` block, for errors about its certificates.
     pub source: Source,
     pub field: String,

@@ -10,6 +10,7 @@ use crate::explain::{render_text, Target, Upstreams};
 use crate::gateway::Gateway;
 use crate::route::{L4Route, L4Table, RouteAction, RouteTable};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsPort;
 
 use super::server::{Endpoint, Reply, Request};
 
@@ -142,6 +143,7 @@ fn config_dump(gw: &Gateway) -> Value {
                 "address": addrs.get(port).map(|a| a.to_string()),
                 "virtual_hosts": virtual_hosts(table, &snap),
                 "l4": snap.l4_port(*port).map(|t| l4_json(t, &snap)),
+                "filter_chains": snap.tls_port(*port).map(|t| chains_json(t, &snap)),
             })
         })
         .collect();
@@ -177,11 +179,28 @@ fn virtual_hosts(table: &RouteTable, snap: &Snapshot) -> Vec<Value> {
         .collect()
 }
 
+/// The filter chains of an HTTPS or TLS-terminating port: names, SNI names, and the `tcp`
+/// route of a TLS-terminated TCP chain (an HTTPS chain's routes are its virtual hosts).
+fn chains_json(port: &TlsPort, snap: &Snapshot) -> Value {
+    port.chains
+        .iter()
+        .map(|c| {
+            json!({
+                "name": &*c.name,
+                "server_names": &c.server_names,
+                "virtual_hosts": virtual_hosts(&c.table, snap),
+                "l4": c.tcp.as_deref().map(|t| l4_json(t, snap)),
+            })
+        })
+        .collect()
+}
+
 /// A TLS-passthrough port's SNI routes or a TCP port's route.
 fn l4_json(table: &L4Table, snap: &Snapshot) -> Value {
     let route = |r: &L4Route| {
         json!({
             "name": &*r.name,
+            "idle_timeout_ms": r.idle_timeout.map(|t| t.as_millis() as u64),
             "destinations": r.clusters.iter().map(|c| json!({
                 "cluster": &*c.key,
                 "weight": c.weight,

@@ -1,5 +1,6 @@
 //! Accepting connections on one listener socket and serving HTTP/1.1 and h2c on it, within the
-//! downstream limits and timeouts (`Limits`).
+//! downstream limits and timeouts (`Limits`); connections of a passthrough or TCP port, and those
+//! a TLS-terminated TCP chain took after the handshake, go to `tcp` instead.
 //! May not touch: routing, the snapshot (the service does).
 
 use std::sync::atomic::Ordering;
@@ -172,8 +173,13 @@ pub async fn serve(
             let shared = shared.clone();
             tokio::spawn(async move {
                 let _guard = guard;
-                super::tcp::serve(stream, peer, local, table, shared, hello_timeout, tcp_stats)
-                    .await;
+                let down = super::tcp::Downstream {
+                    stream,
+                    peer,
+                    local,
+                    sni: None,
+                };
+                super::tcp::serve(down, table, shared, hello_timeout, tcp_stats).await;
             });
             continue;
         }
@@ -184,9 +190,7 @@ pub async fn serve(
         // Accepted while draining: served, its responses carry `connection: close`.
         let accepted_draining = shared.draining();
         let guard = shared.track_connection();
-        cx_total.increment(1);
-        cx_active.increment(1.0);
-        let cx_active = cx_active.clone();
+        let (cx_total, cx_active) = (cx_total.clone(), cx_active.clone());
         let cx_parked = cx_parked.clone();
         let timeout_reply = timeout_reply.clone();
         tokio::spawn(async move {
@@ -201,13 +205,30 @@ pub async fn serve(
                     let handshake = crate::tls::handshake(stream, &port, gateway_port, timeout);
                     match Box::pin(handshake).await {
                         Some((stream, facts)) => (stream, Some(facts)),
-                        None => {
-                            cx_active.decrement(1.0);
-                            return;
-                        }
+                        None => return,
                     }
                 }
             };
+            if let Some(table) = tls.as_ref().and_then(|f| f.tcp.clone()) {
+                // A TLS-terminated TCP server's chain: the decrypted stream is tunnelled.
+                let down = super::tcp::Downstream {
+                    stream,
+                    peer,
+                    local,
+                    sni: tls
+                        .as_ref()
+                        .and_then(|f| f.sni.as_deref().map(str::to_owned)),
+                };
+                // Counted in the port's TCP proxy stats (looked up here: an HTTP-only port
+                // gets no TCP series). Boxed, as the handshake: an HTTP connection's task does
+                // not carry a tunnel's state.
+                let stats = super::tcp::TcpStats::new(gateway_port);
+                Box::pin(super::tcp::serve(down, table, shared, Duration::MAX, stats)).await;
+                return;
+            }
+            // Counted once the connection is known to be HTTP (after a TLS handshake).
+            cx_total.increment(1);
+            cx_active.increment(1.0);
             let alpn = match &stream {
                 crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
                 crate::tls::Stream::Plain(_) => None,

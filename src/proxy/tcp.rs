@@ -1,10 +1,11 @@
-//! One connection on a TLS-passthrough or TCP port: read the ClientHello's SNI without
-//! terminating (passthrough), pick the route and a weighted cluster, admit it under the
-//! cluster's circuit breakers, pick and connect an endpoint, replay the ClientHello bytes, then
-//! copy both ways until one side closes or nothing moves for the idle timeout (Envoy's TCP proxy
-//! default, 1 h). No route, no cluster, no endpoint or a failed connect closes the connection
-//! (as Envoy: no filter chain, or the TCP proxy gives up). Counted in Envoy's TCP proxy stats;
-//! one access log line per connection.
+//! One connection on a TLS-passthrough or TCP port, or the decrypted stream of a TLS-terminated
+//! TCP chain: read the ClientHello's SNI without terminating (passthrough), pick the route and a
+//! weighted cluster, admit it under the cluster's circuit breakers, pick and connect an endpoint,
+//! replay the ClientHello bytes, then copy both ways until one side closes or nothing moves for
+//! the route's idle timeout (Envoy's TCP proxy default, 1 h, or the DestinationRule's
+//! `tcp.idleTimeout`). No route, no cluster, no endpoint or a failed connect closes the
+//! connection (as Envoy: no filter chain, or the TCP proxy gives up). Counted in Envoy's TCP
+//! proxy stats; one access log line per connection.
 //! May not touch: HTTP, `config::*`.
 
 use std::io;
@@ -15,18 +16,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-
 use crate::route::{L4Route, L4Table};
 use crate::telemetry::AccessLine;
 use crate::upstream::{Class, Pick};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::conn_state::quiet;
 use super::Shared;
 
-/// Envoy's TCP proxy `idle_timeout` default.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+pub use crate::route::TCP_IDLE_TIMEOUT;
 /// The most ClientHello bytes read while looking for the SNI (Envoy's TLS inspector reads 64 KiB).
 const MAX_CLIENT_HELLO: usize = 64 * 1024;
 
@@ -68,21 +66,41 @@ struct Record {
     sent: u64,
 }
 
-/// Serves one accepted connection on a passthrough or TCP port.
-pub(super) async fn serve(
-    mut down: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
+/// The downstream side of one tunnel: the accepted TCP stream, or the decrypted stream of a
+/// TLS-terminated TCP chain (with the SNI its handshake had).
+pub(super) struct Downstream<S> {
+    pub stream: S,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The SNI of a handshake done before (TLS-terminated TCP), for the access log.
+    pub sni: Option<String>,
+}
+
+/// Serves one accepted connection on a passthrough or TCP port, or one TLS-terminated TCP
+/// connection (`table` is then `L4Table::Tcp`).
+pub(super) async fn serve<S>(
+    down: Downstream<S>,
     table: Arc<L4Table>,
     shared: Arc<Shared>,
     hello_timeout: Duration,
     stats: TcpStats,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Downstream {
+        stream: mut down,
+        peer,
+        local,
+        sni,
+    } = down;
     let start = SystemTime::now();
     let began = tokio::time::Instant::now();
     stats.cx_total.increment(1);
     stats.cx_active.increment(1.0);
-    let mut rec = Record::default();
+    let mut rec = Record {
+        sni,
+        ..Record::default()
+    };
     let mut hello = Vec::new();
     let route: Option<Arc<L4Route>> = match &*table {
         L4Table::Tcp(route) => route.clone(),
@@ -138,7 +156,10 @@ pub(super) async fn serve(
 
 /// Reads until a whole ClientHello is parsed; returns its SNI (lower case). Every byte read is
 /// kept in `buf`, to be replayed to the upstream.
-async fn read_sni(down: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<String>> {
+async fn read_sni(
+    down: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<String>> {
     use tokio::io::AsyncReadExt;
     let mut acceptor = rustls::server::Acceptor::default();
     let mut chunk = vec![0u8; 4096];
@@ -170,7 +191,7 @@ async fn read_sni(down: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<
 
 /// Picks a cluster and an endpoint, connects, replays `hello`, then copies both ways.
 async fn proxy(
-    down: &mut TcpStream,
+    down: &mut (impl AsyncRead + AsyncWrite + Unpin),
     hello: &[u8],
     route: &L4Route,
     shared: &Shared,
@@ -238,9 +259,15 @@ async fn proxy(
     }
     let activity = Arc::new(AtomicU64::new(0));
     let mut down_io = Counted::new(down, activity.clone());
+    let idle = async {
+        match route.idle_timeout {
+            Some(t) => quiet(&activity, t, || false).await,
+            None => std::future::pending().await,
+        }
+    };
     let copied = tokio::select! {
         r = tokio::io::copy_bidirectional(&mut down_io, &mut up) => Some(r),
-        () = quiet(&activity, TCP_IDLE_TIMEOUT, || false) => None,
+        () = idle => None,
     };
     let (rx, tx) = (down_io.read, down_io.written);
     rec.received += rx;
@@ -258,15 +285,15 @@ async fn proxy(
 }
 
 /// The downstream side of a tunnel: counts bytes each way and bumps `activity` on every move.
-struct Counted<'a> {
-    inner: &'a mut TcpStream,
+struct Counted<'a, S> {
+    inner: &'a mut S,
     activity: Arc<AtomicU64>,
     read: u64,
     written: u64,
 }
 
-impl<'a> Counted<'a> {
-    fn new(inner: &'a mut TcpStream, activity: Arc<AtomicU64>) -> Self {
+impl<'a, S> Counted<'a, S> {
+    fn new(inner: &'a mut S, activity: Arc<AtomicU64>) -> Self {
         Counted {
             inner,
             activity,
@@ -276,7 +303,7 @@ impl<'a> Counted<'a> {
     }
 }
 
-impl AsyncRead for Counted<'_> {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -294,7 +321,7 @@ impl AsyncRead for Counted<'_> {
     }
 }
 
-impl AsyncWrite for Counted<'_> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

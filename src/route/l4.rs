@@ -3,12 +3,16 @@
 //! I/O. May not touch: sockets, endpoints, `config::*` (`compile::l4_routes` builds these).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::Rng;
 
 use super::ClusterId;
 
-/// One Istio `tls[]` or `tcp[]` route: its weighted destinations.
+/// Envoy's TCP proxy `idle_timeout` default.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One Istio `tls[]` or `tcp[]` route: its weighted destinations and idle timeout.
 #[derive(Debug, Clone)]
 pub struct L4Route {
     /// `<vs-namespace>/<vs-name>` and the rule (`spec.tcp[0]`), for logs and `/config_dump`.
@@ -16,6 +20,9 @@ pub struct L4Route {
     pub clusters: Vec<L4Cluster>,
     /// Sum of the weights, at least 1.
     pub total_weight: u64,
+    /// A tunnel with no bytes moving either way for this long is closed (Envoy's TCP proxy
+    /// `idle_timeout`: 1 h, or the DestinationRule's `tcp.idleTimeout`). `None`: never (`0s`).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A weighted destination of an [`L4Route`].
@@ -118,6 +125,7 @@ mod tests {
             name: name.into(),
             clusters: Vec::new(),
             total_weight: 1,
+            idle_timeout: None,
         })
     }
 

@@ -1,7 +1,8 @@
-//! One downstream TLS handshake on an HTTPS port: read the ClientHello, pick the filter chain by
-//! SNI (none: the connection is closed, as Envoy closes a connection no chain matches), finish
-//! the handshake with that chain's config, all within the handshake timeout; counted per result.
-//! Also the connection's stream type (plain or TLS) and its TLS facts for the request path.
+//! One downstream TLS handshake on an HTTPS or TLS-terminating port: read the ClientHello, pick
+//! the filter chain by SNI (none: the connection is closed, as Envoy closes a connection no chain
+//! matches), finish the handshake with that chain's config, all within the handshake timeout;
+//! counted per result. Also the connection's stream type (plain or TLS) and its TLS facts for the
+//! request path (or, on a TLS-terminated TCP chain, the route the listener tunnels it by).
 //! May not touch: HTTP (the listener serves the stream this returns).
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::net::MaybeTls;
+use crate::route::L4Table;
 
 use super::config::TlsPort;
 use super::xfcc;
@@ -28,6 +30,9 @@ pub struct TlsFacts {
     /// `x-forwarded-client-cert` for this connection's requests (a verified client certificate
     /// on a MUTUAL / OPTIONAL_MUTUAL chain), as Istio's gateway sets it (SANITIZE_SET).
     pub xfcc: Option<HeaderValue>,
+    /// The chain is a TLS-terminated TCP server's: its route (`L4Table::Tcp`); the listener
+    /// tunnels the decrypted stream instead of serving HTTP on it.
+    pub tcp: Option<Arc<L4Table>>,
 }
 
 /// How a handshake ended, for the metric and the debug log.
@@ -80,7 +85,7 @@ async fn run(tcp: TcpStream, port: &TlsPort) -> Result<(Stream, Arc<TlsFacts>), 
         .into_stream(config)
         .await
         .map_err(|_| Outcome::Error)?;
-    let xfcc = if chain.client_certs {
+    let xfcc = if chain.client_certs && chain.tcp.is_none() {
         let (_, conn) = tls.get_ref();
         let by = chain
             .cert
@@ -94,5 +99,9 @@ async fn run(tcp: TcpStream, port: &TlsPort) -> Result<(Stream, Arc<TlsFacts>), 
     } else {
         None
     };
-    Ok((Stream::Tls(Box::new(tls)), Arc::new(TlsFacts { sni, xfcc })))
+    let tcp = chain.tcp.clone();
+    Ok((
+        Stream::Tls(Box::new(tls)),
+        Arc::new(TlsFacts { sni, xfcc, tcp }),
+    ))
 }

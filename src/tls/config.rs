@@ -1,6 +1,8 @@
-//! Compiled filter chains → what an HTTPS port serves: a rustls `ServerConfig` per chain
-//! (certificate slot, client verifier, versions, TLS 1.2 suites, ALPN `h2`/`http/1.1`, session
-//! tickets on, 0-RTT off) and the SNI table that picks the chain.
+//! Compiled filter chains → what an HTTPS or TLS-terminating port serves: a rustls
+//! `ServerConfig` per chain (certificate slot, client verifier, versions, TLS 1.2 suites, ALPN
+//! `h2`/`http/1.1` as istiod sets it on every terminating gateway server, session tickets on,
+//! 0-RTT off), the chain's routes (HTTP, or a `tcp` route for a `protocol: TLS` server) and the
+//! SNI table that picks the chain.
 //! May not touch: sockets (`accept` drives handshakes with what this builds).
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use rustls::{ServerConfig, SupportedCipherSuite};
 
 use crate::compile::tls::{CipherSuite, ClientAuth, ServerTls, TlsVersion};
 use crate::compile::FilterChain;
-use crate::route::{HostTable, RouteTable};
+use crate::route::{HostTable, L4Table, RouteTable};
 
 use super::material::{ca_path, cert_paths, LoadError};
 use super::store::{CertSlot, Credentials};
@@ -21,7 +23,7 @@ use super::verifier::ChainVerifier;
 /// Sessions remembered per chain for TLS 1.2 session-id resumption (tickets need none).
 const SESSION_CACHE: usize = 1024;
 
-/// The filter chains of one HTTPS port and how SNI picks one.
+/// The filter chains of one HTTPS or TLS-terminating port and how SNI picks one.
 #[derive(Debug, Default)]
 pub struct TlsPort {
     pub chains: Vec<Chain>,
@@ -36,6 +38,9 @@ pub struct Chain {
     pub name: Arc<str>,
     pub server_names: Vec<String>,
     pub table: RouteTable,
+    /// A TLS-terminated TCP server's route (`L4Table::Tcp`): the decrypted stream is tunnelled,
+    /// not served as HTTP. `None`: an HTTPS chain.
+    pub tcp: Option<Arc<L4Table>>,
     /// `None`: the chain cannot be set up at all (see the logged error); its handshakes fail.
     pub config: Option<Arc<ServerConfig>>,
     pub cert: Option<Arc<CertSlot>>,
@@ -81,6 +86,7 @@ impl TlsPort {
                 name: fc.name,
                 server_names: fc.server_names,
                 table: fc.table,
+                tcp: fc.tcp.map(Arc::new),
                 config,
                 cert,
                 client_certs: fc.tls.client_auth != ClientAuth::None,

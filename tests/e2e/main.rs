@@ -40,6 +40,7 @@ mod scenario_rolling_restart;
 mod tls_mutual;
 mod tls_rotation;
 mod tls_sni;
+mod tls_tcp;
 mod trace_export;
 mod trace_propagation;
 mod upstream_balancing;

@@ -128,7 +128,7 @@ pub(in crate::compile) fn gateway(gw: &Resource<config::GatewaySpec>, cx: &mut C
                 // fields are checked either way.
                 let terminating = crate::compile::tls::terminates(t, None)
                     || crate::compile::tls::mode(t) == "ISTIO_MUTUAL";
-                if proto == "HTTPS" && terminating {
+                if terminating {
                     crate::compile::tls::check(t, &format!("{f}.tls"), cx);
                 }
             }
