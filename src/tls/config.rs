@@ -14,8 +14,8 @@ use crate::compile::tls::{CipherSuite, ClientAuth, ServerTls, TlsVersion};
 use crate::compile::FilterChain;
 use crate::route::{HostTable, RouteTable};
 
-use super::material::{ca_path, cert_paths, LoadError};
-use super::store::{CertSlot, Credentials};
+use super::material::{ca_path, cert_paths, crl_path, LoadError};
+use super::store::{CaFiles, CertSlot, Credentials};
 use super::verifier::ChainVerifier;
 
 /// Sessions remembered per chain for TLS 1.2 session-id resumption (tickets need none).
@@ -120,9 +120,23 @@ async fn chain_config(
                 crate::compile::tls::CaSource::Credential(_) => "credentialName",
             };
             let path = ca_path(ca, credentials.dir()).map_err(|e| (field, e))?;
-            let (slot, err) = credentials.ca(&path).await;
+            let crl_field = match &tls.crl {
+                Some(crate::compile::tls::CrlSource::Credential(_)) => "credentialName",
+                _ => "caCrl",
+            };
+            let crl = match &tls.crl {
+                None => None,
+                Some(c) => Some(crl_path(c, credentials.dir()).map_err(|e| (crl_field, e))?),
+            };
+            let files = CaFiles { ca: path, crl };
+            let (slot, err) = credentials.ca(&files).await;
             if late.is_none() {
-                late = err.map(|e| (field, e));
+                // The slot reads both files: the error's path tells which field to name.
+                let crl_file = files.crl.as_ref().map(|c| c.path.as_path());
+                late = err.map(|e| match e.path() {
+                    Some(p) if Some(p) == crl_file => (crl_field, e),
+                    _ => (field, e),
+                });
             }
             Some(Arc::new(ChainVerifier {
                 ca: slot,
