@@ -56,6 +56,21 @@ pub struct CaFiles {
     pub crl: Option<CrlPath>,
 }
 
+impl CaFiles {
+    /// Which of the two fields (`ca_field`, `crl_field`) an error loading these files is about.
+    pub fn field_of(
+        &self,
+        e: &LoadError,
+        ca_field: &'static str,
+        crl_field: &'static str,
+    ) -> &'static str {
+        match (e.path(), &self.crl) {
+            (Some(p), Some(crl)) if p == crl.path => crl_field,
+            _ => ca_field,
+        }
+    }
+}
+
 /// A client CA bundle (and revocation list), with the two verifiers made of it.
 #[derive(Debug)]
 pub struct CaSlot {
@@ -293,7 +308,7 @@ impl CaSlot {
 /// The verifiers of a bundle and list. With a list, every certificate of a client's chain below
 /// the trust anchor must have its revocation status known (a list from its issuer), as Envoy
 /// requires when a CRL is configured; an expired list still applies.
-fn verifiers(files: &CaFiles) -> Result<CaVerifiers, LoadError> {
+pub(super) fn verifiers(files: &CaFiles) -> Result<CaVerifiers, LoadError> {
     let (roots, ca_digest) = load_ca(&files.ca)?;
     let (crls, crl_digest) = match &files.crl {
         Some(c) => load_crls(c)?,
