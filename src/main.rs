@@ -200,6 +200,10 @@ enum Command {
         /// Treat warnings (unknown fields, unsupported features) as errors.
         #[arg(long)]
         strict: bool,
+        /// Folder of TLS credentials, as for serving: `credentialName` files are checked only
+        /// when it is given (certificate, key, CA and CRL files named by path always are).
+        #[arg(long, env = "MESHGATE_CREDENTIALS_DIR")]
+        credentials_dir: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -301,8 +305,9 @@ fn main() -> ExitCode {
         Some(Command::Validate {
             path,
             strict,
+            credentials_dir,
             common,
-        }) => validate(&path, strict, &common),
+        }) => validate(&path, strict, credentials_dir.as_deref(), &common),
         Some(Command::Explain {
             config,
             request,
@@ -353,16 +358,30 @@ fn init_logging() {
         .init();
 }
 
-fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {
+fn validate(
+    path: &std::path::Path,
+    strict: bool,
+    credentials_dir: Option<&std::path::Path>,
+    common: &Common,
+) -> ExitCode {
     let (compiled, report) =
         meshgate::load_and_compile(path, &common.default_namespace, &compile_options(common));
+    // The files the config names, read as serving reads them (serving only logs these).
+    let file_errors = compiled
+        .as_ref()
+        .map(|c| meshgate::tls::check::files(c, credentials_dir))
+        .unwrap_or_default();
     for e in &report.errors {
+        println!("error: {e}");
+    }
+    for e in &file_errors {
         println!("error: {e}");
     }
     for w in &report.warnings {
         println!("warning: {w}");
     }
-    let failed = !report.errors.is_empty() || (strict && !report.warnings.is_empty());
+    let errors = report.errors.len() + file_errors.len();
+    let failed = errors > 0 || (strict && !report.warnings.is_empty());
     match compiled {
         Some(c) if !failed => {
             println!("ok: {} ({} warnings)", c.summary, report.warnings.len());
@@ -371,9 +390,9 @@ fn validate(path: &std::path::Path, strict: bool, common: &Common) -> ExitCode {
         _ => {
             println!(
                 "invalid: {} errors, {} warnings{}",
-                report.errors.len(),
+                errors,
                 report.warnings.len(),
-                if strict && report.errors.is_empty() {
+                if strict && errors == 0 {
                     " (--strict)"
                 } else {
                     ""

@@ -89,6 +89,7 @@ pub(super) fn origin_tls(
                 key: mesh.key,
             }),
             ca: Some(CaFile::File(mesh.root)),
+            crl: None,
             // Workload certificates carry SPIFFE URIs, not the SNI name: no auto SAN check.
             explicit_sni: true,
             server_name: Some(sni.unwrap_or_else(cluster_sni)),
@@ -110,14 +111,21 @@ pub(super) fn origin_tls(
             key: nonempty(&tls.private_key)?,
         }),
     };
-    let ca = match &credential {
-        Some(name) => Some(CaFile::Credential(name.clone())),
-        None => nonempty(&tls.ca_certificates).map(CaFile::File),
+    let (ca, crl) = match &credential {
+        Some(name) => (
+            Some(CaFile::Credential(name.clone())),
+            Some(CaFile::Credential(name.clone())),
+        ),
+        None => (
+            nonempty(&tls.ca_certificates).map(CaFile::File),
+            nonempty(&tls.ca_crl).map(CaFile::File),
+        ),
     };
     Some(OriginTls {
         origin,
         client_cert,
         ca,
+        crl,
         explicit_sni: sni.is_some(),
         server_name: Some(sni.unwrap_or_else(|| to.host.to_owned())),
         subject_alt_names,

@@ -40,6 +40,17 @@ pub enum CaSource {
     Credential(String),
 }
 
+/// Where the revocation list that checks client certificates comes from (MUTUAL and
+/// OPTIONAL_MUTUAL).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CrlSource {
+    /// `caCrl`: a PEM file; it must load.
+    File(String),
+    /// `ca.crl` in the CA's credential folder (or `<name>-cacert`), when it has one (Istio's
+    /// Secret key `ca.crl`).
+    Credential(String),
+}
+
 /// TLS protocol versions meshgate serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TlsVersion {
@@ -66,6 +77,8 @@ pub struct ServerTls {
     pub cert: CertSource,
     /// Set for `MUTUAL` and `OPTIONAL_MUTUAL`.
     pub ca: Option<CaSource>,
+    /// Client certificates this list revokes are refused (`MUTUAL` and `OPTIONAL_MUTUAL`).
+    pub crl: Option<CrlSource>,
     /// A client certificate must carry one of these SANs (exact match). Empty: any.
     pub subject_alt_names: Vec<String>,
     /// Base64 SHA-256 of the client certificate's SubjectPublicKeyInfo.
@@ -226,8 +239,17 @@ pub(super) fn check(t: &config::ServerTlsSettings, f: &str, cx: &mut Ctx<'_>) {
             },
         );
     };
-    if t.ca_crl.is_some() {
-        ignored(cx, "caCrl", "client certificate revocation lists");
+    if t.ca_crl.as_deref().is_some_and(|c| !c.is_empty()) {
+        match mode(t).as_str() {
+            "MUTUAL" | "OPTIONAL_MUTUAL" => {}
+            "ISTIO_MUTUAL" => ignored(cx, "caCrl", "revocation lists with ISTIO_MUTUAL"),
+            _ => cx.warn(
+                &format!("{f}.caCrl"),
+                ErrorKind::Note(
+                    "caCrl checks client certificates, which SIMPLE does not ask for: ignored by Istio too".into(),
+                ),
+            ),
+        }
     }
     if t.insecure_skip_verify.is_some() {
         ignored(
@@ -301,6 +323,14 @@ pub(super) fn server_tls(
             return None;
         }),
     };
+    let crl = match (&ca, t.ca_crl.as_deref().filter(|c| !c.is_empty())) {
+        (None, _) => None,
+        // The mesh root's revocation is Istio's business, not the Gateway's.
+        _ if mode == "ISTIO_MUTUAL" => None,
+        (Some(_), Some(path)) => Some(CrlSource::File(path.to_owned())),
+        (Some(CaSource::Credential(name)), None) => Some(CrlSource::Credential(name.clone())),
+        (Some(CaSource::File(_)), None) => None,
+    };
     let mut cipher_suites = Vec::new();
     for name in &t.cipher_suites {
         for part in suite_names(name) {
@@ -316,6 +346,7 @@ pub(super) fn server_tls(
         client_auth,
         cert,
         ca,
+        crl,
         subject_alt_names: t.subject_alt_names.clone(),
         spki_sha256: t
             .verify_certificate_spki

@@ -16,8 +16,8 @@ use crate::compile::tls::{CipherSuite, ClientAuth, ServerTls, TlsVersion};
 use crate::compile::FilterChain;
 use crate::route::{HostTable, L4Table, RouteTable};
 
-use super::material::{ca_path, cert_paths, LoadError};
-use super::store::{CertSlot, Credentials};
+use super::material::{ca_path, cert_paths, crl_path, LoadError};
+use super::store::{CaFiles, CertSlot, Credentials};
 use super::verifier::ChainVerifier;
 
 /// Sessions remembered per chain for TLS 1.2 session-id resumption (tickets need none).
@@ -105,30 +105,67 @@ impl TlsPort {
 
 type FieldError = (&'static str, LoadError);
 
+/// The field that names a server's certificate files.
+pub(super) fn cert_field(tls: &ServerTls) -> &'static str {
+    match &tls.cert {
+        crate::compile::tls::CertSource::Files { .. } => "serverCertificate",
+        crate::compile::tls::CertSource::Credential(_) => "credentialName",
+    }
+}
+
+/// The client CA bundle and revocation list of a server, with the fields that name them.
+pub(super) struct ServerCa {
+    pub files: CaFiles,
+    pub field: &'static str,
+    pub crl_field: &'static str,
+}
+
+/// The CA files of a MUTUAL / OPTIONAL_MUTUAL server (`None` for SIMPLE).
+pub(super) fn ca_files(
+    tls: &ServerTls,
+    dir: Option<&std::path::Path>,
+) -> Option<Result<ServerCa, FieldError>> {
+    use crate::compile::tls::{CaSource, CrlSource};
+    let ca = tls.ca.as_ref()?;
+    let field = match ca {
+        CaSource::File(_) => "caCertificates",
+        CaSource::Credential(_) => "credentialName",
+    };
+    let crl_field = match &tls.crl {
+        Some(CrlSource::Credential(_)) => "credentialName",
+        _ => "caCrl",
+    };
+    let files = (|| {
+        let ca = ca_path(ca, dir).map_err(|e| (field, e))?;
+        let crl = match &tls.crl {
+            None => None,
+            Some(c) => Some(crl_path(c, dir).map_err(|e| (crl_field, e))?),
+        };
+        Ok(CaFiles { ca, crl })
+    })();
+    Some(files.map(|files| ServerCa {
+        files,
+        field,
+        crl_field,
+    }))
+}
+
 /// The config of one chain; `Ok` with an error when a file does not load yet (its slot exists
 /// and loads on the next rotation), `Err` when the chain cannot be built at all.
 async fn chain_config(
     tls: &ServerTls,
     credentials: &Credentials,
 ) -> Result<(Arc<ServerConfig>, Arc<CertSlot>, Option<FieldError>), FieldError> {
-    let cert_field = match &tls.cert {
-        crate::compile::tls::CertSource::Files { .. } => "serverCertificate",
-        crate::compile::tls::CertSource::Credential(_) => "credentialName",
-    };
+    let cert_field = cert_field(tls);
     let paths = cert_paths(&tls.cert, credentials.dir()).map_err(|e| (cert_field, e))?;
     let (cert, mut pending) = credentials.cert(&paths).await;
     let mut late = pending.take().map(|e| (cert_field, e));
-    let verifier = match &tls.ca {
+    let verifier = match ca_files(tls, credentials.dir()).transpose()? {
         None => None,
         Some(ca) => {
-            let field = match ca {
-                crate::compile::tls::CaSource::File(_) => "caCertificates",
-                crate::compile::tls::CaSource::Credential(_) => "credentialName",
-            };
-            let path = ca_path(ca, credentials.dir()).map_err(|e| (field, e))?;
-            let (slot, err) = credentials.ca(&path).await;
+            let (slot, err) = credentials.ca(&ca.files).await;
             if late.is_none() {
-                late = err.map(|e| (field, e));
+                late = err.map(|e| (ca.files.field_of(&e, ca.field, ca.crl_field), e));
             }
             Some(Arc::new(ChainVerifier {
                 ca: slot,

@@ -1,17 +1,18 @@
 //! Certificate material on disk: where a `ServerTls` source lives (file paths, or a credential's
 //! folder under `--credentials-dir`, laid out as a Kubernetes Secret volume), and reading and
-//! checking it (PEM chain, private key matching the leaf, CA bundle).
+//! checking it (PEM chain, private key matching the leaf, CA bundle, certificate revocation
+//! lists).
 //! May not touch: rustls configs and the snapshot (`store` and `config` use what this returns).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
-use crate::compile::tls::{CaSource, CertSource};
+use crate::compile::tls::{CaSource, CertSource, CrlSource};
 
 /// The certificate and key files of one server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,6 +20,19 @@ pub struct CertPaths {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
+
+/// Where a certificate revocation list is read from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CrlPath {
+    pub path: PathBuf,
+    /// A credential's `ca.crl` (an optional Secret key): absent means no revocation list. A
+    /// `caCrl` file is not optional: absent is an error.
+    pub optional: bool,
+}
+
+/// A loaded revocation list file (its PEM `X509 CRL` blocks; rustls parses them when a
+/// verifier is built).
+pub type Crls = Vec<CertificateRevocationListDer<'static>>;
 
 /// A loaded certificate: what handshakes present, and facts about it.
 #[derive(Debug)]
@@ -52,6 +66,10 @@ pub enum LoadError {
     Mismatch { cert: PathBuf, key: PathBuf },
     #[error("{}: no usable CA certificate: {why}", path.display())]
     BadCa { path: PathBuf, why: String },
+    #[error("{}: no PEM certificate revocation list (-----BEGIN X509 CRL-----) found", path.display())]
+    NoCrl { path: PathBuf },
+    #[error("{}: unusable certificate revocation list: {why}", path.display())]
+    BadCrl { path: PathBuf, why: String },
     #[error("{why}")]
     Settings { why: String },
 }
@@ -91,6 +109,33 @@ pub fn ca_path(source: &CaSource, dir: Option<&Path>) -> Result<PathBuf, LoadErr
             let found = names.iter().map(|n| own.join(n)).find(|p| p.exists());
             let separate = credential_dir(&format!("{name}-cacert"), dir)?;
             Ok(found.unwrap_or_else(|| first_existing(&separate, &names)))
+        }
+    }
+}
+
+/// The revocation list of `source`: the `caCrl` file, or `ca.crl` in the credential's folder,
+/// else in the folder `<name>-cacert` (optional: a credential without one has no list).
+///
+/// # Errors
+/// `NoCredentialsDir` for a credential without `--credentials-dir`.
+pub fn crl_path(source: &CrlSource, dir: Option<&Path>) -> Result<CrlPath, LoadError> {
+    match source {
+        CrlSource::File(path) => Ok(CrlPath {
+            path: path.into(),
+            optional: false,
+        }),
+        CrlSource::Credential(name) => {
+            let own = credential_dir(name, dir)?.join("ca.crl");
+            let separate = credential_dir(&format!("{name}-cacert"), dir)?.join("ca.crl");
+            let path = if !own.exists() && separate.exists() {
+                separate
+            } else {
+                own
+            };
+            Ok(CrlPath {
+                path,
+                optional: true,
+            })
         }
     }
 }
@@ -181,6 +226,70 @@ pub fn load_ca(path: &Path) -> Result<(Arc<RootCertStore>, Vec<u8>), LoadError> 
         });
     }
     Ok((Arc::new(roots), sha256(&[&pem])))
+}
+
+impl LoadError {
+    /// The file the error is about, if one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            LoadError::Io { path, .. }
+            | LoadError::NoCertificate { path }
+            | LoadError::BadPem { path, .. }
+            | LoadError::NoKey { path }
+            | LoadError::BadKey { path, .. }
+            | LoadError::BadCa { path, .. }
+            | LoadError::NoCrl { path }
+            | LoadError::BadCrl { path, .. } => Some(path),
+            LoadError::Mismatch { key, .. } => Some(key),
+            LoadError::NoCredentialsDir { .. } | LoadError::Settings { .. } => None,
+        }
+    }
+}
+
+/// Reads a revocation list file (one or more PEM `X509 CRL` blocks) and the SHA-256 of its
+/// bytes. An optional file that does not exist is an empty list.
+///
+/// # Errors
+/// The file could not be read, or holds no CRL block, or a block is not valid base64.
+pub fn load_crls(crl: &CrlPath) -> Result<(Crls, Vec<u8>), LoadError> {
+    let path = &crl.path;
+    let pem = match std::fs::read(path) {
+        Err(e) if crl.optional && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), Vec::new()))
+        }
+        other => other.map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?,
+    };
+    let crls = CertificateRevocationListDer::pem_slice_iter(&pem)
+        .collect::<Result<Crls, _>>()
+        .map_err(|e| LoadError::BadCrl {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+    if crls.is_empty() {
+        return Err(LoadError::NoCrl { path: path.clone() });
+    }
+    Ok((crls, sha256(&[&pem])))
+}
+
+/// What a verifier builder's error means for the files it was given.
+pub fn builder_error(
+    e: rustls::client::VerifierBuilderError,
+    ca: &Path,
+    crl: Option<&CrlPath>,
+) -> LoadError {
+    match (e, crl) {
+        (rustls::client::VerifierBuilderError::InvalidCrl(why), Some(crl)) => LoadError::BadCrl {
+            path: crl.path.clone(),
+            why: format!("{why:?}"),
+        },
+        (e, _) => LoadError::BadCa {
+            path: ca.into(),
+            why: e.to_string(),
+        },
+    }
 }
 
 fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, LoadError> {

@@ -3,15 +3,19 @@
 //! (`material`), kept and rotated in place across reloads (`store`, `watch`), one rustls config
 //! per filter chain and the SNI table of a port (`config`), client checks (`verifier`), the
 //! handshake itself (`accept`), and `x-forwarded-client-cert` (`xfcc`, from `x509` facts).
-//! Upstream TLS origination: one rustls client config per cluster (`origin`).
+//! `meshgate validate` reads the same files through `check`.
+//! Upstream TLS origination: one rustls client config per cluster (`origin`), trusting a CA
+//! bundle and revocation list re-read when their files change (`trust`).
 //! May not touch: routing and HTTP (the proxy serves the stream `accept` returns), the YAML
 //! model (`compile::tls` turns it into the plain `ServerTls` this module reads).
 
 mod accept;
+pub mod check;
 mod config;
 pub mod material;
 pub mod origin;
 mod store;
+mod trust;
 mod verifier;
 mod watch;
 pub mod x509;

@@ -1,33 +1,25 @@
 //! TLS origination configs: one rustls `ClientConfig` per upstream cluster (DestinationRule `tls`
 //! SIMPLE / MUTUAL), built once when the cluster is built, from the files or credential the
 //! `upstream::OriginTls` names; and the server-certificate checks Envoy's upstream validation
-//! context applies (CA chain, auto SAN validation or `subjectAltNames`, `insecureSkipVerify`).
+//! context applies (CA chain and revocation list through `trust`, which re-reads them when their
+//! files change; auto SAN validation or `subjectAltNames`, `insecureSkipVerify`).
 //! May not touch: sockets and pools (`upstream::transport` runs the handshake).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
 
-use super::material::{ca_path, cert_paths, load_ca, load_cert, CertPaths};
+use super::material::{ca_path, cert_paths, crl_path, load_cert, CertPaths, LoadError};
+use super::trust::{stamp, FileStamp, Trust};
 use super::verifier::algorithms;
 use super::x509;
-use crate::compile::tls::{CaSource, CertSource};
+use crate::compile::tls::{CaSource, CertSource, CrlSource};
 use crate::upstream::{CaFile, ClientCert, OriginTls, Origination};
-
-/// Where a system CA bundle is looked for when `caCertificates` is unset (`SSL_CERT_FILE` first).
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// Builds the cluster's origination. The error names the DestinationRule, the field and the
 /// file, in one line (it is logged, and sent as the reason of every failed request).
@@ -44,24 +36,12 @@ fn client_config(
     tls: &OriginTls,
     dir: Option<&Path>,
 ) -> Result<ClientConfig, (&'static str, String)> {
-    let roots = match &tls.ca {
-        _ if tls.insecure_skip_verify => Arc::new(RootCertStore::empty()),
-        None => system_roots(),
-        Some(ca) => {
-            let (field, source) = match ca {
-                CaFile::File(p) => ("caCertificates", CaSource::File(p.clone())),
-                CaFile::Credential(n) => ("credentialName", CaSource::Credential(n.clone())),
-            };
-            let path = ca_path(&source, dir).map_err(|e| (field, e.to_string()))?;
-            if matches!(ca, CaFile::Credential(_)) && !path.exists() {
-                // A credential without CA keys: the system bundle, as for an unset CA.
-                system_roots()
-            } else {
-                load_ca(&path).map_err(|e| (field, e.to_string()))?.0
-            }
-        }
+    let chain = if tls.insecure_skip_verify {
+        Chain::Skip
+    } else {
+        Chain::Verify(trust(tls, dir)?)
     };
-    let verifier = ServerVerifier::new(tls, roots)?;
+    let verifier = ServerVerifier::new(tls, chain);
     let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -95,29 +75,38 @@ fn client_config(
     Ok(config)
 }
 
-/// The system CA bundle, read once (`SSL_CERT_FILE`, else the usual distribution paths). A
-/// FROM-scratch image has none: the store is then empty and every verified handshake fails
-/// with an unknown-issuer reason (logged once).
-fn system_roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let candidates = std::env::var_os("SSL_CERT_FILE")
-                .map(PathBuf::from)
-                .into_iter()
-                .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from));
-            for path in candidates {
-                if let Ok((roots, _)) = load_ca(&path) {
-                    return roots;
-                }
-            }
-            tracing::warn!(
-                "no system CA bundle found (SSL_CERT_FILE, {}): upstream TLS without caCertificates cannot verify servers",
-                SYSTEM_BUNDLES.join(", ")
-            );
-            Arc::new(RootCertStore::empty())
-        })
-        .clone()
+/// The cluster's CA bundle and revocation list.
+fn trust(tls: &OriginTls, dir: Option<&Path>) -> Result<Trust, (&'static str, String)> {
+    let ca = match &tls.ca {
+        None => None,
+        Some(ca) => {
+            let (field, source) = match ca {
+                CaFile::File(p) => ("caCertificates", CaSource::File(p.clone())),
+                CaFile::Credential(n) => ("credentialName", CaSource::Credential(n.clone())),
+            };
+            let path = ca_path(&source, dir).map_err(|e| (field, e.to_string()))?;
+            // A credential without CA keys: the system bundle, as for an unset CA.
+            let system = matches!(ca, CaFile::Credential(_)) && !path.exists();
+            (!system).then_some((field, path))
+        }
+    };
+    let crl = match &tls.crl {
+        None => None,
+        Some(crl) => {
+            let (field, source) = match crl {
+                CaFile::File(p) => ("caCrl", CrlSource::File(p.clone())),
+                CaFile::Credential(n) => ("credentialName", CrlSource::Credential(n.clone())),
+            };
+            let path = crl_path(&source, dir).map_err(|e| (field, e.to_string()))?;
+            Some((field, path))
+        }
+    };
+    let field_of = |e: &LoadError| match (&crl, e.path()) {
+        (Some((field, c)), Some(p)) if c.path == p => *field,
+        _ => ca.as_ref().map_or("caCertificates", |(field, _)| *field),
+    };
+    Trust::load(ca.clone().map(|(_, p)| p), crl.clone().map(|(_, c)| c))
+        .map_err(|e| (field_of(&e), e.to_string()))
 }
 
 /// Presents the client certificate of a MUTUAL / ISTIO_MUTUAL cluster, re-read when its files
@@ -131,9 +120,6 @@ struct ClientCertFiles {
     current: Mutex<(Option<[FileStamp; 2]>, Arc<CertifiedKey>)>,
 }
 
-/// What tells that a file changed.
-type FileStamp = (u64, u64, Option<SystemTime>);
-
 impl ClientCertFiles {
     fn new(paths: CertPaths, key: Arc<CertifiedKey>) -> Self {
         let stamp = Self::stamp(&paths);
@@ -144,13 +130,7 @@ impl ClientCertFiles {
     }
 
     fn stamp(paths: &CertPaths) -> Option<[FileStamp; 2]> {
-        use std::os::unix::fs::MetadataExt;
-        let one = |p: &Path| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.len(), m.ino(), m.modified().ok()))
-        };
-        Some([one(&paths.cert)?, one(&paths.key)?])
+        Some([stamp(&paths.cert)?, stamp(&paths.key)?])
     }
 }
 
@@ -182,9 +162,8 @@ impl ResolvesClientCert for ClientCertFiles {
 /// How the server's chain is checked.
 #[derive(Debug)]
 enum Chain {
-    Verify(Arc<WebPkiServerVerifier>),
-    /// No trust anchor at all (no system bundle): every chain is from an unknown issuer.
-    NoRoots,
+    /// Against the cluster's CA bundle and revocation list, as they are now.
+    Verify(Trust),
     /// `insecureSkipVerify`.
     Skip,
 }
@@ -202,27 +181,12 @@ struct ServerVerifier {
 // === impl ServerVerifier ===
 
 impl ServerVerifier {
-    fn new(tls: &OriginTls, roots: Arc<RootCertStore>) -> Result<Self, (&'static str, String)> {
-        let chain = if tls.insecure_skip_verify {
-            Chain::Skip
-        } else {
-            // An empty store cannot build a verifier; one that knows no root fails every chain.
-            let verifier = WebPkiServerVerifier::builder_with_provider(
-                roots,
-                Arc::new(rustls::crypto::ring::default_provider()),
-            )
-            .build();
-            match verifier {
-                Ok(v) => Chain::Verify(v),
-                Err(rustls::client::VerifierBuilderError::NoRootAnchors) => Chain::NoRoots,
-                Err(e) => return Err(("caCertificates", e.to_string())),
-            }
-        };
-        Ok(ServerVerifier {
+    fn new(tls: &OriginTls, chain: Chain) -> Self {
+        ServerVerifier {
             chain,
             check_name: !tls.explicit_sni && tls.subject_alt_names.is_empty(),
             subject_alt_names: tls.subject_alt_names.clone(),
-        })
+        }
     }
 }
 
@@ -236,12 +200,11 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let chain = match &self.chain {
-            Chain::Verify(v) => v,
+            Chain::Verify(trust) => trust.current(),
             Chain::Skip => return Ok(ServerCertVerified::assertion()),
-            Chain::NoRoots => {
-                return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
-            }
         };
+        // No trust anchor at all (no system bundle): every chain is from an unknown issuer.
+        let chain = chain.ok_or(Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
         match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Ok(_) => {}
             // webpki checks the chain before the name: this error means the chain is good.

@@ -1,7 +1,9 @@
 //! The certificates being served, one slot per file set, kept across config reloads (as upstream
 //! state is) and rotated in place: `refresh` re-reads every slot's files and swaps in what
 //! changed and loads; a broken new pair is refused (logged, counted) and the old one keeps
-//! serving. Handshakes read a slot through one `ArcSwap` load: no lock on the handshake path.
+//! serving. A client CA slot holds the bundle and the server's revocation list together: a
+//! broken bundle or list is refused the same way. Handshakes read a slot through one `ArcSwap`
+//! load: no lock on the handshake path.
 //! May not touch: the snapshot (it holds slots), watching (`watch`).
 
 use std::collections::HashMap;
@@ -17,7 +19,9 @@ use tokio::sync::Mutex;
 
 use crate::compile::tls::ServerTls;
 
-use super::material::{load_ca, load_cert, CertPaths, LoadError, ServedCert};
+use super::material::{
+    builder_error, load_ca, load_cert, load_crls, CertPaths, CrlPath, LoadError, ServedCert,
+};
 
 /// Every slot in use, the credentials folder, and the session ticket keys.
 pub struct Credentials {
@@ -30,7 +34,7 @@ pub struct Credentials {
 #[derive(Default)]
 struct Slots {
     certs: HashMap<CertPaths, Arc<CertSlot>>,
-    cas: HashMap<PathBuf, Arc<CaSlot>>,
+    cas: HashMap<CaFiles, Arc<CaSlot>>,
     /// Per TLS policy: a policy change (say SIMPLE to MUTUAL) gets new keys, so tickets issued
     /// under the old policy cannot resume under the new one.
     ticketers: HashMap<u64, Arc<dyn ProducesTickets>>,
@@ -45,11 +49,35 @@ pub struct CertSlot {
     last_error: ArcSwapOption<String>,
 }
 
-/// A client CA bundle, with the two verifiers made of it.
+/// The files of a client CA slot: the bundle, and the revocation list if the server has one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CaFiles {
+    pub ca: PathBuf,
+    pub crl: Option<CrlPath>,
+}
+
+impl CaFiles {
+    /// Which of the two fields (`ca_field`, `crl_field`) an error loading these files is about.
+    pub fn field_of(
+        &self,
+        e: &LoadError,
+        ca_field: &'static str,
+        crl_field: &'static str,
+    ) -> &'static str {
+        match (e.path(), &self.crl) {
+            (Some(p), Some(crl)) if p == crl.path => crl_field,
+            _ => ca_field,
+        }
+    }
+}
+
+/// A client CA bundle (and revocation list), with the two verifiers made of it.
 #[derive(Debug)]
 pub struct CaSlot {
-    pub path: PathBuf,
+    pub files: CaFiles,
     current: ArcSwapOption<CaVerifiers>,
+    /// The last refusal, logged once (see `CertSlot`).
+    last_error: ArcSwapOption<String>,
 }
 
 #[derive(Debug)]
@@ -101,21 +129,22 @@ impl Credentials {
         (slot, err)
     }
 
-    /// The slot of a CA bundle, loading it if new (see `cert`).
-    pub async fn ca(&self, path: &Path) -> (Arc<CaSlot>, Option<LoadError>) {
+    /// The slot of a CA bundle and revocation list, loading it if new (see `cert`).
+    pub async fn ca(&self, files: &CaFiles) -> (Arc<CaSlot>, Option<LoadError>) {
         let mut slots = self.slots.lock().await;
-        if let Some(slot) = slots.cas.get(path) {
+        if let Some(slot) = slots.cas.get(files) {
             return (slot.clone(), None);
         }
-        let (current, err) = match verifiers(path) {
+        let (current, err) = match verifiers(files) {
             Ok(v) => (Some(Arc::new(v)), None),
             Err(e) => (None, Some(e)),
         };
         let slot = Arc::new(CaSlot {
-            path: path.into(),
+            files: files.clone(),
             current: ArcSwapOption::new(current),
+            last_error: ArcSwapOption::new(err.as_ref().map(|e| Arc::new(e.to_string()))),
         });
-        slots.cas.insert(path.into(), slot.clone());
+        slots.cas.insert(files.clone(), slot.clone());
         self.added.send_modify(|n| *n += 1);
         (slot, err)
     }
@@ -148,7 +177,10 @@ impl Credentials {
             .certs
             .keys()
             .flat_map(|p| [p.cert.clone(), p.key.clone()]);
-        certs.chain(slots.cas.keys().cloned()).collect()
+        let cas = slots.cas.keys().flat_map(|f| {
+            std::iter::once(f.ca.clone()).chain(f.crl.iter().map(|c| c.path.clone()))
+        });
+        certs.chain(cas).collect()
     }
 
     /// Re-reads every slot; swaps in what changed and loads, refuses what does not (the
@@ -212,15 +244,19 @@ impl CertSlot {
 }
 
 impl CertSlot {
-    /// Whether `e` differs from the last refusal (and remembers it).
     fn first_report(&self, e: &LoadError) -> bool {
-        let text = e.to_string();
-        if self.last_error.load().as_deref() == Some(&text) {
-            return false;
-        }
-        self.last_error.store(Some(Arc::new(text)));
-        true
+        first_report(&self.last_error, e)
     }
+}
+
+/// Whether `e` differs from the last refusal (and remembers it).
+fn first_report(last: &ArcSwapOption<String>, e: &LoadError) -> bool {
+    let text = e.to_string();
+    if last.load().as_deref() == Some(&text) {
+        return false;
+    }
+    last.store(Some(Arc::new(text)));
+    true
 }
 
 impl ResolvesServerCert for CertSlot {
@@ -239,39 +275,57 @@ impl CaSlot {
 
     fn refresh(&self) -> bool {
         let old = self.current.load_full();
-        match verifiers(&self.path) {
+        match verifiers(&self.files) {
             Ok(new) if old.as_ref().is_some_and(|o| o.digest == new.digest) => false,
             Ok(new) => {
-                tracing::info!(ca = %self.path.display(), "client CA bundle reloaded");
+                self.last_error.store(None);
+                match &self.files.crl {
+                    None => {
+                        tracing::info!(ca = %self.files.ca.display(), "client CA bundle reloaded")
+                    }
+                    Some(c) => {
+                        tracing::info!(ca = %self.files.ca.display(), crl = %c.path.display(), "client CA bundle and revocation list reloaded")
+                    }
+                }
                 self.current.store(Some(Arc::new(new)));
                 true
             }
+            Err(e) if !first_report(&self.last_error, &e) => false,
+            Err(e) if old.is_some() => {
+                tracing::error!(
+                    "client CA rotation refused: {e}; the previous bundle and revocation list keep verifying"
+                );
+                false
+            }
             Err(e) => {
-                if old.is_some() {
-                    tracing::error!(
-                        "client CA rotation refused: {e}; the previous bundle keeps verifying"
-                    );
-                }
+                tracing::warn!("client CA still not loadable: {e}; its server's handshakes fail");
                 false
             }
         }
     }
 }
 
-fn verifiers(path: &Path) -> Result<CaVerifiers, LoadError> {
-    let (roots, digest) = load_ca(path)?;
+/// The verifiers of a bundle and list. With a list, every certificate of a client's chain below
+/// the trust anchor must have its revocation status known (a list from its issuer), as Envoy
+/// requires when a CRL is configured; an expired list still applies.
+pub(super) fn verifiers(files: &CaFiles) -> Result<CaVerifiers, LoadError> {
+    let (roots, ca_digest) = load_ca(&files.ca)?;
+    let (crls, crl_digest) = match &files.crl {
+        Some(c) => load_crls(c)?,
+        None => Default::default(),
+    };
+    let digest = super::material::sha256(&[&ca_digest, &crl_digest]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let build = |optional: bool| {
-        let b = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+        let b = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .with_crls(crls.iter().cloned());
         let b = if optional {
             b.allow_unauthenticated()
         } else {
             b
         };
-        b.build().map_err(|e| LoadError::BadCa {
-            path: path.into(),
-            why: e.to_string(),
-        })
+        b.build()
+            .map_err(|e| builder_error(e, &files.ca, files.crl.as_ref()))
     };
     Ok(CaVerifiers {
         required: build(false)?,

@@ -1,5 +1,5 @@
 //! Client-certificate verification of one MUTUAL / OPTIONAL_MUTUAL filter chain: the CA slot's
-//! current verifier (so a rotated bundle applies to new handshakes), then the server's
+//! current verifier (so a rotated bundle or revocation list applies to new handshakes), then the server's
 //! `subjectAltNames` and `verifyCertificateSpki` / `verifyCertificateHash` pins, as Envoy's
 //! validation context applies them.
 //! May not touch: loading files (`store` rotates the CA bundle underneath).
@@ -40,7 +40,7 @@ impl ChainVerifier {
         let v = self.ca.current().ok_or_else(|| {
             Error::General(format!(
                 "client CA bundle {} is not loaded",
-                self.ca.path.display()
+                self.ca.files.ca.display()
             ))
         })?;
         Ok(if self.mandatory {

@@ -28,6 +28,9 @@ pub struct OriginTls {
     pub client_cert: Option<ClientCert>,
     /// `caCertificates`, or the credential's `ca.crt`/`cacert`. `None`: the system CA bundle.
     pub ca: Option<CaFile>,
+    /// `caCrl`, or the credential's `ca.crl` (when it has one): server certificates it revokes
+    /// are refused.
+    pub crl: Option<CaFile>,
     /// The SNI sent: `sni`, else the destination host (`None` for an IP host: no SNI is sent).
     pub server_name: Option<String>,
     /// `sni` was set explicitly; without it the server certificate must be valid for the SNI
@@ -55,11 +58,11 @@ pub enum ClientCert {
     Credential(String),
 }
 
-/// Where the CA bundle comes from.
+/// Where the CA bundle (or the revocation list) comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CaFile {
     File(String),
-    /// The CA keys of a credential's folder (absent: the system CA bundle).
+    /// The CA keys of a credential's folder (absent: the system CA bundle; no revocation list).
     Credential(String),
 }
 

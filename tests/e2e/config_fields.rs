@@ -79,7 +79,7 @@ const FIELDS: &[(&str, Status)] = &[
     ("ServerTlsSettings.serverCertificate", Applied("sni_picks_the_certificate_and_route_table_of_each_server")),
     ("ServerTlsSettings.privateKey", Applied("sni_picks_the_certificate_and_route_table_of_each_server")),
     ("ServerTlsSettings.caCertificates", Applied("mutual_tls_accepts_the_ca_s_clients_and_forwards_their_details")),
-    ("ServerTlsSettings.caCrl", https!("mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca, caCrl: /crl", "spec.servers[0].tls.caCrl: client certificate revocation lists: not supported by meshgate yet; ignored")),
+    ("ServerTlsSettings.caCrl", Applied("mutual_and_optional_mutual_refuse_revoked_client_certificates")),
     ("ServerTlsSettings.credentialName", Applied("credential_names_are_secret_volume_folders")),
     ("ServerTlsSettings.credentialNames", https!("mode: SIMPLE, credentialNames: [c, d]", "spec.servers[0].tls.credentialNames: a second certificate (RSA and ECDSA pairs; the first is served): not supported by meshgate yet; ignored")),
     ("ServerTlsSettings.tlsCertificates", Applied("optional_mutual_serves_clients_with_and_without_certificates")),
@@ -276,7 +276,7 @@ const FIELDS: &[(&str, Status)] = &[
     ("ClientTlsSettings.clientCertificate", Applied("mutual_presents_the_client_certificate")),
     ("ClientTlsSettings.privateKey", Applied("mutual_presents_the_client_certificate")),
     ("ClientTlsSettings.caCertificates", Applied("wrong_ca_is_503_uf_with_the_tls_reason")),
-    ("ClientTlsSettings.caCrl", policy!("{tls: {mode: SIMPLE, caCertificates: /ca, caCrl: /crl}}", "spec.trafficPolicy.tls.caCrl: caCrl (revocation lists for upstream certificates): not supported by meshgate yet; ignored")),
+    ("ClientTlsSettings.caCrl", Applied("ca_crl_refuses_a_revoked_server_certificate")),
     ("ClientTlsSettings.credentialName", Applied("mutual_credential_name_is_a_secret_volume_folder")),
     ("ClientTlsSettings.subjectAltNames", Applied("server_names_are_checked_auto_or_by_subject_alt_names")),
     ("ClientTlsSettings.sni", Applied("sni_is_sent_as_configured")),
@@ -483,4 +483,49 @@ fn no_effect_rows_say_why() {
             assert!(why.len() > 10, "{key}: say why it has no effect");
         }
     }
+}
+
+/// `caCrl` is applied with MUTUAL/OPTIONAL_MUTUAL at a Gateway and SIMPLE/MUTUAL upstream (no
+/// warning); where it is not applied, it is warned as ignored.
+#[test]
+fn ca_crl_is_warned_only_where_it_is_ignored() {
+    let server = |mode: &str| {
+        format!("servers: [{{port: {{number: 443, name: https, protocol: HTTPS}}, hosts: [\"*\"], tls: {{mode: {mode}, serverCertificate: /c, privateKey: /k, caCertificates: /ca, caCrl: /crl}}}}]")
+    };
+    let policy = |mode: &str| {
+        format!("host: r.example\ntrafficPolicy: {{tls: {{mode: {mode}, caCertificates: /ca, caCrl: /crl}}}}")
+    };
+    let crl_warnings = |kind: &str, spec: &str| -> Vec<String> {
+        report_lines(&config_with(kind, spec))
+            .into_iter()
+            .filter(|l| l.contains("caCrl"))
+            .collect()
+    };
+    for mode in ["MUTUAL", "OPTIONAL_MUTUAL"] {
+        assert_eq!(crl_warnings("Gateway", &server(mode)), Vec::<String>::new());
+    }
+    for mode in ["SIMPLE", "MUTUAL"] {
+        let spec = policy(mode).replace(
+            "caCertificates: /ca",
+            if mode == "MUTUAL" {
+                "caCertificates: /ca, clientCertificate: /c, privateKey: /k"
+            } else {
+                "caCertificates: /ca"
+            },
+        );
+        assert_eq!(crl_warnings("DestinationRule", &spec), Vec::<String>::new());
+    }
+    let simple = crl_warnings("Gateway", &server("SIMPLE"));
+    assert!(
+        simple.len() == 1 && simple[0].contains("spec.servers[0].tls.caCrl: caCrl checks client certificates, which SIMPLE does not ask for: ignored by Istio too"),
+        "{simple:#?}"
+    );
+    let istio = crl_warnings(
+        "DestinationRule",
+        "host: r.example\ntrafficPolicy: {tls: {mode: ISTIO_MUTUAL, caCrl: /crl}}",
+    );
+    assert!(
+        istio.len() == 1 && istio[0].contains("spec.trafficPolicy.tls.caCrl: caCrl with ISTIO_MUTUAL: not supported by meshgate yet; ignored"),
+        "{istio:#?}"
+    );
 }

@@ -38,6 +38,7 @@ mod route_match;
 mod scenario_failover;
 mod scenario_rolling_restart;
 mod tls_mutual;
+mod tls_revocation;
 mod tls_rotation;
 mod tls_sni;
 mod tls_tcp;

@@ -471,3 +471,117 @@ async fn istio_mutual_presents_the_mesh_workload_certificate() {
     let r = Client::http1(gw.port(8080)).get("shop.example", "/").await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// The start of the 503 body of a refused upstream certificate (Envoy's UF text and reason).
+const VERIFY_FAILED: &str = "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: TLS_error:|CERTIFICATE_VERIFY_FAILED";
+
+/// `caCrl`: a server certificate the list revokes is refused with 503 UF and the TLS reason;
+/// another certificate from the same CA is served.
+#[tokio::test]
+async fn ca_crl_refuses_a_revoked_server_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("upstream ca");
+    let (good, revoked) = (ca.server(&["tls.svc"]), ca.server(&["tls.svc"]));
+    let ca_file = write_ca(dir.path(), &ca, "ca.crt");
+    let crl = dir.path().join("ca.crl");
+    std::fs::write(&crl, ca.crl(&[&revoked])).unwrap();
+    let policy = format!(
+        "{{tls: {{mode: SIMPLE, caCertificates: {ca_file}, caCrl: {}}}}}",
+        crl.display()
+    );
+
+    let up = TlsUpstream::start(&good, None).await;
+    let gw = gateway_to(&up, &policy).await;
+    let r = Client::http1(gw.port(8080)).get("shop.example", "/").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "sni=tls.svc"));
+
+    let up = TlsUpstream::start(&revoked, None).await;
+    let gw = gateway_to(&up, &policy).await;
+    let r = Client::http1(gw.port(8080)).get("shop.example", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.starts_with(VERIFY_FAILED), "{}", r.body);
+    assert!(r.body.contains("Revoked"), "{}", r.body);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 0);
+}
+
+/// A credential's `ca.crl` applies to MUTUAL with `credentialName`, as Istio's Secret key does.
+#[tokio::test]
+async fn a_credential_s_ca_crl_applies_upstream() {
+    let creds = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ca");
+    let server = ca.server(&["tls.svc"]);
+    let up = TlsUpstream::start(&server, Some(&ca)).await;
+    let folder = creds.path().join("upstream-client");
+    std::fs::create_dir(&folder).unwrap();
+    let client = ca.client("gateway", &[], &[]);
+    std::fs::write(folder.join("tls.crt"), &client.cert_pem).unwrap();
+    std::fs::write(folder.join("tls.key"), &client.key_pem).unwrap();
+    std::fs::write(folder.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(folder.join("ca.crl"), ca.crl(&[&server])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        config_to(
+            &up,
+            "HTTP",
+            "{tls: {mode: MUTUAL, credentialName: upstream-client}}",
+        ),
+    )
+    .unwrap();
+    let path = creds.path().to_owned();
+    let gw = TestGateway::try_start_with(dir, |s| s.credentials_dir = Some(path))
+        .await
+        .unwrap();
+    let r = Client::http1(gw.port(8080)).get("shop.example", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("Revoked"), "{}", r.body);
+}
+
+/// The CA bundle and list are read again when their files change: each new upstream connection
+/// (one request per connection here) uses what the files hold then; a list that does not load
+/// is refused and the previous one stays in use.
+#[tokio::test]
+async fn a_rotated_ca_bundle_and_crl_apply_to_new_upstream_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, ca) = (Ca::new("old ca"), Ca::new("new ca"));
+    let server = ca.server(&["tls.svc"]);
+    let up = TlsUpstream::start(&server, None).await;
+    let ca_file = dir.path().join("ca.crt");
+    let crl = dir.path().join("ca.crl");
+    replace_file(&ca_file, &old_ca.pem());
+    replace_file(&crl, &old_ca.crl(&[]));
+    let gw = gateway_to(
+        &up,
+        &format!(
+            "{{tls: {{mode: SIMPLE, caCertificates: {}, caCrl: {}}}, connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}",
+            ca_file.display(),
+            crl.display()
+        ),
+    )
+    .await;
+    let client = Client::http1(gw.port(8080));
+    let r = client.get("shop.example", "/").await;
+    assert_eq!(
+        r.status, 503,
+        "the old CA does not know the server: {}",
+        r.body
+    );
+
+    // The bundle and list are rotated to the server's CA.
+    replace_file(&ca_file, &ca.pem());
+    replace_file(&crl, &ca.crl(&[]));
+    let r = client.get("shop.example", "/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A broken list: refused, the previous (empty) list stays in use.
+    replace_file(&crl, "not a revocation list");
+    let r = client.get("shop.example", "/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The server's certificate revoked: new connections are refused.
+    replace_file(&crl, &ca.crl(&[&server]));
+    let r = client.get("shop.example", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("Revoked"), "{}", r.body);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+}

@@ -26,6 +26,7 @@ fn validate(args: &[&str]) -> (i32, String) {
         // The flags they stand for change name resolution; keep the defaults.
         .env_remove("MESHGATE_DEFAULT_NAMESPACE")
         .env_remove("MESHGATE_PROXY_NAMESPACE")
+        .env_remove("MESHGATE_CREDENTIALS_DIR")
         .output()
         .expect("run the meshgate binary");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -643,5 +644,81 @@ fn alias_without_anchor_is_a_yaml_error_not_a_crash() {
             "error: {file}#1: YAML syntax error: unknown anchor"
         )),
         "{out}"
+    );
+}
+
+// === certificate files ===
+
+/// The certificate, key, CA and CRL files a config names are read as serving reads them: each
+/// problem is an error naming the resource, field, file and reason; `credentialName` files are
+/// checked only with `--credentials-dir`.
+#[test]
+fn unreadable_or_unparseable_tls_files_are_errors() {
+    use crate::support::tls::Ca;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new("ca");
+    let (c, k) = ca.server(&["m.example"]).write(d, "server");
+    let (_, other_key) = ca.server(&["m.example"]).write(d, "other");
+    std::fs::write(d.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(d.join("ca.crl"), ca.crl(&[])).unwrap();
+    std::fs::write(d.join("bad.crl"), "not a list").unwrap();
+    std::fs::write(
+        d.join("broken.crl"),
+        "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let p = |name: &str| d.join(name).display().to_string();
+    let config = |key: &str, crl: &str, upstream_crl: &str, credential: bool| {
+        let credential = if credential {
+            "\n  - port: {number: 8443, name: https-c, protocol: HTTPS}\n    hosts: [c.example]\n    tls: {mode: SIMPLE, credentialName: c-cert}"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [m.example]\n    tls: {{mode: MUTUAL, serverCertificate: {}, privateKey: {key}, caCertificates: {}, caCrl: {crl}}}{credential}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: m}}\nspec:\n  hosts: [m.example, c.example]\n  gateways: [gw]\n  http: [{{route: [{{destination: {{host: up.svc}}}}]}}]\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: up}}\nspec:\n  hosts: [up.svc]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1}}]\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: up}}\nspec:\n  host: up.svc\n  trafficPolicy: {{tls: {{mode: SIMPLE, caCertificates: {}, caCrl: {upstream_crl}}}}}\n",
+            c.display(),
+            p("ca.crt"),
+            p("ca.crt"),
+        )
+    };
+    let file = d.join("config.yaml");
+    let file_s = file.display().to_string();
+
+    std::fs::write(
+        &file,
+        config(&k.display().to_string(), &p("ca.crl"), &p("ca.crl"), true),
+    )
+    .unwrap();
+    let (code, out) = validate(&[&file_s]);
+    assert_eq!(code, 0, "good files, the credential unchecked:\n{out}");
+
+    std::fs::write(
+        &file,
+        config(
+            &other_key.display().to_string(),
+            &p("bad.crl"),
+            &p("broken.crl"),
+            true,
+        ),
+    )
+    .unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let creds_s = creds.path().display().to_string();
+    let (code, out) = validate(&[&file_s, "--credentials-dir", &creds_s]);
+    assert_eq!(code, 1, "{out}");
+    let gw = format!("error: {file_s}#1 Gateway default/gw: spec.servers");
+    assert_eq!(
+        lines(&out),
+        [
+            format!("{gw}[0].tls.privateKey: {} does not match the certificate in {}", other_key.display(), c.display()),
+            format!("{gw}[0].tls.caCrl: {}: no PEM certificate revocation list (-----BEGIN X509 CRL-----) found", p("bad.crl")),
+            format!("{gw}[1].tls.credentialName: cannot read {}/c-cert/tls.crt: No such file or directory (os error 2)", creds_s),
+            format!("error: {file_s}#4 DestinationRule default/up: spec.trafficPolicy.tls.caCrl: {}: unusable certificate revocation list: ParseError", p("broken.crl")),
+            "invalid: 4 errors, 0 warnings".to_string(),
+        ]
     );
 }

@@ -1,4 +1,5 @@
-//! TLS for the end-to-end tests: a CA and certificates made with rcgen, written to files, and a
+//! TLS for the end-to-end tests: a CA, certificates and revocation lists made with rcgen,
+//! written to files, and a
 //! real rustls client (SNI on or off, ALPN, optional client certificate) that records the
 //! certificate the gateway presented and speaks HTTP/1.1 or HTTP/2 over the connection.
 
@@ -92,6 +93,33 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A PEM certificate revocation list signed by this CA, revoking `revoked` (none: an empty
+    /// list, which still makes the CA's certificates' status known).
+    pub fn crl(&self, revoked: &[&Issued]) -> String {
+        let when = rcgen::date_time_ymd(2024, 1, 1);
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: when,
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|c| rcgen::RevokedCertParams {
+                    serial_number: c.serial(),
+                    revocation_time: when,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.cert, &self.key)
+            .unwrap()
+            .pem()
+            .unwrap()
+    }
+
     fn sign(&self, params: CertificateParams) -> Issued {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
@@ -104,6 +132,12 @@ impl Ca {
 }
 
 impl Issued {
+    /// The certificate's serial number (what a revocation list names).
+    pub fn serial(&self) -> rcgen::SerialNumber {
+        let (_, cert) = x509_parser::parse_x509_certificate(&self.der).unwrap();
+        rcgen::SerialNumber::from_slice(cert.tbs_certificate.raw_serial())
+    }
+
     /// Writes `<dir>/<stem>.crt` and `<stem>.key`; returns both paths.
     pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
         let (c, k) = (

@@ -108,7 +108,7 @@ fn traffic_policy(tp: &config::TrafficPolicy, f: &str, cx: &mut Ctx<'_>) {
 }
 
 /// `ClientTLSSettings` as istiod validates them: a credential excludes the file fields, and
-/// MUTUAL without a credential needs both client files. `caCrl` is not applied yet.
+/// MUTUAL without a credential needs both client files.
 fn client_tls(t: &config::ClientTlsSettings, f: &str, cx: &mut Ctx<'_>) {
     let mode = t.mode.as_deref().unwrap_or("DISABLE");
     if !matches!(mode, "DISABLE" | "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL") {
@@ -123,6 +123,15 @@ fn client_tls(t: &config::ClientTlsSettings, f: &str, cx: &mut Ctx<'_>) {
         return;
     }
     if !matches!(mode, "SIMPLE" | "MUTUAL") {
+        if mode == "ISTIO_MUTUAL" && t.ca_crl.as_deref().is_some_and(|v| !v.is_empty()) {
+            cx.warn(
+                &format!("{f}.caCrl"),
+                ErrorKind::NotYetSupported {
+                    what: "caCrl with ISTIO_MUTUAL".into(),
+                    ignored: true,
+                },
+            );
+        }
         return;
     }
     let files = [
@@ -149,15 +158,6 @@ fn client_tls(t: &config::ClientTlsSettings, f: &str, cx: &mut Ctx<'_>) {
                 cx.error(&format!("{f}.{name}"), ErrorKind::Missing);
             }
         }
-    }
-    if t.ca_crl.as_deref().is_some_and(|v| !v.is_empty()) {
-        cx.warn(
-            &format!("{f}.caCrl"),
-            ErrorKind::NotYetSupported {
-                what: "caCrl (revocation lists for upstream certificates)".into(),
-                ignored: true,
-            },
-        );
     }
 }
 
