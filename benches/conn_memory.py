@@ -5,7 +5,8 @@ Starts the benchmark upstream (nginx on 127.0.0.1:18080, the compare.sh config) 
 command given after `--`, which must listen on --port and forward to the upstream. Then:
   1. RSS of the proxy idle (after 100 warm-up requests);
   2. opens N HTTP/1.1 keep-alive connections, sends one request on each and reads the response,
-     and keeps them open and idle: RSS, and (RSS - idle) / N per connection;
+     and keeps them open and idle: RSS, and (RSS - idle) / N per connection, at once and again
+     --settle seconds later (meshgate parks connections quiet for 2 s: their buffers are freed);
   3. closes them all, waits --after seconds: RSS again (does the memory come back?).
 Repeats step 2-3 --rounds times (a pod that saw a spike should not keep it).
 
@@ -67,6 +68,7 @@ def main():
     ap.add_argument("--after", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--port", type=int, default=18000)
+    ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
@@ -100,6 +102,11 @@ def main():
             held = benchkit.status_kib(proxy.pid)
             print(f"round {r}: {a.n} idle connections (opened in {time.time() - t0:.1f} s): "
                   f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
+            if a.settle > 0:
+                time.sleep(a.settle)
+                held = benchkit.status_kib(proxy.pid)
+                print(f"round {r}: the same {a.settle:.0f} s later: "
+                      f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
             for w in keep:
                 w.close()
             # asyncio closes a transport's socket on the loop: run it, or nothing is closed.

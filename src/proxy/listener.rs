@@ -276,6 +276,11 @@ pub async fn serve(
             };
             let svc = {
                 let state = state.clone();
+                // Only what a request needs (the connection's task holds the service).
+                let (max_requests, stream_idle_timeout) = (
+                    limits.max_requests_per_connection,
+                    limits.stream_idle_timeout,
+                );
                 service_fn(move |req| {
                     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
                     let h2 = req.version() == http::Version::HTTP_2;
@@ -287,19 +292,15 @@ pub async fn serve(
                     // Envoy's `disable_http_keepalive` past the overload manager's shed level:
                     // an HTTP/2 connection gets a GOAWAY after this request (an HTTP/1 response
                     // already says `connection: close`, `service.rs`).
-                    let last = limits
-                        .max_requests_per_connection
-                        .is_some_and(|max| n >= max)
+                    let last = max_requests.is_some_and(|max| n >= max)
                         || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
                     let ambiguous = framing.next_request();
                     let handled = handle(shared.clone(), conn.clone(), req, ambiguous);
-                    let server = limits
-                        .stream_idle_timeout
-                        .and_then(|_| shared.server_header.clone());
+                    let server = stream_idle_timeout.and_then(|_| shared.server_header.clone());
                     // Boxed: hyper keeps a request future's slot for the connection's lifetime,
                     // so an idle connection holds 16 bytes here instead of the whole future.
                     let fut: ServiceFuture = Box::pin(async move {
-                        let resp = match limits.stream_idle_timeout {
+                        let resp = match stream_idle_timeout {
                             None => handled.await,
                             Some(t) => tokio::select! {
                                 resp = handled => resp,
