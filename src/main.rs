@@ -414,7 +414,7 @@ fn explain(
     json: bool,
     common: &Common,
 ) -> ExitCode {
-    use meshgate::explain::{explain, render_text, Target, Upstreams};
+    use meshgate::explain::{explain, render_text, ChainView, PortView, Target, Upstreams};
     let joined = request.join(" ");
     let (method, url) = match joined.split_once(char::is_whitespace) {
         Some((m, u)) => (m, u.trim()),
@@ -455,12 +455,32 @@ fn explain(
             }
         }
     };
-    let listeners: Vec<(u16, &meshgate::route::RouteTable)> = compiled
+    let chains: Vec<Vec<ChainView>> = compiled
         .listeners
         .iter()
-        .map(|l| (l.port, &l.table))
+        .map(|l| {
+            l.chains
+                .iter()
+                .map(|c| ChainView {
+                    name: &c.name,
+                    server_names: &c.server_names,
+                    table: &c.table,
+                    tcp: c.tcp.is_some(),
+                })
+                .collect()
+        })
         .collect();
-    let port = target.port().unwrap_or(80);
+    let listeners: Vec<PortView> = compiled
+        .listeners
+        .iter()
+        .zip(&chains)
+        .map(|(l, chains)| PortView {
+            port: l.port,
+            table: &l.table,
+            chains,
+        })
+        .collect();
+    let port = target.gateway_port().unwrap_or(80);
     let ex = explain(
         &target,
         port,

@@ -36,6 +36,27 @@ pub struct Target {
     /// The origin-form path and query, as sent (not normalised).
     pub uri: Uri,
     pub headers: HeaderMap,
+    /// An `https://` URL: over TLS, with the host as SNI (and 443 the default port).
+    pub https: bool,
+}
+
+/// One Gateway port as the explainer sees it: its route table, or an HTTPS port's filter chains
+/// (live from the snapshot's `TlsPort`, offline from the compiled `FilterChain`s).
+#[derive(Debug, Clone, Copy)]
+pub struct PortView<'a> {
+    pub port: u16,
+    pub table: &'a RouteTable,
+    pub chains: &'a [ChainView<'a>],
+}
+
+/// One filter chain of an HTTPS port.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainView<'a> {
+    pub name: &'a str,
+    pub server_names: &'a [String],
+    pub table: &'a RouteTable,
+    /// A TLS-terminated TCP server (tunnelled, not HTTP).
+    pub tcp: bool,
 }
 
 /// Where the clusters of the route tables come from.
@@ -75,14 +96,11 @@ impl Target {
             .trim()
             .parse()
             .map_err(|e| format!("bad url {url:?}: {e}"))?;
-        match uri.scheme_str() {
-            None | Some("http") => {}
-            Some(s) => {
-                return Err(format!(
-                    "bad url {url:?}: scheme {s}: meshgate serves plain http only"
-                ))
-            }
-        }
+        let https = match uri.scheme_str() {
+            None | Some("http") => false,
+            Some("https") => true,
+            Some(s) => return Err(format!("bad url {url:?}: scheme {s}: use http or https")),
+        };
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_owned())
@@ -100,7 +118,13 @@ impl Target {
             authority,
             uri,
             headers: map,
+            https,
         })
+    }
+
+    /// The Gateway port the request is for: the authority's, else 443 for https.
+    pub fn gateway_port(&self) -> Option<u16> {
+        self.port().or(self.https.then_some(443))
     }
 
     /// The port in the authority, if any.
@@ -118,12 +142,13 @@ impl Target {
 pub fn explain(
     target: &Target,
     port: u16,
-    listeners: &[(u16, &RouteTable)],
+    listeners: &[PortView<'_>],
     upstreams: Upstreams<'_>,
 ) -> Explanation {
     let mut ex = Explanation {
         request: RequestInfo {
             method: target.method.to_string(),
+            https: target.https,
             authority: target.authority.clone(),
             path: target.uri.path().to_owned(),
             normalized_path: None,
@@ -135,16 +160,34 @@ pub fn explain(
                 .collect(),
         },
         listener: None,
-        listener_ports: listeners.iter().map(|(p, _)| *p).collect(),
+        listener_ports: listeners.iter().map(|l| l.port).collect(),
+        filter_chain: None,
         virtual_host: None,
         routes: Vec::new(),
         chosen: None,
         outcome: Outcome::NoListener { port },
     };
-    let Some(table) = listeners.iter().find(|(p, _)| *p == port).map(|(_, t)| *t) else {
+    let Some(listener) = listeners.iter().find(|l| l.port == port) else {
         return ex;
     };
     ex.listener = Some(port);
+    let table = match pick_chain(target, listener) {
+        Ok(None) => listener.table,
+        Ok(Some(chain)) => {
+            ex.filter_chain = Some(chain.name.to_owned());
+            if chain.tcp {
+                ex.outcome = Outcome::TcpTunnel {
+                    filter_chain: chain.name.to_owned(),
+                };
+                return ex;
+            }
+            chain.table
+        }
+        Err(reason) => {
+            ex.outcome = Outcome::NoFilterChain { reason };
+            return ex;
+        }
+    };
     // The same checks, in the same order, as `proxy::service::route_request`.
     if crate::proxy::headers_too_large(&target.headers) {
         ex.outcome = rejected(ProxyError::HeadersTooLarge);
@@ -165,7 +208,7 @@ pub fn explain(
     ex.request.normalized_path = Some(path.to_string());
     let view = RequestView {
         method: &target.method,
-        scheme: "http",
+        scheme: if target.https { "https" } else { "http" },
         authority,
         path: &path,
         query: target.uri.query(),
@@ -185,7 +228,7 @@ pub fn explain(
         },
         https_redirect: vhost.require_tls,
     });
-    if vhost.require_tls {
+    if vhost.require_tls && !target.https {
         ex.outcome = Outcome::HttpsRedirect {
             status: 301,
             location: crate::proxy::https_location(authority, &target.uri),
@@ -234,6 +277,47 @@ pub fn explain(
         RouteAction::Forward(f) => Outcome::Forward(forward_info(f, upstreams)),
     };
     ex
+}
+
+/// The filter chain an `https://` request's SNI (its host) picks on an HTTPS port, with the
+/// order `tls::TlsPort::find` uses (exact, longest `*.` suffix, `*`); `None` for plain text on
+/// a plain port. An error says why there would be no response at all.
+fn pick_chain<'a>(
+    target: &Target,
+    listener: &'a PortView<'a>,
+) -> Result<Option<&'a ChainView<'a>>, String> {
+    let port = listener.port;
+    match (target.https, listener.chains.is_empty()) {
+        (false, true) => Ok(None),
+        (true, true) => Err(format!(
+            "Gateway port {port} serves plain text: a TLS handshake gets no answer"
+        )),
+        (false, false) => Err(format!(
+            "Gateway port {port} serves TLS: a plain-text request fails the handshake (use an https:// URL)"
+        )),
+        (true, false) => {
+            let mut names = crate::route::HostTable::default();
+            for (i, c) in listener.chains.iter().enumerate() {
+                for n in c.server_names {
+                    names.insert(n, i);
+                }
+            }
+            let sni = target
+                .authority
+                .as_deref()
+                .map(|a| a.split(':').next().unwrap_or(a))
+                .unwrap_or("");
+            names
+                .find(sni)
+                .and_then(|i| listener.chains.get(i))
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "no server on Gateway port {port} has a host matching SNI {sni:?}: the handshake is refused"
+                    )
+                })
+        }
+    }
 }
 
 fn rejected(e: ProxyError) -> Outcome {

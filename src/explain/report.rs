@@ -10,6 +10,8 @@ pub struct Explanation {
     pub listener: Option<u16>,
     /// Every Gateway port served.
     pub listener_ports: Vec<u16>,
+    /// An HTTPS port's filter chain the SNI (the URL's host) picked: Istio's name for it.
+    pub filter_chain: Option<String>,
     pub virtual_host: Option<VirtualHostInfo>,
     /// The routes of the virtual host tried in order, up to the first that matched.
     pub routes: Vec<RouteTry>,
@@ -21,6 +23,8 @@ pub struct Explanation {
 #[derive(Debug, Serialize)]
 pub struct RequestInfo {
     pub method: String,
+    /// An `https://` URL: the request comes over TLS with the host as SNI.
+    pub https: bool,
     pub authority: Option<String>,
     /// As given.
     pub path: String,
@@ -77,6 +81,16 @@ pub enum Outcome {
         status: u16,
         flag: String,
         reason: String,
+    },
+    /// A TLS port and no chain for the SNI, or TLS and plain text mismatched: no response, the
+    /// handshake fails (or never starts).
+    NoFilterChain {
+        reason: String,
+    },
+    /// A TLS-terminated TCP server (`protocol: TLS`): the decrypted stream is tunnelled by its
+    /// `tcp` route; HTTP routes do not apply.
+    TcpTunnel {
+        filter_chain: String,
     },
     /// `tls.httpsRedirect` on the server: 301.
     HttpsRedirect {

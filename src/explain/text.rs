@@ -15,7 +15,7 @@ pub fn render_text(ex: &Explanation) -> String {
         r.method,
         r.authority
             .as_deref()
-            .map(|a| format!("http://{a}"))
+            .map(|a| format!("{}://{a}", if r.https { "https" } else { "http" }))
             .unwrap_or_default(),
         r.path
     );
@@ -49,6 +49,9 @@ pub fn render_text(ex: &Explanation) -> String {
                 );
             }
         }
+    }
+    if let Some(c) = &ex.filter_chain {
+        let _ = writeln!(out, "filter chain: {c} (by SNI)");
     }
     if let Some(vh) = &ex.virtual_host {
         let how = match vh.matched_by {
@@ -96,6 +99,15 @@ pub fn render_text(ex: &Explanation) -> String {
             reason,
         } => {
             let _ = writeln!(out, "result: {status} {flag}: {reason}");
+        }
+        Outcome::NoFilterChain { reason } => {
+            let _ = writeln!(out, "result: no response: {reason}");
+        }
+        Outcome::TcpTunnel { filter_chain } => {
+            let _ = writeln!(
+                out,
+                "result: TCP tunnel: {filter_chain} is a TLS-terminated TCP server, its tcp route takes the decrypted stream"
+            );
         }
         Outcome::HttpsRedirect { status, location } => {
             let _ = writeln!(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{json, Value};
 
-use crate::explain::{render_text, Target, Upstreams};
+use crate::explain::{render_text, ChainView, PortView, Target, Upstreams};
 use crate::gateway::Gateway;
 use crate::route::{L4Route, L4Table, RouteAction, RouteTable};
 use crate::snapshot::Snapshot;
@@ -94,10 +94,38 @@ fn explain(gw: &Gateway, req: &Request) -> Reply {
         Err(e) => return Reply::text(400, format!("{e}\n")),
     };
     let snap = gw.snapshot();
-    let listeners: Vec<(u16, &RouteTable)> = snap.listeners.iter().map(|(p, t)| (*p, t)).collect();
-    let port = match (target.port(), listeners.as_slice()) {
+    let chains: Vec<Vec<ChainView>> = snap
+        .listeners
+        .iter()
+        .map(|(p, _)| {
+            snap.tls_port(*p)
+                .map(|t| {
+                    t.chains
+                        .iter()
+                        .map(|c| ChainView {
+                            name: &c.name,
+                            server_names: &c.server_names,
+                            table: &c.table,
+                            tcp: c.tcp.is_some(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let listeners: Vec<PortView> = snap
+        .listeners
+        .iter()
+        .zip(&chains)
+        .map(|((port, table), chains)| PortView {
+            port: *port,
+            table,
+            chains,
+        })
+        .collect();
+    let port = match (target.gateway_port(), listeners.as_slice()) {
         (Some(p), _) => p,
-        (None, [(only, _)]) => *only,
+        (None, [only]) => only.port,
         (None, _) => 80,
     };
     let ex = crate::explain::explain(&target, port, &listeners, Upstreams::Live(&snap.clusters));

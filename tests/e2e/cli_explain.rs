@@ -265,3 +265,71 @@ fn https_redirect_server() {
     o.has("virtual host: * (catch-all *)");
     o.has("result: 301 https redirect (tls.httpsRedirect), location: https://s.example.com/a?b=1");
 }
+
+/// HTTPS ports: the URL's host is the SNI that picks the filter chain (exact, wildcard), whose
+/// route table then routes the request; no chain for the SNI, plain text to a TLS port and TLS
+/// to a plain port get no response at all; `https://` defaults to Gateway port 443.
+#[test]
+fn https_urls_pick_the_filter_chain_by_sni() {
+    use support::tls::{answering, gateway, https_server, Ca};
+    let ca = Ca::new("explain ca");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = |stem: &str, names: &[&str]| {
+        let (c, k) = ca.server(names).write(dir.path(), stem);
+        format!(
+            "{{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}",
+            c.display(),
+            k.display()
+        )
+    };
+    let yaml = gateway(
+        "gw",
+        &[
+            https_server(
+                443,
+                "https-a",
+                &["a.example.com"],
+                &tls("a", &["a.example.com"]),
+            ),
+            https_server(
+                443,
+                "https-w",
+                &["*.wild.example"],
+                &tls("w", &["*.wild.example"]),
+            ),
+            "{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}".into(),
+        ],
+    ) + &answering("a", &["a.example.com"], &["gw"], "a")
+        + &answering("w", &["*.wild.example"], &["gw"], "w")
+        + &answering("plain", &["*"], &["gw"], "plain");
+    std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+    let d = dir.path();
+
+    let o = explain(d, &["https://a.example.com/x"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    o.has("request: GET https://a.example.com/x");
+    o.has("listener: Gateway port 443");
+    o.has("filter chain: https.443.https-a.gw.default (by SNI)");
+    o.has("virtual host: a.example.com (exact host)");
+    o.has("result: direct response 200 (1 byte body)");
+
+    let o = explain(d, &["https://x.wild.example:443/"]);
+    o.has("filter chain: https.443.https-w.gw.default (by SNI)");
+    o.has("virtual host: *.wild.example (wildcard suffix)");
+
+    let o = explain(d, &["https://nope.example/"]);
+    o.has(r#"result: no response: no server on Gateway port 443 has a host matching SNI "nope.example": the handshake is refused"#);
+    assert!(!o.stdout.contains("filter chain:"), "{}", o.stdout);
+
+    let o = explain(d, &["http://a.example.com:443/"]);
+    o.has("result: no response: Gateway port 443 serves TLS: a plain-text request fails the handshake (use an https:// URL)");
+
+    let o = explain(d, &["https://a.example.com:80/"]);
+    o.has("result: no response: Gateway port 80 serves plain text: a TLS handshake gets no answer");
+
+    // JSON names the chain too.
+    let o = explain(d, &["https://a.example.com/x", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["filter_chain"], "https.443.https-a.gw.default");
+    assert_eq!(v["request"]["https"], true);
+}

@@ -294,9 +294,17 @@ async fn explain_text_and_errors() {
 
     let r = s.admin.get("admin", "/explain").await;
     assert_eq!(r.status, 400);
-    let r = s.admin.get("admin", "/explain?url=https://x/").await;
+    let r = s.admin.get("admin", "/explain?url=ftp://x/").await;
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("plain http only"), "{}", r.body);
+    assert!(r.body.contains("use http or https"), "{}", r.body);
+    // An https URL defaults to Gateway port 443, which this gateway does not serve.
+    let r = s.admin.get("admin", "/explain?url=https://x/").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("listener: none for Gateway port 443"),
+        "{}",
+        r.body
+    );
     let r = s.admin.get("admin", "/explain?url=/&header=nocolon").await;
     assert_eq!(r.status, 400);
 }

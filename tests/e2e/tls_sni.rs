@@ -65,7 +65,7 @@ async fn sni_picks_the_certificate_and_route_table_of_each_server() {
     yaml.push_str(&answering("w", &["*.wild.example"], &["gw"], "w"));
     yaml.push_str(&static_service("up.svc", &[(&up, &[])]));
     yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: c}\nspec:\n  hosts: [c.example.com]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: up.svc}}]\n---\n");
-    let gw = TestGateway::start(&yaml).await;
+    let gw = TestGateway::start(&yaml).await.with_ops().await;
     let addr = gw.port(443);
 
     for (name, cert, body) in [("a.example.com", &a, "a"), ("b.example.com", &b, "b")] {
@@ -106,6 +106,31 @@ async fn sni_picks_the_certificate_and_route_table_of_each_server() {
         let err = client.get(addr, "a.example.com", "/").await.unwrap_err();
         assert!(err.starts_with("handshake"), "{err}");
     }
+
+    // The admin API's explainer picks the same chains by SNI as the handshakes above.
+    let admin = Client::http1(gw.ops(meshgate::OpsPort::Admin));
+    let r = admin
+        .get("admin", "/explain?url=https://b.example.com/x")
+        .await;
+    assert!(
+        r.body
+            .contains("filter chain: https.443.https-b.gw.default (by SNI)"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("result: direct response 200"), "{}", r.body);
+    let r = admin
+        .get("admin", "/explain?url=https://y.x.wild.example/")
+        .await;
+    assert!(
+        r.body.contains("https.443.https-w.gw.default"),
+        "{}",
+        r.body
+    );
+    let r = admin
+        .get("admin", "/explain?url=https://nobody.example.org/")
+        .await;
+    assert!(r.body.contains("the handshake is refused"), "{}", r.body);
 }
 
 #[tokio::test]
