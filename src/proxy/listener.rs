@@ -3,6 +3,7 @@
 //! a TLS-terminated TCP chain took after the handshake, go to `tcp` instead.
 //! May not touch: routing, the snapshot (the service does).
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +11,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, TimedIo};
+use super::connection::{self, Timers, Watches};
 use super::context::Conn;
 use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
-use super::http_conn::{sniff, Builders, HttpConn, Parked, Prefixed, Proto, PARKED_READ};
+use super::http_conn::{sniff, Builders, HttpConn, Prefixed, Proto};
 use super::service::{handle, MAX_HEADER_BYTES};
 use super::Shared;
 
@@ -183,263 +184,258 @@ pub async fn serve(
             });
             continue;
         }
-        let shared = shared.clone();
-        let builders = builders.clone();
-        let mut stop = stop.clone();
-        let drain = shared.drain_watch();
-        // Accepted while draining: served, its responses carry `connection: close`.
-        let accepted_draining = shared.draining();
+        let setup = Box::new(ConnSetup {
+            shared: shared.clone(),
+            builders: builders.clone(),
+            stop: stop.clone(),
+            drain: shared.drain_watch(),
+            // Accepted while draining: served, its responses carry `connection: close`.
+            accepted_draining: shared.draining(),
+            cx_total: cx_total.clone(),
+            cx_active: cx_active.clone(),
+            cx_parked: cx_parked.clone(),
+            timeout_reply: timeout_reply.clone(),
+            limits,
+            gateway_port,
+            peer,
+            local,
+        });
         let guard = shared.track_connection();
-        let (cx_total, cx_active) = (cx_total.clone(), cx_active.clone());
-        let cx_parked = cx_parked.clone();
-        let timeout_reply = timeout_reply.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
-            // The port's kind is read per connection, so a reload that turns it HTTPS applies.
-            let tls_port = shared.snapshot.load().tls_port(gateway_port).cloned();
-            let (stream, tls) = match tls_port {
-                None => (crate::tls::Stream::Plain(stream), None),
-                Some(port) => {
-                    let timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
-                    // Boxed: its state is not kept in the connection's task for its lifetime.
-                    let handshake = crate::tls::handshake(stream, &port, gateway_port, timeout);
-                    match Box::pin(handshake).await {
-                        Some((stream, facts)) => (stream, Some(facts)),
-                        None => return,
-                    }
-                }
-            };
-            if let Some(table) = tls.as_ref().and_then(|f| f.tcp.clone()) {
-                // A TLS-terminated TCP server's chain: the decrypted stream is tunnelled.
-                let down = super::tcp::Downstream {
-                    stream,
-                    peer,
-                    local,
-                    sni: tls
-                        .as_ref()
-                        .and_then(|f| f.sni.as_deref().map(str::to_owned)),
-                };
-                // Counted in the port's TCP proxy stats (looked up here: an HTTP-only port
-                // gets no TCP series). Boxed, as the handshake: an HTTP connection's task does
-                // not carry a tunnel's state.
-                let stats = super::tcp::TcpStats::new(gateway_port);
-                Box::pin(super::tcp::serve(down, table, shared, Duration::MAX, stats)).await;
-                return;
-            }
-            // Counted once the connection is known to be HTTP (after a TLS handshake).
-            cx_total.increment(1);
-            cx_active.increment(1.0);
-            let alpn = match &stream {
-                crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
-                crate::tls::Stream::Plain(_) => None,
-            };
-            let state = Arc::new(ConnState::default());
-            // hyper hides some ambiguous framing from the service; the scanner does not.
-            let framing = Framing::new();
-            let mut io = TimedIo::new(
-                ScannedIo::new(stream, framing.clone()),
-                state.clone(),
-                limits.request_headers_timeout,
-                timeout_reply,
-            );
-            let (proto, first) = match alpn {
-                Some(proto) => (proto, Bytes::new()),
-                None => {
-                    // Waiting for the first bytes, as a connection: stop and the idle timeout
-                    // apply (`state` is quiet since accept).
-                    let idle = async {
-                        match limits.idle_timeout {
-                            Some(t) => quiet_for(&state, t, true).await,
-                            None => std::future::pending::<()>().await,
-                        }
-                    };
-                    let sniffed = tokio::select! {
-                        sniffed = sniff(&mut io) => sniffed,
-                        _ = stop.changed() => None,
-                        () = idle => None,
-                    };
-                    match sniffed {
-                        Some(sniffed) => sniffed,
-                        None => {
-                            cx_active.decrement(1.0);
-                            return;
-                        }
-                    }
-                }
-            };
-            let io = TokioIo::new(Prefixed::new(io, first));
-            let conn = Conn {
-                peer,
-                local,
-                gateway_port,
-                tls,
-            };
-            let svc = {
-                let state = state.clone();
-                // Only what a request needs (the connection's task holds the service).
-                let (max_requests, stream_idle_timeout) = (
-                    limits.max_requests_per_connection,
-                    limits.stream_idle_timeout,
-                );
-                service_fn(move |req| {
-                    let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
-                    let h2 = req.version() == http::Version::HTTP_2;
-                    if h2 {
-                        state.is_h2.store(true, Ordering::Relaxed);
-                    }
-                    state.in_flight.fetch_add(1, Ordering::AcqRel);
-                    let in_flight = InFlight(state.clone());
-                    // Envoy's `disable_http_keepalive` past the overload manager's shed level:
-                    // an HTTP/2 connection gets a GOAWAY after this request (an HTTP/1 response
-                    // already says `connection: close`, `service.rs`).
-                    let last = max_requests.is_some_and(|max| n >= max)
-                        || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
-                    let ambiguous = framing.next_request();
-                    let handled = handle(shared.clone(), conn.clone(), req, ambiguous);
-                    let server = stream_idle_timeout.and_then(|_| shared.server_header.clone());
-                    // Boxed: hyper keeps a request future's slot for the connection's lifetime,
-                    // so an idle connection holds 16 bytes here instead of the whole future.
-                    let fut: ServiceFuture = Box::pin(async move {
-                        let resp = match stream_idle_timeout {
-                            None => handled.await,
-                            Some(t) => tokio::select! {
-                                resp = handled => resp,
-                                () = quiet_for(&in_flight.0, t, false) => {
-                                    Ok(stream_timeout_reply(server))
-                                }
-                            },
-                        };
-                        let mut resp = resp?;
-                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                            in_flight.0.tunnel.store(true, Ordering::Relaxed);
-                        }
-                        if last {
-                            if h2 {
-                                in_flight.0.goaway.notify_one();
-                            } else {
-                                resp.headers_mut()
-                                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                            }
-                        }
-                        drop(in_flight);
-                        Ok(resp)
-                    });
-                    fut
-                })
-            };
-            let mut served = Some(HttpConn::new(&builders, proto, io, svc));
-            // An idle HTTP/1 connection without hyper's buffers: the stream and the service,
-            // until its next bytes arrive (`http_conn::Parked`).
-            let mut parked: Option<Parked<_, _>> = None;
-            // The park asked of hyper and the request count then (a request that raced it gets
-            // `connection: close`, so that connection is closed, not parked).
-            let mut parking: Option<u64> = None;
+        tokio::spawn(serve_connection(stream, setup, guard));
+    }
+}
+
+/// What a new connection's task needs from its listener (boxed: the task keeps a pointer).
+struct ConnSetup {
+    shared: Arc<Shared>,
+    builders: Arc<Builders>,
+    stop: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
+    accepted_draining: bool,
+    cx_total: metrics::Counter,
+    cx_active: metrics::Gauge,
+    cx_parked: metrics::Gauge,
+    timeout_reply: Arc<[u8]>,
+    limits: Limits,
+    gateway_port: u16,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+/// The stream under hyper on a downstream connection.
+type ConnIo = TimedIo<ScannedIo<crate::tls::Stream>>;
+
+/// A connection ready to be served as HTTP.
+struct Ready {
+    conn: HttpConn<TokioIo<Prefixed<ConnIo>>, ConnService>,
+    state: Arc<ConnState>,
+    watches: Watches,
+    timers: Timers,
+}
+
+/// A downstream connection from accept to close: the TLS handshake (HTTPS ports), a
+/// TLS-terminated TCP server's tunnel, or HTTP (`prepare`), served by `connection::run`.
+async fn serve_connection(stream: TcpStream, setup: Box<ConnSetup>, _guard: impl Send + 'static) {
+    let builders = setup.builders.clone();
+    let (cx_active, cx_parked, peer) =
+        (setup.cx_active.clone(), setup.cx_parked.clone(), setup.peer);
+    // Boxed: the handshake and the wait for the first bytes are over once the connection is
+    // served, and a parked connection's task should not keep room for them.
+    let Some(ready) = Box::pin(prepare(stream, setup)).await else {
+        return;
+    };
+    let Ready {
+        conn,
+        state,
+        watches,
+        timers,
+    } = ready;
+    connection::run(&builders, conn, &state, watches, timers, &cx_parked, peer).await;
+    cx_active.decrement(1.0);
+}
+
+/// The TLS handshake on an HTTPS port (a TLS-terminated TCP server's connection is tunnelled
+/// here and `None` returned), then the protocol (ALPN, or the first bytes) and hyper's
+/// connection with the connection's service. `None`: nothing (more) to serve.
+async fn prepare(stream: TcpStream, setup: Box<ConnSetup>) -> Option<Ready> {
+    let ConnSetup {
+        shared,
+        builders,
+        mut stop,
+        drain,
+        accepted_draining,
+        cx_total,
+        cx_active,
+        cx_parked: _,
+        timeout_reply,
+        limits,
+        gateway_port,
+        peer,
+        local,
+    } = *setup;
+    // The port's kind is read per connection, so a reload that turns it HTTPS applies.
+    let tls_port = shared.snapshot.load().tls_port(gateway_port).cloned();
+    let (stream, tls) = match tls_port {
+        None => (crate::tls::Stream::Plain(stream), None),
+        Some(port) => {
+            let timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
+            // Boxed: its state is not kept in the connection's task for its lifetime.
+            let handshake = crate::tls::handshake(stream, &port, gateway_port, timeout);
+            let (stream, facts) = Box::pin(handshake).await?;
+            (stream, Some(facts))
+        }
+    };
+    if let Some(table) = tls.as_ref().and_then(|f| f.tcp.clone()) {
+        // A TLS-terminated TCP server's chain: the decrypted stream is tunnelled.
+        let down = super::tcp::Downstream {
+            stream,
+            peer,
+            local,
+            sni: tls
+                .as_ref()
+                .and_then(|f| f.sni.as_deref().map(str::to_owned)),
+        };
+        // Counted in the port's TCP proxy stats (looked up here: an HTTP-only port gets no TCP
+        // series). Boxed, as the handshake: an HTTP connection's task does not carry a
+        // tunnel's state.
+        let stats = super::tcp::TcpStats::new(gateway_port);
+        Box::pin(super::tcp::serve(down, table, shared, Duration::MAX, stats)).await;
+        return None;
+    }
+    // Counted once the connection is known to be HTTP (after a TLS handshake).
+    cx_total.increment(1);
+    cx_active.increment(1.0);
+    let alpn = match &stream {
+        crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
+        crate::tls::Stream::Plain(_) => None,
+    };
+    let state = Arc::new(ConnState::default());
+    // hyper hides some ambiguous framing from the service; the scanner does not.
+    let framing = Framing::new();
+    let mut io = TimedIo::new(
+        ScannedIo::new(stream, framing.clone()),
+        state.clone(),
+        limits.request_headers_timeout,
+        timeout_reply,
+    );
+    let (proto, first) = match alpn {
+        Some(proto) => (proto, Bytes::new()),
+        None => {
+            // Waiting for the first bytes, as a connection: stop and the idle timeout apply
+            // (`state` is quiet since accept).
             let idle = async {
                 match limits.idle_timeout {
                     Some(t) => quiet_for(&state, t, true).await,
                     None => std::future::pending::<()>().await,
                 }
             };
-            tokio::pin!(idle);
-            let too_old = async {
-                match limits.max_connection_duration {
-                    Some(t) => tokio::time::sleep(t).await,
-                    None => std::future::pending::<()>().await,
-                }
+            let sniffed = tokio::select! {
+                sniffed = sniff(&mut io) => sniffed,
+                _ = stop.changed() => None,
+                () = idle => None,
             };
-            tokio::pin!(too_old);
-            let mut draining = accepted_draining;
-            loop {
-                if let Some(p) = parked.as_mut() {
-                    // Parked: wait for the next request's first bytes with no buffers held.
-                    let mut first = [0u8; PARKED_READ];
-                    let resume = tokio::select! {
-                        read = p.read(&mut first) => match read {
-                            Ok(n) if n > 0 => Some(n),
-                            _ => None,
-                        },
-                        _ = stop.changed() => None,
-                        () = &mut idle => None,
-                        () = &mut too_old => None,
-                        // Stays parked: the next response says `connection: close` (closing
-                        // now could race a request already on its way).
-                        () = drained(drain.clone()), if !draining => {
-                            draining = true;
-                            continue;
-                        }
-                    };
-                    cx_parked.decrement(1.0);
-                    let Some(n) = resume else { break };
-                    let p = parked.take().expect("parked");
-                    served = Some(p.resume(&builders, &first[..n]));
-                    continue;
-                }
-                let Some(conn) = served.as_mut() else { break };
-                let can_park = parking.is_none()
-                    && limits.park_idle_after.is_some()
-                    && conn.can_park()
-                    && !state.tunnel.load(Ordering::Relaxed);
-                // Whether to close the connection gracefully now.
-                let close = tokio::select! {
-                    res = &mut *conn => {
-                        let conn = served.take().expect("served");
-                        match parking.take() {
-                            Some(at) if res.is_ok()
-                                && state.requests.load(Ordering::Acquire) == at =>
-                            {
-                                state.parking.store(false, Ordering::Relaxed);
-                                parked = conn.into_parked();
-                                if parked.is_some() {
-                                    cx_parked.increment(1.0);
-                                    continue;
-                                }
-                            }
-                            _ => {
-                                if let Err(e) = res {
-                                    tracing::debug!(%peer, error = %e, "connection error");
-                                }
-                            }
-                        }
-                        break;
-                    }
-                    // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
-                    // HTTP/1 connection closes, a busy one closes after its response.
-                    _ = stop.changed() => true,
-                    // Idle, too old, or past its request budget: the same graceful close.
-                    () = &mut idle => {
-                        tracing::debug!(%peer, "idle timeout");
-                        true
-                    }
-                    () = &mut too_old => {
-                        tracing::debug!(%peer, "max connection duration");
-                        true
-                    }
-                    () = state.goaway.notified() => true,
-                    // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
-                    // `connection: close` (a request racing an idle close would fail).
-                    () = drained(drain.clone()), if !draining => {
-                        draining = true;
-                        state.is_h2.load(Ordering::Relaxed)
-                    }
-                    // Quiet for a while: hyper lets go of the connection (an idle one ends at
-                    // once) without closing the socket, which is parked.
-                    () = quiet_for(&state, limits.park_idle_after.unwrap_or(Duration::MAX), true), if can_park => {
-                        parking = Some(state.requests.load(Ordering::Acquire));
-                        state.parking.store(true, Ordering::Relaxed);
-                        conn.graceful_shutdown();
-                        false
-                    }
-                };
-                if close {
-                    // A park under way is a close now: the socket is shut down after all.
-                    state.parking.store(false, Ordering::Relaxed);
-                    conn.graceful_shutdown();
-                    let _ = conn.await;
-                    break;
+            match sniffed {
+                Some(sniffed) => sniffed,
+                None => {
+                    cx_active.decrement(1.0);
+                    return None;
                 }
             }
-            cx_active.decrement(1.0);
-        });
+        }
+    };
+    let io = TokioIo::new(Prefixed::new(io, first));
+    let svc = ConnService {
+        state: state.clone(),
+        shared,
+        framing,
+        conn: Conn {
+            peer,
+            local,
+            gateway_port,
+            tls,
+        },
+        max_requests: limits.max_requests_per_connection,
+        stream_idle_timeout: limits.stream_idle_timeout,
+    };
+    Some(Ready {
+        conn: HttpConn::new(&builders, proto, io, svc),
+        state,
+        watches: Watches {
+            stop,
+            drain,
+            draining: accepted_draining,
+        },
+        timers: Timers {
+            idle: limits.idle_timeout,
+            park_after: limits.park_idle_after,
+            deadline: limits.max_connection_duration.map(|t| Instant::now() + t),
+        },
+    })
+}
+
+/// The service hyper calls for each request of one connection: counts it, applies the
+/// connection's request budget and the overload manager's HTTP/2 GOAWAY, and the stream idle
+/// timeout; `service::handle` does the rest.
+struct ConnService {
+    state: Arc<ConnState>,
+    shared: Arc<Shared>,
+    framing: Arc<Framing>,
+    conn: Conn,
+    max_requests: Option<u64>,
+    stream_idle_timeout: Option<Duration>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnService {
+    type Response = http::Response<super::Body>;
+    type Error = std::convert::Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+        let state = &self.state;
+        let shared = &self.shared;
+        let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let h2 = req.version() == http::Version::HTTP_2;
+        if h2 {
+            state.is_h2.store(true, Ordering::Relaxed);
+        }
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = InFlight(state.clone());
+        // Envoy's `disable_http_keepalive` past the overload manager's shed level: an HTTP/2
+        // connection gets a GOAWAY after this request (an HTTP/1 response already says
+        // `connection: close`, `service.rs`).
+        let last = self.max_requests.is_some_and(|max| n >= max)
+            || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
+        let ambiguous = self.framing.next_request();
+        let handled = handle(shared.clone(), self.conn.clone(), req, ambiguous);
+        let stream_idle_timeout = self.stream_idle_timeout;
+        let server = stream_idle_timeout.and_then(|_| shared.server_header.clone());
+        // Boxed: hyper keeps a request future's slot for the connection's lifetime, so an idle
+        // connection holds 16 bytes here instead of the whole future.
+        Box::pin(async move {
+            let resp = match stream_idle_timeout {
+                None => handled.await,
+                Some(t) => tokio::select! {
+                    resp = handled => resp,
+                    () = quiet_for(&in_flight.0, t, false) => {
+                        Ok(stream_timeout_reply(server))
+                    }
+                },
+            };
+            let mut resp = resp?;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                in_flight.0.tunnel.store(true, Ordering::Relaxed);
+            }
+            if last {
+                if h2 {
+                    in_flight.0.goaway.notify_one();
+                } else {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+            }
+            drop(in_flight);
+            Ok(resp)
+        })
     }
 }
 
@@ -537,17 +533,5 @@ impl AcceptErrors {
             self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
         }
         pause
-    }
-}
-
-/// Resolves once draining starts (never, if the gateway goes away first).
-async fn drained(mut rx: watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
     }
 }

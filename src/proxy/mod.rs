@@ -5,6 +5,7 @@ mod body;
 mod checks;
 mod classify;
 mod conn_state;
+mod connection;
 mod context;
 mod error;
 mod fault;

@@ -90,6 +90,7 @@ fn listen_backlog(addr: SocketAddr) -> u32 {
 
 #[tokio::test]
 async fn listen_backlog_is_4096_and_takes_a_burst_of_1000_connections() {
+    let _heavy = support::exclusive();
     let up = Upstream::start("a").await;
     let gw = gateway(&up, |_| {}).await;
     assert_eq!(listen_backlog(gw.addr()), 4096);
@@ -124,6 +125,7 @@ async fn listen_backlog_is_4096_and_takes_a_burst_of_1000_connections() {
 
 #[test]
 fn out_of_file_descriptors_backs_off_logs_once_a_second_and_recovers() {
+    let _heavy = support::exclusive();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
     let gw = Binary::start_with_nofile(
         64,

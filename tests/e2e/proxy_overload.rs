@@ -153,6 +153,7 @@ enum Flooded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_slow_uploads_stays_under_the_memory_cap_and_the_gateway_recovers() {
     use support::binary::Binary;
+    let _heavy = support::exclusive();
     const FLOOD: usize = 1500;
     const MIB: u64 = 1 << 20;
 

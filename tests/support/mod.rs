@@ -19,6 +19,20 @@ pub use gateway::TestGateway;
 #[allow(unused_imports)]
 pub use upstream::{closed_addr, Mode, Upstream};
 
+/// Held by the tests that push the loopback network stack hard (a flood of 1,500 connections, a
+/// burst of 1,000, a gateway out of file descriptors with 200 connections in its backlog), so
+/// that no two of them run at once: together they made each other's connects fail. Poisoning
+/// is ignored (a failed test must not fail the others).
+/// Held in async tests across awaits on purpose: it only orders whole tests, each on its own
+/// runtime, so nothing that awaits can need it.
+pub fn exclusive() -> Exclusive {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    Exclusive(HEAVY.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The guard `exclusive` returns.
+pub struct Exclusive(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
 /// YAML for a STATIC ServiceEntry `host` on port 80 whose endpoints are the given upstreams,
 /// each with its labels (`version: v1`, ...).
 pub fn static_service(host: &str, endpoints: &[(&Upstream, &[(&str, &str)])]) -> String {

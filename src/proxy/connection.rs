@@ -1,0 +1,222 @@
+//! One downstream HTTP connection's life once its protocol is known: served by hyper while
+//! active, parked while quiet (HTTP/1: hyper's connection and buffers let go, `http_conn::Parked`),
+//! and closed by the idle timeout, the maximum connection duration, a GOAWAY request, stop or
+//! drain (HTTP/2 gets a GOAWAY when draining starts; HTTP/1 responses then say `close`).
+//!
+//! The active phase runs in its own boxed future, so a parked connection's task keeps only the
+//! stream, the service and one timer (`benches/RESULTS.md`: memory per idle connection).
+//! May not touch: accepting, TLS handshakes, requests (the listener and the service do).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::conn_state::{quiet_for, ConnState};
+use super::http_conn::{Builders, HttpConn, Parked, Prefixed, PARKED_READ};
+use super::Body;
+
+/// A connection's timeouts (`listener::Limits`), `None` is off.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timers {
+    pub idle: Option<Duration>,
+    pub park_after: Option<Duration>,
+    /// When the connection is too old (`max_connection_duration` after accept).
+    pub deadline: Option<Instant>,
+}
+
+/// What the connection watches besides its own bytes.
+pub(super) struct Watches {
+    /// Turns true when the listener stops (removed, shutdown).
+    pub stop: watch::Receiver<bool>,
+    /// Turns true when the gateway starts draining.
+    pub drain: watch::Receiver<bool>,
+    /// Draining has been seen (or the connection was accepted while draining).
+    pub draining: bool,
+}
+
+/// How an active phase ended.
+enum Ended<T, S> {
+    Closed,
+    /// Boxed: one pointer in the task in every phase, instead of the stream and service twice
+    /// (the generator kept a slot for `Ended` and one for the parked value).
+    Parked(Box<Parked<T, S>>),
+}
+
+/// Serves `conn` until it closes, parking it whenever it is quiet for `timers.park_after`.
+pub(super) async fn run<T, S>(
+    builders: &Builders,
+    conn: HttpConn<TokioIo<Prefixed<T>>, S>,
+    state: &Arc<ConnState>,
+    mut watches: Watches,
+    timers: Timers,
+    parked_gauge: &metrics::Gauge,
+    peer: std::net::SocketAddr,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = conn;
+    loop {
+        // Boxed: the active phase's state (hyper's connection, the select over every event)
+        // lives only while the connection is active.
+        let ended = Box::pin(active(conn, state, &mut watches, timers, peer)).await;
+        let Ended::Parked(mut parked) = ended else {
+            return;
+        };
+        parked_gauge.increment(1.0);
+        let mut first = [0u8; PARKED_READ];
+        let resumed = wait_parked(&mut parked, &mut first, &mut watches, timers).await;
+        parked_gauge.decrement(1.0);
+        let Some(n) = resumed else { return };
+        conn = (*parked).resume(builders, &first[..n]);
+    }
+}
+
+/// Serves until hyper's connection ends: closed, or let go for parking.
+async fn active<T, S>(
+    mut conn: HttpConn<TokioIo<Prefixed<T>>, S>,
+    state: &ConnState,
+    watches: &mut Watches,
+    timers: Timers,
+    peer: std::net::SocketAddr,
+) -> Ended<T, S>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Counted from the start of this phase (a resumed connection was quiet while parked).
+    let idle = async {
+        match timers.idle {
+            Some(t) => quiet_for(state, t, true).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(idle);
+    let too_old = until(timers.deadline);
+    tokio::pin!(too_old);
+    // The park asked of hyper and the request count then (a request that raced it gets
+    // `connection: close`, so that connection is closed, not parked).
+    let mut parking: Option<u64> = None;
+    loop {
+        let can_park = parking.is_none()
+            && timers.park_after.is_some()
+            && conn.can_park()
+            && !state.tunnel.load(Ordering::Relaxed);
+        // Whether to close the connection gracefully now.
+        let close = tokio::select! {
+            res = &mut conn => {
+                if let Some(at) = parking.take() {
+                    state.parking.store(false, Ordering::Relaxed);
+                    if res.is_ok() && state.requests.load(Ordering::Acquire) == at {
+                        if let Some(parked) = conn.into_parked() {
+                            return Ended::Parked(Box::new(parked));
+                        }
+                    }
+                    return Ended::Closed;
+                }
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection error");
+                }
+                return Ended::Closed;
+            }
+            // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
+            // HTTP/1 connection closes, a busy one closes after its response.
+            _ = watches.stop.changed() => true,
+            // Idle, too old, or past its request budget: the same graceful close.
+            () = &mut idle => {
+                tracing::debug!(%peer, "idle timeout");
+                true
+            }
+            () = &mut too_old => {
+                tracing::debug!(%peer, "max connection duration");
+                true
+            }
+            () = state.goaway.notified() => true,
+            // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
+            // `connection: close` (a request racing an idle close would fail).
+            () = drained(watches.drain.clone()), if !watches.draining => {
+                watches.draining = true;
+                state.is_h2.load(Ordering::Relaxed)
+            }
+            // Quiet for a while: hyper lets go of the connection (an idle one ends at once)
+            // without closing the socket, which is parked.
+            () = quiet_for(state, timers.park_after.unwrap_or(Duration::MAX), true), if can_park => {
+                parking = Some(state.requests.load(Ordering::Acquire));
+                state.parking.store(true, Ordering::Relaxed);
+                conn.graceful_shutdown();
+                false
+            }
+        };
+        if close {
+            // A park under way is a close now: the socket is shut down after all.
+            state.parking.store(false, Ordering::Relaxed);
+            conn.graceful_shutdown();
+            let _ = (&mut conn).await;
+            return Ended::Closed;
+        }
+    }
+}
+
+/// Waits, holding no buffers, for a parked connection's next bytes: their count in `first`, or
+/// `None` to close it (the client closed, stop, the idle timeout or the connection's age). Draining
+/// is not watched here: the next response says `connection: close` (closing now could race a
+/// request already on its way).
+async fn wait_parked<T, S>(
+    parked: &mut Parked<T, S>,
+    first: &mut [u8; PARKED_READ],
+    watches: &mut Watches,
+    timers: Timers,
+) -> Option<usize>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Nothing moves while parked: the idle timeout is a plain deadline from here, one timer
+    // together with the connection's age.
+    let idle_at = timers.idle.map(|t| Instant::now() + t);
+    let close_at = match (idle_at, timers.deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    tokio::select! {
+        read = parked.read(first) => match read {
+            Ok(n) if n > 0 => Some(n),
+            _ => None,
+        },
+        _ = watches.stop.changed() => None,
+        () = until(close_at) => None,
+    }
+}
+
+/// Sleeps until `at` (forever if `None`).
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves once draining starts (never, if the gateway goes away first).
+async fn drained(mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
