@@ -216,7 +216,11 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.project();
         if this.state.parking.load(Ordering::Relaxed) {
-            // hyper ends its connection to let go of it, not to close it.
+            // hyper ends its connection to let go of it, not to close it. The head timer goes
+            // too (made again at the next request's first byte): a parked connection holds no
+            // timer of its own.
+            *this.head_timer = None;
+            *this.armed_at = None;
             return Poll::Ready(Ok(()));
         }
         this.inner.poll_shutdown(cx)
