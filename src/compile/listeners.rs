@@ -1,7 +1,8 @@
 //! Gateways → listeners: servers of every Gateway grouped by port, in Gateway (name, namespace)
 //! order. A port with plain HTTP servers is a plaintext listener with one merged route table; a
 //! port with terminating HTTPS and TLS servers is a TLS listener with one filter chain per server
-//! (HTTP routes for HTTPS, a `tcp` route for TLS); a passthrough or TCP port has L4 routes.
+//! (HTTP routes for HTTPS, a `tcp` route for TLS), and the passthrough servers on it have SNI
+//! routes beside them; a TCP port has its TCP route.
 //! May not touch: how a route table is made (`tables`) or a chain (`chains`).
 
 use std::collections::BTreeMap;
@@ -45,10 +46,10 @@ impl Kind {
     }
 
     /// Whether servers of kinds `self` and `other` can share a (non-plain) port: the same kind,
-    /// or both terminating TLS (one filter chain each, chosen by SNI).
+    /// or both TLS (terminated or passed through: one filter chain each, chosen by SNI).
     fn shares_port_with(self, other: Kind) -> bool {
-        let terminating = |k| matches!(k, Kind::Https | Kind::TlsTcp);
-        self == other || (terminating(self) && terminating(other))
+        let tls = |k| matches!(k, Kind::Https | Kind::TlsTcp | Kind::Passthrough);
+        self == other || (tls(self) && tls(other))
     }
 }
 
@@ -151,9 +152,8 @@ pub(super) fn build(
             .collect();
         if plain.is_empty() {
             // No plain HTTP server: the first server's kind decides the port; servers of a kind
-            // that cannot share it are skipped with a warning (terminating HTTPS and TLS servers
-            // share a port; terminating and passthrough chains on one port are not combined yet;
-            // istiod skips a later TCP server on a TCP port too).
+            // that cannot share it are skipped with a warning (TLS servers, terminated and
+            // passed through, share a port; istiod skips a later TCP server on a TCP port too).
             let kind = servers[0].2;
             let mut mine = Vec::new();
             for &(g, s, k) in &servers {
@@ -181,35 +181,53 @@ pub(super) fn build(
                     ErrorKind::Note(what),
                 );
             }
-            let listener = match kind {
-                Kind::Https | Kind::TlsTcp => Listener {
-                    port,
-                    table: RouteTable::default(),
-                    chains: chains::build(&mine, port, &mut tables, report),
-                    l4: None,
-                },
-                Kind::Passthrough | Kind::Tcp => {
-                    let mine: Vec<(usize, usize)> =
-                        mine.iter().map(|t| (t.gateway, t.server)).collect();
-                    let l4_kind = if kind == Kind::Tcp {
-                        L4Kind::Tcp
-                    } else {
-                        L4Kind::Tls
-                    };
-                    Listener {
+            // TLS servers, terminated and passed through, share the port: the terminated ones
+            // are filter chains, the passthrough ones SNI routes, and the best server name for
+            // a ClientHello's SNI decides which (as Envoy matches one listener's chains).
+            let (passthrough, terminating): (Vec<Terminating>, Vec<Terminating>) =
+                mine.into_iter().partition(|t| {
+                    servers
+                        .iter()
+                        .any(|&(g, s, k)| g == t.gateway && s == t.server && k == Kind::Passthrough)
+                });
+            let l4 = match kind {
+                Kind::Tcp => {
+                    let tcp: Vec<(usize, usize)> = passthrough
+                        .iter()
+                        .chain(&terminating)
+                        .map(|t| (t.gateway, t.server))
+                        .collect();
+                    Some(l4_routes::build_port(
+                        &mut tables,
+                        &tcp,
+                        L4Kind::Tcp,
                         port,
-                        table: RouteTable::default(),
-                        chains: Vec::new(),
-                        l4: Some(l4_routes::build_port(
-                            &mut tables,
-                            &mine,
-                            l4_kind,
-                            port,
-                            report,
-                        )),
-                    }
+                        report,
+                    ))
                 }
-                Kind::Plain => unreachable!("no plain server on this port"),
+                _ if passthrough.is_empty() => None,
+                _ => {
+                    let pass: Vec<(usize, usize)> =
+                        passthrough.iter().map(|t| (t.gateway, t.server)).collect();
+                    Some(l4_routes::build_port(
+                        &mut tables,
+                        &pass,
+                        L4Kind::Tls,
+                        port,
+                        report,
+                    ))
+                }
+            };
+            let chains = if kind == Kind::Tcp {
+                Vec::new()
+            } else {
+                chains::build(&terminating, port, &mut tables, report)
+            };
+            let listener = Listener {
+                port,
+                table: RouteTable::default(),
+                chains,
+                l4,
             };
             listeners.push(listener);
             continue;

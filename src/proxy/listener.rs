@@ -24,6 +24,7 @@ use super::framing::{Framing, ScannedIo};
 use super::http_conn::{sniff, Builders, HttpConn, Prefixed, Proto};
 use super::service::{handle, MAX_HEADER_BYTES};
 use super::Shared;
+use crate::route::L4Table;
 
 /// Envoy's limit on the number of request headers.
 const MAX_HEADERS: usize = 100;
@@ -106,11 +107,13 @@ pub async fn serve(
     let timeout_reply: Arc<[u8]> = request_timeout_reply(shared.server_header.as_ref()).into();
     // Envoy's connection manager stats, with the stat prefix Istio gives a gateway's listener.
     let prefix = format!("outbound_0.0.0.0_{gateway_port}");
-    let cx_total = metrics::counter!("envoy_http_downstream_cx_total", "http_conn_manager_prefix" => prefix.clone());
-    let cx_active = metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix.clone());
     let cx_overflow = metrics::counter!("meshgate_downstream_cx_overflow_total", "http_conn_manager_prefix" => prefix.clone());
     let cx_overload = metrics::counter!("envoy_http_downstream_cx_overload_reject", "http_conn_manager_prefix" => prefix.clone());
-    let cx_parked = metrics::gauge!("meshgate_downstream_cx_parked", "http_conn_manager_prefix" => prefix.clone());
+    let counters = Counters {
+        cx_total: metrics::counter!("envoy_http_downstream_cx_total", "http_conn_manager_prefix" => prefix.clone()),
+        cx_active: metrics::gauge!("envoy_http_downstream_cx_active", "http_conn_manager_prefix" => prefix.clone()),
+        cx_parked: metrics::gauge!("meshgate_downstream_cx_parked", "http_conn_manager_prefix" => prefix.clone()),
+    };
     let mut accept_errors = AcceptErrors::new(
         gateway_port,
         metrics::counter!("meshgate_accept_errors_total", "http_conn_manager_prefix" => prefix),
@@ -165,6 +168,32 @@ pub async fn serve(
         let local = stream.local_addr().unwrap_or(peer);
         // A TLS-passthrough or TCP port (read per connection, so a reload applies): tunnels.
         let l4 = shared.snapshot.load().l4_port(gateway_port).cloned();
+        // Passthrough routes beside terminated chains on one port: the ClientHello's SNI decides.
+        let mixed = l4
+            .as_ref()
+            .filter(|t| matches!(***t, L4Table::Passthrough(_)))
+            .and_then(|_| shared.snapshot.load().tls_port(gateway_port).cloned());
+        if let (Some(table), Some(tls_port)) = (l4.clone(), mixed) {
+            let setup = conn_setup(
+                &shared,
+                &builders,
+                &stop,
+                &counters,
+                &timeout_reply,
+                limits,
+                gateway_port,
+                peer,
+                local,
+            );
+            let guard = shared.track_connection();
+            let tcp_stats = tcp_stats
+                .get_or_insert_with(|| super::tcp::TcpStats::new(gateway_port))
+                .clone();
+            tokio::spawn(serve_mixed(
+                stream, table, tls_port, setup, tcp_stats, guard,
+            ));
+            continue;
+        }
         if let Some(table) = l4 {
             let guard = shared.track_connection();
             let hello_timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
@@ -179,30 +208,108 @@ pub async fn serve(
                     peer,
                     local,
                     sni: None,
+                    hello: None,
                 };
                 super::tcp::serve(down, table, shared, hello_timeout, tcp_stats).await;
             });
             continue;
         }
-        let setup = Box::new(ConnSetup {
-            shared: shared.clone(),
-            builders: builders.clone(),
-            stop: stop.clone(),
-            drain: shared.drain_watch(),
-            // Accepted while draining: served, its responses carry `connection: close`.
-            accepted_draining: shared.draining(),
-            cx_total: cx_total.clone(),
-            cx_active: cx_active.clone(),
-            cx_parked: cx_parked.clone(),
-            timeout_reply: timeout_reply.clone(),
+        let setup = conn_setup(
+            &shared,
+            &builders,
+            &stop,
+            &counters,
+            &timeout_reply,
             limits,
             gateway_port,
             peer,
             local,
-        });
+        );
         let guard = shared.track_connection();
-        tokio::spawn(serve_connection(stream, setup, guard));
+        tokio::spawn(serve_connection(stream, None, setup, guard));
     }
+}
+
+/// The per-listener metrics a connection's task updates.
+struct Counters {
+    cx_total: metrics::Counter,
+    cx_active: metrics::Gauge,
+    cx_parked: metrics::Gauge,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conn_setup(
+    shared: &Arc<Shared>,
+    builders: &Arc<Builders>,
+    stop: &watch::Receiver<bool>,
+    counters: &Counters,
+    timeout_reply: &Arc<[u8]>,
+    limits: Limits,
+    gateway_port: u16,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Box<ConnSetup> {
+    Box::new(ConnSetup {
+        shared: shared.clone(),
+        builders: builders.clone(),
+        stop: stop.clone(),
+        drain: shared.drain_watch(),
+        // Accepted while draining: served, its responses carry `connection: close`.
+        accepted_draining: shared.draining(),
+        cx_total: counters.cx_total.clone(),
+        cx_active: counters.cx_active.clone(),
+        cx_parked: counters.cx_parked.clone(),
+        timeout_reply: timeout_reply.clone(),
+        limits,
+        gateway_port,
+        peer,
+        local,
+    })
+}
+
+/// A connection on a port with both terminated chains and passthrough routes: its ClientHello
+/// is read first, and the best server name for its SNI (exact, longest `*.` suffix, `*`; a
+/// terminated chain wins a tie) says whether it is tunnelled as it is (the hello replayed) or
+/// its handshake goes on here.
+async fn serve_mixed(
+    mut stream: TcpStream,
+    table: Arc<L4Table>,
+    tls_port: Arc<crate::tls::TlsPort>,
+    setup: Box<ConnSetup>,
+    tcp_stats: super::tcp::TcpStats,
+    guard: impl Send + 'static,
+) {
+    let timeout = setup.limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
+    let read = crate::tls::read_hello(&mut stream, super::tcp::MAX_CLIENT_HELLO);
+    let hello = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %setup.peer, error = %e, "no TLS ClientHello: closed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %setup.peer, "ClientHello timeout: closed");
+            return;
+        }
+    };
+    let sni = hello.sni.as_deref();
+    let passthrough = match &*table {
+        L4Table::Passthrough(t) => t.rank(sni),
+        L4Table::Tcp(_) => None,
+    };
+    if passthrough.is_some() && passthrough > tls_port.rank(sni) {
+        let down = super::tcp::Downstream {
+            stream,
+            peer: setup.peer,
+            local: setup.local,
+            sni: hello.sni,
+            hello: Some(hello.bytes),
+        };
+        let _guard = guard;
+        super::tcp::serve(down, table, setup.shared, timeout, tcp_stats).await;
+        return;
+    }
+    serve_connection(stream, Some(hello), setup, guard).await;
 }
 
 /// What a new connection's task needs from its listener (boxed: the task keeps a pointer).
@@ -235,13 +342,18 @@ struct Ready {
 
 /// A downstream connection from accept to close: the TLS handshake (HTTPS ports), a
 /// TLS-terminated TCP server's tunnel, or HTTP (`prepare`), served by `connection::run`.
-async fn serve_connection(stream: TcpStream, setup: Box<ConnSetup>, _guard: impl Send + 'static) {
+async fn serve_connection(
+    stream: TcpStream,
+    hello: Option<crate::tls::Hello>,
+    setup: Box<ConnSetup>,
+    _guard: impl Send + 'static,
+) {
     let builders = setup.builders.clone();
     let (cx_active, cx_parked, peer) =
         (setup.cx_active.clone(), setup.cx_parked.clone(), setup.peer);
     // Boxed: the handshake and the wait for the first bytes are over once the connection is
     // served, and a parked connection's task should not keep room for them.
-    let Some(ready) = Box::pin(prepare(stream, setup)).await else {
+    let Some(ready) = Box::pin(prepare(stream, hello, setup)).await else {
         return;
     };
     let Ready {
@@ -257,7 +369,11 @@ async fn serve_connection(stream: TcpStream, setup: Box<ConnSetup>, _guard: impl
 /// The TLS handshake on an HTTPS port (a TLS-terminated TCP server's connection is tunnelled
 /// here and `None` returned), then the protocol (ALPN, or the first bytes) and hyper's
 /// connection with the connection's service. `None`: nothing (more) to serve.
-async fn prepare(stream: TcpStream, setup: Box<ConnSetup>) -> Option<Ready> {
+async fn prepare(
+    stream: TcpStream,
+    hello: Option<crate::tls::Hello>,
+    setup: Box<ConnSetup>,
+) -> Option<Ready> {
     let ConnSetup {
         shared,
         builders,
@@ -276,11 +392,14 @@ async fn prepare(stream: TcpStream, setup: Box<ConnSetup>) -> Option<Ready> {
     // The port's kind is read per connection, so a reload that turns it HTTPS applies.
     let tls_port = shared.snapshot.load().tls_port(gateway_port).cloned();
     let (stream, tls) = match tls_port {
+        // A ClientHello read for a port that a reload has just made plain text: nothing to
+        // answer it with.
+        None if hello.is_some() => return None,
         None => (crate::tls::Stream::Plain(stream), None),
         Some(port) => {
             let timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
             // Boxed: its state is not kept in the connection's task for its lifetime.
-            let handshake = crate::tls::handshake(stream, &port, gateway_port, timeout);
+            let handshake = crate::tls::handshake(stream, hello, &port, gateway_port, timeout);
             let (stream, facts) = Box::pin(handshake).await?;
             (stream, Some(facts))
         }
@@ -294,6 +413,7 @@ async fn prepare(stream: TcpStream, setup: Box<ConnSetup>) -> Option<Ready> {
             sni: tls
                 .as_ref()
                 .and_then(|f| f.sni.as_deref().map(str::to_owned)),
+            hello: None,
         };
         // Counted in the port's TCP proxy stats (looked up here: an HTTP-only port gets no TCP
         // series). Boxed, as the handshake: an HTTP connection's task does not carry a

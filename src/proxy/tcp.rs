@@ -26,7 +26,7 @@ use super::Shared;
 
 pub use crate::route::TCP_IDLE_TIMEOUT;
 /// The most ClientHello bytes read while looking for the SNI (Envoy's TLS inspector reads 64 KiB).
-const MAX_CLIENT_HELLO: usize = 64 * 1024;
+pub(super) const MAX_CLIENT_HELLO: usize = 64 * 1024;
 
 /// Envoy's TCP proxy stats of one port (`tcp_prefix` is Istio's listener stat prefix).
 #[derive(Clone)]
@@ -72,8 +72,11 @@ pub(super) struct Downstream<S> {
     pub stream: S,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    /// The SNI of a handshake done before (TLS-terminated TCP), for the access log.
+    /// The SNI of a handshake done before (TLS-terminated TCP), or of `hello`, for the access log.
     pub sni: Option<String>,
+    /// A ClientHello already read on a passthrough port (one with terminated chains too, where
+    /// the SNI decided): replayed to the upstream instead of read here.
+    pub hello: Option<Vec<u8>>,
 }
 
 /// Serves one accepted connection on a passthrough or TCP port, or one TLS-terminated TCP
@@ -92,6 +95,7 @@ pub(super) async fn serve<S>(
         peer,
         local,
         sni,
+        hello: pre_read,
     } = down;
     let start = SystemTime::now();
     let began = tokio::time::Instant::now();
@@ -104,6 +108,10 @@ pub(super) async fn serve<S>(
     let mut hello = Vec::new();
     let route: Option<Arc<L4Route>> = match &*table {
         L4Table::Tcp(route) => route.clone(),
+        L4Table::Passthrough(table) if pre_read.is_some() => {
+            hello = pre_read.unwrap_or_default();
+            table.find(rec.sni.as_deref()).cloned()
+        }
         L4Table::Passthrough(sni) => {
             match tokio::time::timeout(hello_timeout, read_sni(&mut down, &mut hello)).await {
                 Ok(Ok(name)) => {

@@ -53,6 +53,37 @@ pub enum L4Table {
     Tcp(Option<Arc<L4Route>>),
 }
 
+/// How well a server name matches a ClientHello's SNI, in Envoy's order: an exact name, then the
+/// longest `*.` suffix, then `*` (which also takes a client without SNI). Compares the terminated
+/// chains and the passthrough routes of one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SniRank {
+    Any,
+    /// The length of the matching suffix (longer is more specific).
+    Suffix(usize),
+    Exact,
+}
+
+/// The best rank of `names` (lower case: `*`, `*.suffix` or exact) for `sni`, if any matches.
+pub fn sni_rank<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    sni: Option<&str>,
+) -> Option<SniRank> {
+    let sni = sni.map(str::to_ascii_lowercase);
+    names
+        .into_iter()
+        .filter_map(|n| match (n, sni.as_deref()) {
+            ("*", _) => Some(SniRank::Any),
+            (_, None) => None,
+            (n, Some(s)) if n == s => Some(SniRank::Exact),
+            (n, Some(s)) => n
+                .strip_prefix('*')
+                .filter(|suffix| suffix.starts_with('.') && s.ends_with(suffix))
+                .map(|suffix| SniRank::Suffix(suffix.len())),
+        })
+        .max()
+}
+
 // === impl SniTable ===
 
 impl SniTable {
@@ -71,6 +102,12 @@ impl SniTable {
         }
         self.names.push((name, route));
         true
+    }
+
+    /// How well this table's best name matches `sni` (`None`: no route for it).
+    pub fn rank(&self, sni: Option<&str>) -> Option<SniRank> {
+        let any = self.any.as_ref().map(|_| "*");
+        sni_rank(self.names.iter().map(|(n, _)| n.as_str()).chain(any), sni)
     }
 
     /// The route for `sni`: an exact name, then the longest `*.` suffix (any depth, as Envoy's

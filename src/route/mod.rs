@@ -12,7 +12,7 @@ mod policy;
 pub use action::*;
 pub use cors::{CorsDecision, CorsPolicy};
 pub use host::{HostMatch, HostTable};
-pub use l4::{L4Cluster, L4Route, L4Table, SniTable, TCP_IDLE_TIMEOUT};
+pub use l4::{sni_rank, L4Cluster, L4Route, L4Table, SniRank, SniTable, TCP_IDLE_TIMEOUT};
 pub use matcher::{
     Actual, Condition, HeaderCondition, HeaderTarget, Mismatch, PathMatch, QueryCondition,
     RequestMatch, StrMatch,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use crate::net::MaybeTls;
 use crate::route::L4Table;
@@ -35,6 +35,54 @@ pub struct TlsFacts {
     pub tcp: Option<Arc<L4Table>>,
 }
 
+/// A ClientHello read off a connection before deciding what to do with it: its bytes (to replay
+/// to a passthrough upstream) and rustls' parse of it (to go on with the handshake here).
+pub struct Hello {
+    pub accepted: rustls::server::Accepted,
+    pub bytes: Vec<u8>,
+    /// The SNI, lower case.
+    pub sni: Option<String>,
+}
+
+/// Reads until a whole ClientHello is parsed (at most `max` bytes). Every byte read is kept in
+/// `Hello::bytes`.
+pub async fn read_hello(tcp: &mut TcpStream, max: usize) -> std::io::Result<Hello> {
+    use tokio::io::AsyncReadExt;
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let fresh = chunk.get(..n).unwrap_or_default();
+        bytes.extend_from_slice(fresh);
+        if bytes.len() > max {
+            return Err(std::io::Error::other("ClientHello too large"));
+        }
+        let mut rest = fresh;
+        while !rest.is_empty() {
+            acceptor.read_tls(&mut rest)?;
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let sni = accepted
+                    .client_hello()
+                    .server_name()
+                    .map(|s| s.to_ascii_lowercase());
+                return Ok(Hello {
+                    accepted,
+                    bytes,
+                    sni,
+                });
+            }
+            Ok(None) => continue,
+            Err((e, _)) => return Err(std::io::Error::other(e)),
+        }
+    }
+}
+
 /// How a handshake ended, for the metric and the debug log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -44,16 +92,18 @@ enum Outcome {
     Error,
 }
 
-/// Runs the handshake of `tcp` on `port` within `timeout`. `None`: it failed (counted; the
-/// connection is dropped).
+/// Runs the handshake of `tcp` on `port` within `timeout`, from its first byte or from a
+/// ClientHello already read (`hello`, on a port whose passthrough routes needed the SNI first).
+/// `None`: it failed (counted; the connection is dropped).
 pub async fn handshake(
     tcp: TcpStream,
+    hello: Option<Hello>,
     port: &TlsPort,
     gateway_port: u16,
     timeout: Duration,
 ) -> Option<(Stream, Arc<TlsFacts>)> {
     let peer = tcp.peer_addr().ok();
-    let result = tokio::time::timeout(timeout, run(tcp, port)).await;
+    let result = tokio::time::timeout(timeout, run(tcp, hello, port)).await;
     let (outcome, done) = match result {
         Err(_) => (Outcome::Timeout, None),
         Ok(Err(o)) => (o, None),
@@ -72,9 +122,18 @@ pub async fn handshake(
     done
 }
 
-async fn run(tcp: TcpStream, port: &TlsPort) -> Result<(Stream, Arc<TlsFacts>), Outcome> {
-    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-    let start = acceptor.await.map_err(|_| Outcome::Error)?;
+async fn run(
+    tcp: TcpStream,
+    hello: Option<Hello>,
+    port: &TlsPort,
+) -> Result<(Stream, Arc<TlsFacts>), Outcome> {
+    let start = match hello {
+        Some(h) => StartHandshake::from_parts(h.accepted, tcp),
+        None => {
+            let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            acceptor.await.map_err(|_| Outcome::Error)?
+        }
+    };
     let sni: Option<Box<str>> = start
         .client_hello()
         .server_name()

@@ -95,6 +95,16 @@ impl TlsPort {
         (port, errors)
     }
 
+    /// How well the best of this port's server names matches `sni` (`None`: no chain would).
+    pub fn rank(&self, sni: Option<&str>) -> Option<crate::route::SniRank> {
+        crate::route::sni_rank(
+            self.chains
+                .iter()
+                .flat_map(|c| c.server_names.iter().map(String::as_str)),
+            sni,
+        )
+    }
+
     /// The chain a ClientHello with this SNI gets, if any (no match: the connection is closed).
     pub fn find(&self, sni: Option<&str>) -> Option<&Chain> {
         self.names

@@ -309,16 +309,9 @@ fn tls_terminating_servers_compile_to_tcp_chains_without_a_skipped_warning() {
     let warnings: Vec<String> = report.warnings.iter().map(|w| w.to_string()).collect();
     let is_skip = |w: &&String| w.contains("not supported") || w.contains("skipped");
     let skipped: Vec<&String> = warnings.iter().filter(is_skip).collect();
-    // Only the passthrough server on the terminating port and the AUTO_PASSTHROUGH server.
-    assert_eq!(skipped.len(), 2, "{warnings:#?}");
-    assert_eq!(warnings.len(), 2, "{warnings:#?}");
-    assert!(
-        skipped
-            .iter()
-            .any(|w| w.contains("spec.servers[3]")
-                && w.contains("TLS passthrough server on port 9443")),
-        "{warnings:#?}"
-    );
+    // Only the AUTO_PASSTHROUGH server (the passthrough server shares the terminating port).
+    assert_eq!(skipped.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
         skipped
             .iter()
@@ -486,13 +479,80 @@ fn meshgate_validate_accepts_tls_terminated_tcp_servers() {
         .filter(|l| l.contains("not supported") || l.contains("skipped"))
         .collect();
     assert_eq!(warnings, skipped, "{stdout}");
-    // The SIMPLE, MUTUAL and OPTIONAL_MUTUAL TLS servers are served; what is left is the
-    // passthrough server sharing a terminating port and the AUTO_PASSTHROUGH one.
-    assert_eq!(skipped.len(), 2, "{stdout}");
-    assert!(
-        skipped
-            .iter()
-            .all(|l| l.contains("spec.servers[3]") || l.contains("spec.servers[5]")),
-        "{stdout}"
+    // The SIMPLE, MUTUAL and OPTIONAL_MUTUAL TLS servers are served, and the passthrough
+    // server beside them on 9443; what is left is the AUTO_PASSTHROUGH one.
+    assert_eq!(skipped.len(), 1, "{stdout}");
+    assert!(skipped[0].contains("spec.servers[5]"), "{stdout}");
+}
+
+/// Passthrough and terminated servers on one port (Istio builds one filter chain per server on
+/// one listener): the ClientHello's SNI picks the best server name among all of them, exact
+/// before the longest `*.` suffix before `*`, so an exact terminated host inside a passthrough
+/// wildcard is terminated, and the rest of the wildcard passes through untouched.
+#[tokio::test]
+async fn passthrough_and_terminated_servers_share_a_port_by_sni() {
+    let ca = Ca::new("mixed ca");
+    let certs = tempfile::tempdir().unwrap();
+    let pass_cert = ca.server(&["pass.example.com"]);
+    let wild_cert = ca.server(&["*.wild.example.org"]);
+    let term_cert = ca.server(&["term.example.com", "a.wild.example.org"]);
+    let pass_up = L4Upstream::tls("pass", &pass_cert).await;
+    let wild_up = L4Upstream::tls("wild", &wild_cert).await;
+    let mut yaml = gateway(
+        "gw",
+        &[
+            tls_server(
+                9443,
+                "tls-pass",
+                &["pass.example.com", "*.wild.example.org"],
+                "{mode: PASSTHROUGH}",
+            ),
+            format!(
+                "{{port: {{number: 9443, name: https-term, protocol: HTTPS}}, hosts: [term.example.com, a.wild.example.org], tls: {}}}",
+                simple(certs.path(), &term_cert, "term")
+            ),
+        ],
     );
+    yaml.push_str(&tcp_service("pass.svc", &[(&pass_up, "v1")]));
+    yaml.push_str(&tcp_service("wild.svc", &[(&wild_up, "v1")]));
+    yaml.push_str("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: sni}\nspec:\n  hosts: [pass.example.com, \"*.wild.example.org\"]\n  gateways: [gw]\n  tls:\n  - match: [{sniHosts: [pass.example.com]}]\n    route: [{destination: {host: pass.svc, port: {number: 9000}}}]\n  - match: [{sniHosts: [\"*.wild.example.org\"]}]\n    route: [{destination: {host: wild.svc, port: {number: 9000}}}]\n---\n");
+    yaml.push_str(&support::tls::answering(
+        "term",
+        &["term.example.com", "a.wild.example.org"],
+        &["gw"],
+        "terminated",
+    ));
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.port(9443);
+
+    // Passed through: the upstream's own certificate, its greeting, bytes echoed.
+    for (sni, cert, name) in [
+        ("pass.example.com", &pass_cert, "pass"),
+        ("b.wild.example.org", &wild_cert, "wild"),
+    ] {
+        let (seen, greeting) = tunnel(&TlsClient::sni(sni), addr)
+            .await
+            .unwrap_or_else(|| panic!("{sni}: no tunnel"));
+        assert_eq!(seen, cert.der, "{sni}: the upstream's certificate");
+        assert_eq!(greeting, name, "{sni}");
+    }
+    // Terminated here: the gateway's certificate and its HTTP routes, also for the exact name
+    // inside the passthrough wildcard.
+    for sni in ["term.example.com", "a.wild.example.org"] {
+        let r = TlsClient::sni(sni).get(addr, sni, "/").await.unwrap();
+        assert_eq!(
+            r.server_cert, term_cert.der,
+            "{sni}: the gateway's certificate"
+        );
+        assert_eq!(
+            (r.reply.status.as_u16(), r.reply.body.as_str()),
+            (200, "terminated"),
+            "{sni}"
+        );
+    }
+    // No server for the name, nor for a client without SNI: closed, no handshake.
+    for client in [TlsClient::sni("other.example.net"), TlsClient::default()] {
+        let err = client.connect(addr).await.err();
+        assert!(err.is_some_and(|e| e.starts_with("handshake")), "closed");
+    }
 }
