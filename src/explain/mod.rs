@@ -522,12 +522,20 @@ mod tests {
         assert_eq!(t.port(), Some(90));
         let t = Target::parse("GET", "/", Some("[::1]"), &[]).unwrap();
         assert_eq!(t.port(), None);
+        // https: over TLS, Gateway port 443 unless the URL says otherwise.
+        let t = Target::parse("GET", "https://a/", None, &[]).unwrap();
+        assert!(t.https);
+        assert_eq!((t.port(), t.gateway_port()), (None, Some(443)));
+        let t = Target::parse("GET", "https://a:8443/", None, &[]).unwrap();
+        assert_eq!(t.gateway_port(), Some(8443));
+        let t = Target::parse("GET", "http://a/", None, &[]).unwrap();
+        assert_eq!((t.https, t.gateway_port()), (false, None));
     }
 
     #[test]
     fn bad_targets_are_refused() {
         assert!(Target::parse("G ET", "/", None, &[]).is_err());
-        assert!(Target::parse("GET", "https://a/", None, &[]).is_err());
+        assert!(Target::parse("GET", "ftp://a/", None, &[]).is_err());
         assert!(Target::parse("GET", "/", None, &["x".to_owned()]).is_err());
         assert!(Target::parse("GET", "/a b", None, &[]).is_err());
     }
