@@ -458,17 +458,7 @@ fn explain(
     let chains: Vec<Vec<ChainView>> = compiled
         .listeners
         .iter()
-        .map(|l| {
-            l.chains
-                .iter()
-                .map(|c| ChainView {
-                    name: &c.name,
-                    server_names: &c.server_names,
-                    table: &c.table,
-                    tcp: c.tcp.is_some(),
-                })
-                .collect()
-        })
+        .map(|l| l.chains.iter().map(ChainView::compiled).collect())
         .collect();
     let listeners: Vec<PortView> = compiled
         .listeners

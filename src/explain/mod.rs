@@ -59,6 +59,28 @@ pub struct ChainView<'a> {
     pub tcp: bool,
 }
 
+impl<'a> ChainView<'a> {
+    /// A chain as compiled (`meshgate explain`).
+    pub fn compiled(c: &'a crate::compile::FilterChain) -> Self {
+        ChainView {
+            name: &c.name,
+            server_names: &c.server_names,
+            table: &c.table,
+            tcp: c.tcp.is_some(),
+        }
+    }
+
+    /// A chain as served (the admin API's `/explain`).
+    pub fn live(c: &'a crate::tls::Chain) -> Self {
+        ChainView {
+            name: &c.name,
+            server_names: &c.server_names,
+            table: &c.table,
+            tcp: c.tcp.is_some(),
+        }
+    }
+}
+
 /// Where the clusters of the route tables come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Upstreams<'a> {

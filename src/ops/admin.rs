@@ -99,17 +99,7 @@ fn explain(gw: &Gateway, req: &Request) -> Reply {
         .iter()
         .map(|(p, _)| {
             snap.tls_port(*p)
-                .map(|t| {
-                    t.chains
-                        .iter()
-                        .map(|c| ChainView {
-                            name: &c.name,
-                            server_names: &c.server_names,
-                            table: &c.table,
-                            tcp: c.tcp.is_some(),
-                        })
-                        .collect()
-                })
+                .map(|t| t.chains.iter().map(ChainView::live).collect())
                 .unwrap_or_default()
         })
         .collect();

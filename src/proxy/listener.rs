@@ -173,28 +173,7 @@ pub async fn serve(
             .as_ref()
             .filter(|t| matches!(***t, L4Table::Passthrough(_)))
             .and_then(|_| shared.snapshot.load().tls_port(gateway_port).cloned());
-        if let (Some(table), Some(tls_port)) = (l4.clone(), mixed) {
-            let setup = conn_setup(
-                &shared,
-                &builders,
-                &stop,
-                &counters,
-                &timeout_reply,
-                limits,
-                gateway_port,
-                peer,
-                local,
-            );
-            let guard = shared.track_connection();
-            let tcp_stats = tcp_stats
-                .get_or_insert_with(|| super::tcp::TcpStats::new(gateway_port))
-                .clone();
-            tokio::spawn(serve_mixed(
-                stream, table, tls_port, setup, tcp_stats, guard,
-            ));
-            continue;
-        }
-        if let Some(table) = l4 {
+        if let (Some(table), None) = (l4.clone(), &mixed) {
             let guard = shared.track_connection();
             let hello_timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
             let tcp_stats = tcp_stats
@@ -226,7 +205,19 @@ pub async fn serve(
             local,
         );
         let guard = shared.track_connection();
-        tokio::spawn(serve_connection(stream, None, setup, guard));
+        match (l4, mixed) {
+            (Some(table), Some(tls_port)) => {
+                let tcp_stats = tcp_stats
+                    .get_or_insert_with(|| super::tcp::TcpStats::new(gateway_port))
+                    .clone();
+                tokio::spawn(serve_mixed(
+                    stream, table, tls_port, setup, tcp_stats, guard,
+                ));
+            }
+            _ => {
+                tokio::spawn(serve_connection(stream, None, setup, guard));
+            }
+        }
     }
 }
 
