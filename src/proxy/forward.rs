@@ -89,6 +89,7 @@ pub async fn forward(
     let cluster = &snapshot.clusters[cluster_id];
     cx.cluster = Some(cluster.clone());
 
+    let h2_downstream = req.version() == Version::HTTP_2;
     let websocket =
         req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
     let downstream_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -182,6 +183,9 @@ pub async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
+    if h2_downstream {
+        headers::detach_values(&mut parts.headers);
+    }
     parts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
     if let Some(cookie) = hash.set_cookie {
         parts.headers.append(header::SET_COOKIE, cookie);

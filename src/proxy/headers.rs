@@ -119,6 +119,32 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Moves every header value out of the buffer it was parsed in, into one small buffer of their
+/// own. A value from hyper's parser is a slice of the upstream connection's 8 KiB read buffer and
+/// keeps all of it alive; HTTP/2's HPACK encoder keeps the values it indexes in its dynamic table
+/// for the downstream connection's lifetime, so each HTTP/2 connection pinned several of those
+/// buffers (~68 KiB per connection under load, `benches/RESULTS.md`). One copy of a few hundred
+/// bytes per response, for HTTP/2 downstreams only.
+pub fn detach_values(headers: &mut HeaderMap) {
+    let total: usize = headers.values().map(|v| v.len()).sum();
+    let mut joined = bytes::BytesMut::with_capacity(total);
+    for v in headers.values() {
+        joined.extend_from_slice(v.as_bytes());
+    }
+    let joined = joined.freeze();
+    let mut at = 0;
+    for v in headers.values_mut() {
+        let len = v.len();
+        // The same bytes that were a valid value: this cannot fail; if it did, the old value
+        // (and its buffer) would simply stay.
+        if let Ok(mut own) = HeaderValue::from_maybe_shared(joined.slice(at..at + len)) {
+            own.set_sensitive(v.is_sensitive());
+            *v = own;
+        }
+        at += len;
+    }
+}
+
 /// Prepares downstream request headers for the upstream.
 pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
     remove_hop_by_hop(headers);
@@ -157,6 +183,47 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values keep their bytes, order and sensitivity, and no longer point into the buffer
+    /// they were parsed in (what kept it alive in HPACK's table).
+    #[test]
+    fn detached_values_leave_the_parse_buffer() {
+        let parsed = bytes::Bytes::from(b"text/plain\x00Thu, 01 Dec 2026\x00secret".to_vec());
+        let range = parsed.as_ptr() as usize..parsed.as_ptr() as usize + parsed.len();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_maybe_shared(parsed.slice(0..10)).unwrap(),
+        );
+        h.append(
+            header::DATE,
+            HeaderValue::from_maybe_shared(parsed.slice(11..27)).unwrap(),
+        );
+        let mut secret = HeaderValue::from_maybe_shared(parsed.slice(28..34)).unwrap();
+        secret.set_sensitive(true);
+        h.append(header::AUTHORIZATION, secret);
+        h.append(header::DATE, HeaderValue::from_static("x"));
+        detach_values(&mut h);
+        let values: Vec<(&str, bool)> = h
+            .values()
+            .map(|v| (v.to_str().unwrap(), v.is_sensitive()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("text/plain", false),
+                ("Thu, 01 Dec 2026", false),
+                ("x", false),
+                ("secret", true)
+            ]
+        );
+        for v in h.values() {
+            assert!(
+                !range.contains(&(v.as_bytes().as_ptr() as usize)),
+                "{v:?} still shares the buffer"
+            );
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_nominated_are_removed() {
