@@ -1,28 +1,29 @@
-//! Accepting connections on one listener socket and serving HTTP/1.1 and h2c on it, within the
-//! downstream limits and timeouts (`Limits`); connections of a passthrough or TCP port, and those
-//! a TLS-terminated TCP chain took after the handshake, go to `tcp` instead.
-//! May not touch: routing, the snapshot (the service does).
+//! Accepting connections on one listener socket, within the downstream limits (`Limits`), and
+//! setting each up: the TLS handshake on an HTTPS port, the protocol (ALPN or the first bytes),
+//! hyper's connection with the connection's service (`conn_service`); its life from there is
+//! `connection`. Connections of a passthrough or TCP port, and those a TLS-terminated TCP chain
+//! took after the handshake, go to `tcp`; on a port with both passthrough routes and terminated
+//! chains the ClientHello's SNI decides (`serve_mixed`).
+//! May not touch: routing, the snapshot's tables (the service does).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::conn_state::{quiet_for, request_timeout_reply, ConnState, InFlight, TimedIo};
+use super::conn_service::ConnService;
+use super::conn_state::{quiet_for, request_timeout_reply, ConnState, TimedIo};
 use super::connection::{self, Timers, Watches};
 use super::context::Conn;
-use super::error::local_reply;
 use super::framing::{Framing, ScannedIo};
 use super::http_conn::{sniff, Builders, HttpConn, Prefixed, Proto};
-use super::service::{handle, MAX_HEADER_BYTES};
+use super::service::MAX_HEADER_BYTES;
 use super::Shared;
 use crate::route::L4Table;
 
@@ -484,81 +485,6 @@ async fn prepare(
     })
 }
 
-/// The service hyper calls for each request of one connection: counts it, applies the
-/// connection's request budget and the overload manager's HTTP/2 GOAWAY, and the stream idle
-/// timeout; `service::handle` does the rest.
-struct ConnService {
-    state: Arc<ConnState>,
-    shared: Arc<Shared>,
-    framing: Arc<Framing>,
-    conn: Conn,
-    max_requests: Option<u64>,
-    stream_idle_timeout: Option<Duration>,
-}
-
-impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnService {
-    type Response = http::Response<super::Body>;
-    type Error = std::convert::Infallible;
-    type Future = ServiceFuture;
-
-    fn call(&self, req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
-        let state = &self.state;
-        let shared = &self.shared;
-        let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let h2 = req.version() == http::Version::HTTP_2;
-        if h2 {
-            state.is_h2.store(true, Ordering::Relaxed);
-        }
-        state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let in_flight = InFlight(state.clone());
-        // Envoy's `disable_http_keepalive` past the overload manager's shed level: an HTTP/2
-        // connection gets a GOAWAY after this request (an HTTP/1 response already says
-        // `connection: close`, `service.rs`).
-        let last = self.max_requests.is_some_and(|max| n >= max)
-            || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
-        let ambiguous = self.framing.next_request();
-        let handled = handle(shared.clone(), self.conn.clone(), req, ambiguous);
-        let stream_idle_timeout = self.stream_idle_timeout;
-        let server = stream_idle_timeout.and_then(|_| shared.server_header.clone());
-        // Boxed: hyper keeps a request future's slot for the connection's lifetime, so an idle
-        // connection holds 16 bytes here instead of the whole future.
-        Box::pin(async move {
-            let resp = match stream_idle_timeout {
-                None => handled.await,
-                Some(t) => tokio::select! {
-                    resp = handled => resp,
-                    () = quiet_for(&in_flight.0, t, false) => {
-                        Ok(stream_timeout_reply(server))
-                    }
-                },
-            };
-            let mut resp = resp?;
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                in_flight.0.tunnel.store(true, Ordering::Relaxed);
-            }
-            if last {
-                if h2 {
-                    in_flight.0.goaway.notify_one();
-                } else {
-                    resp.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-            }
-            drop(in_flight);
-            Ok(resp)
-        })
-    }
-}
-
-/// One request's future, as hyper holds it.
-type ServiceFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<http::Response<super::Body>, std::convert::Infallible>,
-            > + Send,
-    >,
->;
-
 /// The hyper builders of every listener: HTTP/1.1 and HTTP/2 (h2c or ALPN `h2`) settings.
 fn builders() -> Builders {
     let mut http1 = http1::Builder::new();
@@ -577,20 +503,6 @@ fn builders() -> Builders {
         .max_concurrent_streams(1024)
         .max_header_list_size(H2_MAX_HEADER_LIST);
     Builders { http1, http2 }
-}
-
-/// Envoy's reply to a stream idle timeout.
-fn stream_timeout_reply(server: Option<HeaderValue>) -> http::Response<super::Body> {
-    let mut resp = local_reply(
-        StatusCode::REQUEST_TIMEOUT,
-        Bytes::from_static(b"stream timeout"),
-    );
-    if let Some(server) = server {
-        resp.headers_mut().insert(header::SERVER, server);
-    }
-    resp.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp
 }
 
 /// Failed accepts: counted, logged at most once per `ACCEPT_LOG_EVERY`, backed off.

@@ -4,6 +4,7 @@
 mod body;
 mod checks;
 mod classify;
+mod conn_service;
 mod conn_state;
 mod connection;
 mod context;
