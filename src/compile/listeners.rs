@@ -158,11 +158,7 @@ pub(super) fn build(
             let mut mine = Vec::new();
             for &(g, s, k) in &servers {
                 if k.shares_port_with(kind) && (kind != Kind::Tcp || mine.is_empty()) {
-                    mine.push(Terminating {
-                        gateway: g,
-                        server: s,
-                        tcp: k == Kind::TlsTcp,
-                    });
+                    mine.push((g, s, k));
                     continue;
                 }
                 let gw = &resources.gateways[g];
@@ -184,45 +180,37 @@ pub(super) fn build(
             // TLS servers, terminated and passed through, share the port: the terminated ones
             // are filter chains, the passthrough ones SNI routes, and the best server name for
             // a ClientHello's SNI decides which (as Envoy matches one listener's chains).
-            let (passthrough, terminating): (Vec<Terminating>, Vec<Terminating>) =
-                mine.into_iter().partition(|t| {
-                    servers
-                        .iter()
-                        .any(|&(g, s, k)| g == t.gateway && s == t.server && k == Kind::Passthrough)
-                });
+            let pairs = |keep: fn(Kind) -> bool| -> Vec<(usize, usize)> {
+                mine.iter()
+                    .filter(|(_, _, k)| keep(*k))
+                    .map(|&(g, s, _)| (g, s))
+                    .collect()
+            };
             let l4 = match kind {
-                Kind::Tcp => {
-                    let tcp: Vec<(usize, usize)> = passthrough
-                        .iter()
-                        .chain(&terminating)
-                        .map(|t| (t.gateway, t.server))
-                        .collect();
-                    Some(l4_routes::build_port(
-                        &mut tables,
-                        &tcp,
-                        L4Kind::Tcp,
-                        port,
-                        report,
-                    ))
-                }
-                _ if passthrough.is_empty() => None,
+                Kind::Tcp => Some(l4_routes::build_port(
+                    &mut tables,
+                    &pairs(|_| true),
+                    L4Kind::Tcp,
+                    port,
+                    report,
+                )),
                 _ => {
-                    let pass: Vec<(usize, usize)> =
-                        passthrough.iter().map(|t| (t.gateway, t.server)).collect();
-                    Some(l4_routes::build_port(
-                        &mut tables,
-                        &pass,
-                        L4Kind::Tls,
-                        port,
-                        report,
-                    ))
+                    let passthrough = pairs(|k| k == Kind::Passthrough);
+                    (!passthrough.is_empty()).then(|| {
+                        l4_routes::build_port(&mut tables, &passthrough, L4Kind::Tls, port, report)
+                    })
                 }
             };
-            let chains = if kind == Kind::Tcp {
-                Vec::new()
-            } else {
-                chains::build(&terminating, port, &mut tables, report)
-            };
+            let terminating: Vec<Terminating> = mine
+                .iter()
+                .filter(|(_, _, k)| matches!(k, Kind::Https | Kind::TlsTcp))
+                .map(|&(g, s, k)| Terminating {
+                    gateway: g,
+                    server: s,
+                    tcp: k == Kind::TlsTcp,
+                })
+                .collect();
+            let chains = chains::build(&terminating, port, &mut tables, report);
             let listener = Listener {
                 port,
                 table: RouteTable::default(),
