@@ -72,16 +72,22 @@ pub fn sni_rank<'a>(
     let sni = sni.map(str::to_ascii_lowercase);
     names
         .into_iter()
-        .filter_map(|n| match (n, sni.as_deref()) {
-            ("*", _) => Some(SniRank::Any),
-            (_, None) => None,
-            (n, Some(s)) if n == s => Some(SniRank::Exact),
-            (n, Some(s)) => n
-                .strip_prefix('*')
-                .filter(|suffix| suffix.starts_with('.') && s.ends_with(suffix))
-                .map(|suffix| SniRank::Suffix(suffix.len())),
-        })
+        .filter_map(|n| name_rank(n, sni.as_deref()))
         .max()
+}
+
+/// How one name (lower case: `*`, `*.suffix` (any depth, as Envoy's `server_names`) or exact)
+/// matches a lower-case `sni`.
+fn name_rank(name: &str, sni: Option<&str>) -> Option<SniRank> {
+    match (name, sni) {
+        ("*", _) => Some(SniRank::Any),
+        (_, None) => None,
+        (n, Some(s)) if n == s => Some(SniRank::Exact),
+        (n, Some(s)) => n
+            .strip_prefix('*')
+            .filter(|suffix| suffix.starts_with('.') && s.ends_with(suffix))
+            .map(|suffix| SniRank::Suffix(suffix.len())),
+    }
 }
 
 // === impl SniTable ===
@@ -106,29 +112,24 @@ impl SniTable {
 
     /// How well this table's best name matches `sni` (`None`: no route for it).
     pub fn rank(&self, sni: Option<&str>) -> Option<SniRank> {
-        let any = self.any.as_ref().map(|_| "*");
-        sni_rank(self.names.iter().map(|(n, _)| n.as_str()).chain(any), sni)
+        self.best(sni).map(|(rank, _)| rank)
     }
 
     /// The route for `sni`: an exact name, then the longest `*.` suffix (any depth, as Envoy's
     /// `server_names`), then `*`. `None`: no filter chain matches.
     pub fn find(&self, sni: Option<&str>) -> Option<&Arc<L4Route>> {
-        let Some(sni) = sni else {
-            return self.any.as_ref();
-        };
-        let sni = sni.to_ascii_lowercase();
-        if let Some((_, r)) = self.names.iter().find(|(n, _)| *n == sni) {
-            return Some(r);
-        }
+        self.best(sni).map(|(_, route)| route)
+    }
+
+    /// The best-matching name's rank and route (names are unique, so ranks do not tie).
+    fn best(&self, sni: Option<&str>) -> Option<(SniRank, &Arc<L4Route>)> {
+        let sni = sni.map(str::to_ascii_lowercase);
+        let any = self.any.as_ref().map(|r| (SniRank::Any, r));
         self.names
             .iter()
-            .filter(|(n, _)| {
-                n.strip_prefix('*')
-                    .is_some_and(|suffix| suffix.starts_with('.') && sni.ends_with(suffix))
-            })
-            .max_by_key(|(n, _)| n.len())
-            .map(|(_, r)| r)
-            .or(self.any.as_ref())
+            .filter_map(|(n, r)| Some((name_rank(n, sni.as_deref())?, r)))
+            .chain(any)
+            .max_by_key(|(rank, _)| *rank)
     }
 }
 
