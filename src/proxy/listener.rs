@@ -223,6 +223,7 @@ pub async fn serve(
 }
 
 /// The per-listener metrics a connection's task updates.
+#[derive(Clone)]
 struct Counters {
     cx_total: metrics::Counter,
     cx_active: metrics::Gauge,
@@ -248,9 +249,7 @@ fn conn_setup(
         drain: shared.drain_watch(),
         // Accepted while draining: served, its responses carry `connection: close`.
         accepted_draining: shared.draining(),
-        cx_total: counters.cx_total.clone(),
-        cx_active: counters.cx_active.clone(),
-        cx_parked: counters.cx_parked.clone(),
+        counters: counters.clone(),
         timeout_reply: timeout_reply.clone(),
         limits,
         gateway_port,
@@ -272,7 +271,7 @@ async fn serve_mixed(
     guard: impl Send + 'static,
 ) {
     let timeout = setup.limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
-    let read = crate::tls::read_hello(&mut stream, super::tcp::MAX_CLIENT_HELLO);
+    let read = crate::tls::read_hello(&mut stream);
     let hello = match tokio::time::timeout(timeout, read).await {
         Ok(Ok(hello)) => hello,
         Ok(Err(e)) => {
@@ -311,9 +310,7 @@ struct ConnSetup {
     stop: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
     accepted_draining: bool,
-    cx_total: metrics::Counter,
-    cx_active: metrics::Gauge,
-    cx_parked: metrics::Gauge,
+    counters: Counters,
     timeout_reply: Arc<[u8]>,
     limits: Limits,
     gateway_port: u16,
@@ -341,8 +338,7 @@ async fn serve_connection(
     _guard: impl Send + 'static,
 ) {
     let builders = setup.builders.clone();
-    let (cx_active, cx_parked, peer) =
-        (setup.cx_active.clone(), setup.cx_parked.clone(), setup.peer);
+    let (counters, peer) = (setup.counters.clone(), setup.peer);
     // Boxed: the handshake and the wait for the first bytes are over once the connection is
     // served, and a parked connection's task should not keep room for them.
     let Some(ready) = Box::pin(prepare(stream, hello, setup)).await else {
@@ -354,8 +350,17 @@ async fn serve_connection(
         watches,
         timers,
     } = ready;
-    connection::run(&builders, conn, &state, watches, timers, &cx_parked, peer).await;
-    cx_active.decrement(1.0);
+    connection::run(
+        &builders,
+        conn,
+        &state,
+        watches,
+        timers,
+        &counters.cx_parked,
+        peer,
+    )
+    .await;
+    counters.cx_active.decrement(1.0);
 }
 
 /// The TLS handshake on an HTTPS port (a TLS-terminated TCP server's connection is tunnelled
@@ -372,9 +377,7 @@ async fn prepare(
         mut stop,
         drain,
         accepted_draining,
-        cx_total,
-        cx_active,
-        cx_parked: _,
+        counters,
         timeout_reply,
         limits,
         gateway_port,
@@ -415,8 +418,8 @@ async fn prepare(
         return None;
     }
     // Counted once the connection is known to be HTTP (after a TLS handshake).
-    cx_total.increment(1);
-    cx_active.increment(1.0);
+    counters.cx_total.increment(1);
+    counters.cx_active.increment(1.0);
     let alpn = match &stream {
         crate::tls::Stream::Tls(tls) => Proto::from_alpn(tls.get_ref().1.alpn_protocol()),
         crate::tls::Stream::Plain(_) => None,
@@ -449,7 +452,7 @@ async fn prepare(
             match sniffed {
                 Some(sniffed) => sniffed,
                 None => {
-                    cx_active.decrement(1.0);
+                    counters.cx_active.decrement(1.0);
                     return None;
                 }
             }

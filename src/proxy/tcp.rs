@@ -25,8 +25,6 @@ use super::conn_state::quiet;
 use super::Shared;
 
 pub use crate::route::TCP_IDLE_TIMEOUT;
-/// The most ClientHello bytes read while looking for the SNI (Envoy's TLS inspector reads 64 KiB).
-pub(super) const MAX_CLIENT_HELLO: usize = 64 * 1024;
 
 /// Envoy's TCP proxy stats of one port (`tcp_prefix` is Istio's listener stat prefix).
 #[derive(Clone)]
@@ -168,33 +166,8 @@ async fn read_sni(
     down: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<String>> {
-    use tokio::io::AsyncReadExt;
-    let mut acceptor = rustls::server::Acceptor::default();
-    let mut chunk = vec![0u8; 4096];
-    loop {
-        let n = down.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_CLIENT_HELLO {
-            return Err(io::Error::other("ClientHello too large"));
-        }
-        let mut fresh = &chunk[..n];
-        while !fresh.is_empty() {
-            acceptor.read_tls(&mut fresh)?;
-        }
-        match acceptor.accept() {
-            Ok(Some(accepted)) => {
-                return Ok(accepted
-                    .client_hello()
-                    .server_name()
-                    .map(|s| s.to_ascii_lowercase()));
-            }
-            Ok(None) => continue,
-            Err((e, _)) => return Err(io::Error::other(e)),
-        }
-    }
+    let accepted = crate::tls::read_client_hello(down, buf).await?;
+    Ok(crate::tls::sni(&accepted.client_hello()))
 }
 
 /// Picks a cluster and an endpoint, connects, replays `hello`, then copies both ways.

@@ -44,21 +44,37 @@ pub struct Hello {
     pub sni: Option<String>,
 }
 
-/// Reads until a whole ClientHello is parsed (at most `max` bytes). Every byte read is kept in
-/// `Hello::bytes`.
-pub async fn read_hello(tcp: &mut TcpStream, max: usize) -> std::io::Result<Hello> {
+/// The most ClientHello bytes read while looking for the SNI (Envoy's TLS inspector reads 64 KiB).
+const MAX_CLIENT_HELLO: usize = 64 * 1024;
+
+/// Reads a ClientHello off `tcp` without answering it (`read_client_hello`).
+pub async fn read_hello(tcp: &mut TcpStream) -> std::io::Result<Hello> {
+    let mut bytes = Vec::new();
+    let accepted = read_client_hello(tcp, &mut bytes).await?;
+    Ok(Hello {
+        sni: sni(&accepted.client_hello()),
+        accepted,
+        bytes,
+    })
+}
+
+/// Reads until a whole ClientHello is parsed (at most 64 KiB). Every byte read is kept in
+/// `bytes`, to be replayed to a passthrough upstream (and counted as received if it fails).
+pub async fn read_client_hello(
+    io: &mut (impl tokio::io::AsyncRead + Unpin),
+    bytes: &mut Vec<u8>,
+) -> std::io::Result<rustls::server::Accepted> {
     use tokio::io::AsyncReadExt;
     let mut acceptor = rustls::server::Acceptor::default();
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 2048];
+    let mut chunk = vec![0u8; 4096];
     loop {
-        let n = tcp.read(&mut chunk).await?;
+        let n = io.read(&mut chunk).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         let fresh = chunk.get(..n).unwrap_or_default();
         bytes.extend_from_slice(fresh);
-        if bytes.len() > max {
+        if bytes.len() > MAX_CLIENT_HELLO {
             return Err(std::io::Error::other("ClientHello too large"));
         }
         let mut rest = fresh;
@@ -66,21 +82,16 @@ pub async fn read_hello(tcp: &mut TcpStream, max: usize) -> std::io::Result<Hell
             acceptor.read_tls(&mut rest)?;
         }
         match acceptor.accept() {
-            Ok(Some(accepted)) => {
-                let sni = accepted
-                    .client_hello()
-                    .server_name()
-                    .map(|s| s.to_ascii_lowercase());
-                return Ok(Hello {
-                    accepted,
-                    bytes,
-                    sni,
-                });
-            }
+            Ok(Some(accepted)) => return Ok(accepted),
             Ok(None) => continue,
             Err((e, _)) => return Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// A ClientHello's SNI, lower case.
+pub fn sni(hello: &rustls::server::ClientHello<'_>) -> Option<String> {
+    hello.server_name().map(|s| s.to_ascii_lowercase())
 }
 
 /// How a handshake ended, for the metric and the debug log.
@@ -134,10 +145,7 @@ async fn run(
             acceptor.await.map_err(|_| Outcome::Error)?
         }
     };
-    let sni: Option<Box<str>> = start
-        .client_hello()
-        .server_name()
-        .map(|s| s.to_ascii_lowercase().into());
+    let sni: Option<Box<str>> = sni(&start.client_hello()).map(Into::into);
     let chain = port.find(sni.as_deref()).ok_or(Outcome::NoFilterChain)?;
     let config = chain.config.clone().ok_or(Outcome::NoFilterChain)?;
     let tls = start

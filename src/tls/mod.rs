@@ -23,7 +23,7 @@ mod xfcc;
 
 use std::time::Duration;
 
-pub use accept::{handshake, read_hello, Hello, Stream, TlsFacts};
+pub use accept::{handshake, read_client_hello, read_hello, sni, Hello, Stream, TlsFacts};
 pub use config::{Chain, TlsPort};
 pub use store::{CertSlot, Credentials};
 pub use watch::{watch, CredentialWatcher};
