@@ -7,6 +7,7 @@ command given after `--`, which must listen on --port and forward to the upstrea
   2. opens N HTTP/1.1 keep-alive connections, sends one request on each and reads the response,
      and keeps them open and idle: RSS, and (RSS - idle) / N per connection, at once and again
      --settle seconds later (meshgate parks connections quiet for 2 s: their buffers are freed);
+     With --marginal, opens N more and reports the growth per connection (the slope);
   3. closes them all, waits --after seconds: RSS again (does the memory come back?).
 Repeats step 2-3 --rounds times (a pod that saw a spike should not keep it).
 
@@ -52,7 +53,7 @@ async def one_request(port, keep):
 
 async def open_many(port, n):
     keep = []
-    sem = asyncio.Semaphore(500)
+    sem = asyncio.Semaphore(int(os.environ.get("CM_CONC", "500")))
 
     async def guarded():
         async with sem:
@@ -69,6 +70,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--port", type=int, default=18000)
     ap.add_argument("--settle", type=float, default=5.0)
+    ap.add_argument("--marginal", action="store_true",
+                    help="after the settle, open N more and report (RSS(2N) - RSS(N)) / N: the "
+                         "cost of one more idle connection, without what does not grow with N "
+                         "(the upstream pool the burst's concurrency filled, runtime, tables)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
@@ -107,6 +112,13 @@ def main():
                 held = benchkit.status_kib(proxy.pid)
                 print(f"round {r}: the same {a.settle:.0f} s later: "
                       f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
+            if a.marginal:
+                keep += loop.run_until_complete(open_many(a.port, a.n))
+                time.sleep(a.settle)
+                more = benchkit.status_kib(proxy.pid)
+                print(f"round {r}: {2 * a.n} idle connections, {a.settle:.0f} s later: "
+                      f"{more / 1024:.1f} MiB, {(more - held) / a.n:.1f} KiB per connection "
+                      f"more (marginal)")
             for w in keep:
                 w.close()
             # asyncio closes a transport's socket on the loop: run it, or nothing is closed.

@@ -16,8 +16,9 @@ use meshgate::{Gateway, Settings, StartError};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How often an idle runtime thread hands freed memory back to the OS.
-const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often an idle runtime thread hands freed memory back to the OS: soon after idle
+/// connections park (2 s of quiet, `--park-idle-after`) their buffers are back with the OS.
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// The same while the overload manager is past its shed threshold: memory returned promptly is
 /// what lets the level ease once the connections that raised it are gone.
 const COLLECT_EVERY_UNDER_PRESSURE: std::time::Duration = std::time::Duration::from_millis(100);

@@ -49,36 +49,87 @@ enum Ended<T, S> {
     Parked(Box<Parked<T, S>>),
 }
 
+/// What a connection keeps from phase to phase, owned, so a parked connection can move to a
+/// task of its own (`run`).
+pub(super) struct Life<G> {
+    pub builders: Arc<Builders>,
+    pub state: Arc<ConnState>,
+    pub watches: Watches,
+    pub timers: Timers,
+    /// Decremented when the connection ends.
+    pub active_gauge: metrics::Gauge,
+    pub parked_gauge: metrics::Gauge,
+    pub peer: std::net::SocketAddr,
+    /// Held until the connection ends (the listener's count of open connections).
+    pub _guard: G,
+}
+
 /// Serves `conn` until it closes, parking it whenever it is quiet for `timers.park_after`.
-pub(super) async fn run<T, S>(
-    builders: &Builders,
-    conn: HttpConn<TokioIo<Prefixed<T>>, S>,
-    state: &Arc<ConnState>,
-    mut watches: Watches,
-    timers: Timers,
-    parked_gauge: &metrics::Gauge,
-    peer: std::net::SocketAddr,
-) where
+///
+/// A parked connection waits in a new task (`park`) and this one ends: the task that served
+/// requests was allocated at accept, among the transient memory of the requests of its time,
+/// and would pin those allocator pages for as long as the connection idles; the parked task is
+/// allocated when the active phase's memory is freed, and is the size of what it holds
+/// (`benches/RESULTS.md`: memory per idle connection).
+pub(super) async fn run<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, mut life: Life<G>)
+where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    G: Send + 'static,
 {
-    let mut conn = conn;
-    loop {
-        // Boxed: the active phase's state (hyper's connection, the select over every event)
-        // lives only while the connection is active.
-        let ended = Box::pin(active(conn, state, &mut watches, timers, peer)).await;
-        let Ended::Parked(mut parked) = ended else {
-            return;
-        };
-        parked_gauge.increment(1.0);
-        let mut first = [0u8; PARKED_READ];
-        let resumed = wait_parked(&mut parked, &mut first, &mut watches, timers).await;
-        parked_gauge.decrement(1.0);
-        let Some(n) = resumed else { return };
-        conn = (*parked).resume(builders, &first[..n]);
+    // Boxed: the active phase's state (hyper's connection, the select over every event) lives
+    // only while the connection is active.
+    let ended = Box::pin(active(
+        conn,
+        &life.state,
+        &mut life.watches,
+        life.timers,
+        life.peer,
+    ))
+    .await;
+    match ended {
+        Ended::Closed => life.active_gauge.decrement(1.0),
+        Ended::Parked(parked) => park(*parked, life),
     }
+}
+
+/// Moves a parked connection to a task of its own, which resumes it on its next bytes (and
+/// serves it, in that task, until it closes or parks again).
+fn park<T, S, G>(parked: Parked<T, S>, life: Life<G>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    G: Send + 'static,
+{
+    // A named future type (boxed) for the task: `run` spawns this and this awaits `run`.
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(parked_phase(parked, life));
+    tokio::spawn(task);
+}
+
+/// A parked connection's task: waits for its next bytes, then serves it again.
+async fn parked_phase<T, S, G>(mut parked: Parked<T, S>, mut life: Life<G>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    G: Send + 'static,
+{
+    life.parked_gauge.increment(1.0);
+    let mut first = [0u8; PARKED_READ];
+    let resumed = wait_parked(&mut parked, &mut first, &mut life.watches, life.timers).await;
+    life.parked_gauge.decrement(1.0);
+    let Some(n) = resumed else {
+        life.active_gauge.decrement(1.0);
+        return;
+    };
+    let conn = parked.resume(&life.builders, &first[..n]);
+    Box::pin(run(conn, life)).await;
 }
 
 /// Serves until hyper's connection ends: closed, or let go for parking.

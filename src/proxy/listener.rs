@@ -335,7 +335,7 @@ async fn serve_connection(
     stream: TcpStream,
     hello: Option<crate::tls::Hello>,
     setup: Box<ConnSetup>,
-    _guard: impl Send + 'static,
+    guard: impl Send + 'static,
 ) {
     let builders = setup.builders.clone();
     let (counters, peer) = (setup.counters.clone(), setup.peer);
@@ -350,17 +350,17 @@ async fn serve_connection(
         watches,
         timers,
     } = ready;
-    connection::run(
-        &builders,
-        conn,
-        &state,
+    let life = connection::Life {
+        builders,
+        state,
         watches,
         timers,
-        &counters.cx_parked,
+        active_gauge: counters.cx_active,
+        parked_gauge: counters.cx_parked,
         peer,
-    )
-    .await;
-    counters.cx_active.decrement(1.0);
+        _guard: guard,
+    };
+    connection::run(conn, life).await;
 }
 
 /// The TLS handshake on an HTTPS port (a TLS-terminated TCP server's connection is tunnelled

@@ -13,7 +13,9 @@
 //!
 //! `maxRequestsPerConnection` and the idle timeout are enforced at check-in and checkout;
 //! a reaper closes connections idle past the timeout, and trims idle connections the traffic no
-//! longer needs (`to_close`).
+//! longer needs (`to_close`). A connection idle for `DORMANT_AFTER` is made dormant: hyper's
+//! connection and its buffers are let go, the socket stays open, and a new hyper connection is
+//! made on it when it is taken again (as downstream connections are parked).
 //! May not touch: endpoint choice, circuit breakers (`pool.rs`).
 
 use std::collections::HashMap;
@@ -41,6 +43,10 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// Idle connections per endpoint the trimming keeps (the idle timeout still closes them).
 const TRIM_KEEPS: usize = 4;
 
+/// An idle connection unused this long keeps only its socket (`Dormant`): hyper's read and write
+/// buffers (8 KiB each) go back, as a parked downstream connection's do.
+const DORMANT_AFTER: Duration = Duration::from_secs(2);
+
 /// Idle connections kept per endpoint; past it the oldest is closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
@@ -61,8 +67,22 @@ struct Inner {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Pooled,
     since: Instant,
+}
+
+/// An idle connection: ready to send on, or its socket alone.
+enum Pooled {
+    Live(Conn),
+    Dormant(Dormant),
+    /// Found finished while being made dormant; removed by the same pass.
+    Closed,
+}
+
+/// An idle connection's socket, hyper's state let go (`DORMANT_AFTER`).
+struct Dormant {
+    io: TokioIo<Stream>,
+    uses: u32,
 }
 
 /// One connection: the request sender and the connection's state machine, driven by its user.
@@ -96,8 +116,14 @@ impl std::fmt::Debug for PooledBody {
 
 impl std::fmt::Debug for Idle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (uses, dormant) = match &self.conn {
+            Pooled::Live(c) => (c.uses, false),
+            Pooled::Dormant(d) => (d.uses, true),
+            Pooled::Closed => (0, false),
+        };
         f.debug_struct("Idle")
-            .field("uses", &self.conn.uses)
+            .field("uses", &uses)
+            .field("dormant", &dormant)
             .field("since", &self.since)
             .finish()
     }
@@ -126,6 +152,16 @@ impl Http1Pool {
         self.inner.lock().get(&endpoint).map_or(0, Vec::len)
     }
 
+    /// Of those, the dormant ones (`DORMANT_AFTER`).
+    #[cfg(test)]
+    fn dormant(&self, endpoint: SocketAddr) -> usize {
+        self.inner.lock().get(&endpoint).map_or(0, |list| {
+            list.iter()
+                .filter(|i| matches!(i.conn, Pooled::Dormant(_)))
+                .count()
+        })
+    }
+
     /// Sends `req` (origin-form URI, `host` header set) to `endpoint` on an idle connection, or
     /// a new one (always a new one when `fresh`).
     ///
@@ -138,7 +174,11 @@ impl Http1Pool {
         req: Request<UpstreamBody>,
         fresh: bool,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        let reused = if fresh { None } else { self.checkout(endpoint) };
+        let reused = if fresh {
+            None
+        } else {
+            self.checkout(endpoint).await
+        };
         let (conn, req) = match reused {
             Some(conn) => match exchange(conn, req).await {
                 Ok(done) => return Ok(self.wrap(endpoint, done)),
@@ -201,8 +241,9 @@ impl Http1Pool {
         })
     }
 
-    /// The most recently used idle connection to `endpoint` that is still open.
-    fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
+    /// The most recently used idle connection to `endpoint` that is still open (a dormant one
+    /// gets a new hyper connection on its socket).
+    async fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
         let timeout = self.inner.settings.idle_timeout;
         loop {
             let idle = {
@@ -214,8 +255,15 @@ impl Http1Pool {
                 }
                 idle?
             };
-            if idle.since.elapsed() < timeout {
-                let mut conn = idle.conn;
+            if idle.since.elapsed() >= timeout {
+                continue;
+            }
+            let conn = match idle.conn {
+                Pooled::Live(conn) => Some(conn),
+                Pooled::Dormant(dormant) => dormant.wake().await,
+                Pooled::Closed => None,
+            };
+            if let Some(mut conn) = conn {
                 if conn.reusable() {
                     return Some(conn);
                 }
@@ -262,21 +310,38 @@ impl Inner {
             list.remove(0);
         }
         list.push(Idle {
-            conn,
+            conn: Pooled::Live(conn),
             since: Instant::now(),
         });
     }
 
-    /// Closes connections idle past the timeout, and half of the surplus (`to_close`).
-    fn prune(&self) {
+    /// Makes connections idle for `DORMANT_AFTER` at `now` dormant; with `trim`, first closes
+    /// those idle past the timeout, and half of the surplus (`to_close`).
+    fn prune(&self, now: Instant, trim: bool) {
         let timeout = self.settings.idle_timeout;
-        let now = Instant::now();
         let mut closed = Vec::new();
         let mut map = self.lock();
         map.retain(|_, list| {
-            let idle_for: Vec<Duration> = list.iter().map(|i| now - i.since).collect();
-            let n = to_close(&idle_for, timeout);
-            closed.extend(list.drain(..n));
+            if trim {
+                let idle_for: Vec<Duration> = list.iter().map(|i| now - i.since).collect();
+                let n = to_close(&idle_for, timeout);
+                closed.extend(list.drain(..n));
+            }
+            for idle in list.iter_mut() {
+                if now - idle.since < DORMANT_AFTER {
+                    // Oldest first: the rest are newer still.
+                    break;
+                }
+                if let Pooled::Live(_) = idle.conn {
+                    idle.conn = match std::mem::replace(&mut idle.conn, Pooled::Closed) {
+                        Pooled::Live(conn) => {
+                            conn.into_dormant().map_or(Pooled::Closed, Pooled::Dormant)
+                        }
+                        other => other,
+                    };
+                }
+            }
+            list.retain(|i| !matches!(i.conn, Pooled::Closed));
             !list.is_empty()
         });
         drop(map);
@@ -306,18 +371,38 @@ async fn reap(pool: Weak<Inner>) {
         Some(p) => (p.settings.idle_timeout / 2).clamp(Duration::from_millis(100), TRIM_EVERY),
         None => return,
     };
+    // Runs at least every `DORMANT_AFTER`; trims once per `every`.
+    let tick = every.min(DORMANT_AFTER);
+    let mut trimmed = Instant::now();
     loop {
-        tokio::time::sleep(every).await;
-        match pool.upgrade() {
-            Some(p) => p.prune(),
-            None => return,
+        tokio::time::sleep(tick).await;
+        let Some(p) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let trim = now - trimmed >= every;
+        if trim {
+            trimmed = now;
         }
+        p.prune(now, trim);
     }
 }
 
 // === impl Conn ===
 
 impl Conn {
+    /// The socket alone, hyper's connection let go (`None`: finished, or the upstream sent
+    /// bytes nobody asked for: closed).
+    fn into_dormant(mut self) -> Option<Dormant> {
+        if !self.reusable() {
+            return None;
+        }
+        let Conn { driver, uses, .. } = self;
+        let parts = Pin::into_inner(driver).into_parts();
+        parts
+            .read_buf
+            .is_empty()
+            .then_some(Dormant { io: parts.io, uses })
+    }
+
     /// Can this connection take a request now? Polls the connection once so a close or an
     /// unexpected byte from the upstream is noticed.
     fn reusable(&mut self) -> bool {
@@ -326,6 +411,21 @@ impl Conn {
             return false;
         }
         self.send.is_ready()
+    }
+}
+
+// === impl Dormant ===
+
+impl Dormant {
+    /// A new hyper connection on the socket (no I/O: the caller checks it is still open).
+    async fn wake(self) -> Option<Conn> {
+        let (send, driver) = http1::Builder::new().handshake(self.io).await.ok()?;
+        Some(Conn {
+            send,
+            driver: Box::pin(driver),
+            uses: self.uses,
+            closed: false,
+        })
     }
 }
 
@@ -479,5 +579,93 @@ mod tests {
             idle -= to_close(&vec![Duration::from_secs(20); idle], timeout);
         }
         assert_eq!(idle, TRIM_KEEPS + 7);
+    }
+
+    /// An upstream on a real socket that answers every request with `ok`, and closes its
+    /// connection when `close` is notified (then says so); counts the connections it accepted.
+    async fn upstream(
+        close: Arc<tokio::sync::Notify>,
+    ) -> (
+        SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (closed_tx, close) = (closed_tx.clone(), close.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let n = tokio::select! {
+                                read = s.read(&mut chunk) => match read {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => n,
+                                },
+                                () = close.notified() => {
+                                    drop(s);
+                                    let _ = closed_tx.send(());
+                                    return;
+                                }
+                            };
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        buf.clear();
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted, closed_rx)
+    }
+
+    async fn get(pool: &Http1Pool, addr: SocketAddr) -> Bytes {
+        use http_body_util::{BodyExt, Empty};
+        let body = Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "upstream")
+            .body(body)
+            .unwrap();
+        let resp = pool.send(addr, req, false).await.expect("response");
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_dormant_connection_is_reused_and_a_closed_one_replaced() {
+        let close = Arc::new(tokio::sync::Notify::new());
+        let (addr, accepted, mut closed) = upstream(close.clone()).await;
+        let pool = Http1Pool::new(&ConnectionSettings::default(), None);
+        assert_eq!(get(&pool, addr).await, "ok");
+        assert_eq!((pool.idle(addr), pool.dormant(addr)), (1, 0));
+        // Not idle long enough: kept as it is.
+        pool.inner.prune(Instant::now(), false);
+        assert_eq!(pool.dormant(addr), 0);
+        pool.inner.prune(Instant::now() + DORMANT_AFTER, false);
+        assert_eq!((pool.idle(addr), pool.dormant(addr)), (1, 1));
+        // Woken on the same socket: no new connection upstream.
+        assert_eq!(get(&pool, addr).await, "ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The upstream closes it while it is dormant: the next request is sent on a new
+        // connection, not on the closed one.
+        pool.inner.prune(Instant::now() + DORMANT_AFTER, false);
+        assert_eq!((pool.idle(addr), pool.dormant(addr)), (1, 1));
+        close.notify_one();
+        closed.recv().await.unwrap();
+        assert_eq!(get(&pool, addr).await, "ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
