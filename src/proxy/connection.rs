@@ -64,12 +64,13 @@ pub(super) struct Life<G> {
     pub _guard: G,
 }
 
-/// Serves `conn` until it closes, parking it whenever it is quiet for `timers.park_after`.
+/// Serves `conn` until it closes or parks (quiet for `timers.park_after`).
 ///
-/// A parked connection waits in a new task (`park`) and this one ends: the task that served
-/// requests was allocated at accept, among the transient memory of the requests of its time,
-/// and would pin those allocator pages for as long as the connection idles; the parked task is
-/// allocated when the active phase's memory is freed, and is the size of what it holds
+/// Each phase of a connection has a task of its own: a parked connection waits in a new task
+/// (`parked_phase`) and this one ends, and it is served again in another (`resume`). A task is
+/// allocated when its phase starts: the task that served requests was allocated among the
+/// transient memory of the requests of its time, and would pin those allocator pages for as
+/// long as the connection idles; the parked task is the size of what it holds
 /// (`benches/RESULTS.md`: memory per idle connection).
 pub(super) async fn run<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, mut life: Life<G>)
 where
@@ -91,27 +92,14 @@ where
     .await;
     match ended {
         Ended::Closed => life.active_gauge.decrement(1.0),
-        Ended::Parked(parked) => park(*parked, life),
+        Ended::Parked(parked) => {
+            tokio::spawn(parked_phase(*parked, life));
+        }
     }
 }
 
-/// Moves a parked connection to a task of its own, which resumes it on its next bytes (and
-/// serves it, in that task, until it closes or parks again).
-fn park<T, S, G>(parked: Parked<T, S>, life: Life<G>)
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    G: Send + 'static,
-{
-    // A named future type (boxed) for the task: `run` spawns this and this awaits `run`.
-    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        Box::pin(parked_phase(parked, life));
-    tokio::spawn(task);
-}
-
-/// A parked connection's task: waits for its next bytes, then serves it again.
+/// A parked connection's task: waits for its next bytes, and hands the connection to a new task
+/// that serves it (`resume`).
 async fn parked_phase<T, S, G>(mut parked: Parked<T, S>, mut life: Life<G>)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -124,12 +112,25 @@ where
     let mut first = [0u8; PARKED_READ];
     let resumed = wait_parked(&mut parked, &mut first, &mut life.watches, life.timers).await;
     life.parked_gauge.decrement(1.0);
-    let Some(n) = resumed else {
-        life.active_gauge.decrement(1.0);
-        return;
-    };
-    let conn = parked.resume(&life.builders, &first[..n]);
-    Box::pin(run(conn, life)).await;
+    match resumed {
+        Some(n) => resume(parked.resume(&life.builders, &first[..n]), life),
+        None => life.active_gauge.decrement(1.0),
+    }
+}
+
+/// Serves a resumed connection in a task of its own (`run`).
+fn resume<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, life: Life<G>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    G: Send + 'static,
+{
+    // A named type (boxed) for the task: `run` spawns `parked_phase`, which spawns `run`.
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(run(conn, life));
+    tokio::spawn(task);
 }
 
 /// Serves until hyper's connection ends: closed, or let go for parking.
