@@ -301,10 +301,11 @@ fn compile_options(common: &Common) -> meshgate::compile::Options {
 
 /// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
 ///
-/// mimalloc asks for huge pages on its arenas (`madvise`), and a 2 MiB page stays resident
-/// while any block on it is live: after a burst, a few idle connections on each kept its whole
-/// 2 MiB, 2.9-5.2 KiB per parked connection from run to run instead of 2.8-3.3
-/// (`benches/RESULTS.md`). The heap of a proxy is small; its TLB reach was not what it lacked.
+/// On hosts with THP `always` (or with mimalloc v3, which asks for huge pages on its arenas) the
+/// heap is backed by 2 MiB pages, and one stays resident while any block on it is live: a few
+/// idle connections spread over the pages a burst of requests used keep that burst's memory.
+/// Off, as Redis and most databases advise; the heap of a proxy is small, its TLB reach not what
+/// it lacks.
 fn disable_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
