@@ -49,6 +49,34 @@ enum Ended<T, S> {
     Parked(Box<Parked<T, S>>),
 }
 
+/// A downstream connection's stream, as hyper and the connection's tasks need it.
+pub(super) trait ConnStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConnStream for T {}
+
+/// A downstream connection's service, as hyper and the connection's tasks need it.
+pub(super) trait ConnServe:
+    Service<
+        http::Request<Incoming>,
+        Response = http::Response<Body>,
+        Future: Send + 'static,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    > + Unpin
+    + Send
+    + 'static
+{
+}
+impl<S> ConnServe for S where
+    S: Service<
+            http::Request<Incoming>,
+            Response = http::Response<Body>,
+            Future: Send + 'static,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// What a connection keeps from phase to phase, owned, so a parked connection can move to a
 /// task of its own (`run`).
 pub(super) struct Life<G> {
@@ -74,10 +102,8 @@ pub(super) struct Life<G> {
 /// (`benches/RESULTS.md`: memory per idle connection).
 pub(super) async fn run<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, mut life: Life<G>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
     G: Send + 'static,
 {
     // Boxed: the active phase's state (hyper's connection, the select over every event) lives
@@ -102,10 +128,8 @@ where
 /// that serves it (`resume`).
 async fn parked_phase<T, S, G>(mut parked: Parked<T, S>, mut life: Life<G>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
     G: Send + 'static,
 {
     life.parked_gauge.increment(1.0);
@@ -121,10 +145,8 @@ where
 /// Serves a resumed connection in a task of its own (`run`).
 fn resume<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, life: Life<G>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
     G: Send + 'static,
 {
     // A named type (boxed) for the task: `run` spawns `parked_phase`, which spawns `run`.
@@ -142,10 +164,8 @@ async fn active<T, S>(
     peer: std::net::SocketAddr,
 ) -> Ended<T, S>
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
 {
     // Counted from the start of this phase (a resumed connection was quiet while parked).
     let idle = async {
@@ -231,10 +251,8 @@ async fn wait_parked<T, S>(
     timers: Timers,
 ) -> Option<usize>
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
 {
     // Nothing moves while parked: the idle timeout is a plain deadline from here, one timer
     // together with the connection's age.
