@@ -51,9 +51,9 @@ async def one_request(port, keep):
         keep.append(writer)
 
 
-async def open_many(port, n):
+async def open_many(port, n, concurrency):
     keep = []
-    sem = asyncio.Semaphore(int(os.environ.get("CM_CONC", "500")))
+    sem = asyncio.Semaphore(concurrency)
 
     async def guarded():
         async with sem:
@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--port", type=int, default=18000)
     ap.add_argument("--settle", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=500,
+                    help="connections being opened (and their request answered) at once")
     ap.add_argument("--marginal", action="store_true",
                     help="after the settle, open N more and report (RSS(2N) - RSS(N)) / N: the "
                          "cost of one more idle connection, without what does not grow with N "
@@ -103,7 +105,7 @@ def main():
         print(f"idle: {idle / 1024:.1f} MiB")
         for r in range(1, a.rounds + 1):
             t0 = time.time()
-            keep = loop.run_until_complete(open_many(a.port, a.n))
+            keep = loop.run_until_complete(open_many(a.port, a.n, a.concurrency))
             held = benchkit.status_kib(proxy.pid)
             print(f"round {r}: {a.n} idle connections (opened in {time.time() - t0:.1f} s): "
                   f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
@@ -113,7 +115,7 @@ def main():
                 print(f"round {r}: the same {a.settle:.0f} s later: "
                       f"{held / 1024:.1f} MiB, {(held - idle) / a.n:.1f} KiB per connection")
             if a.marginal:
-                keep += loop.run_until_complete(open_many(a.port, a.n))
+                keep += loop.run_until_complete(open_many(a.port, a.n, a.concurrency))
                 time.sleep(a.settle)
                 more = benchkit.status_kib(proxy.pid)
                 print(f"round {r}: {2 * a.n} idle connections, {a.settle:.0f} s later: "

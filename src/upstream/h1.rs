@@ -75,8 +75,6 @@ struct Idle {
 enum Pooled {
     Live(Conn),
     Dormant(Dormant),
-    /// Found finished while being made dormant; removed by the same pass.
-    Closed,
 }
 
 /// An idle connection's socket, hyper's state let go (`DORMANT_AFTER`).
@@ -119,7 +117,6 @@ impl std::fmt::Debug for Idle {
         let (uses, dormant) = match &self.conn {
             Pooled::Live(c) => (c.uses, false),
             Pooled::Dormant(d) => (d.uses, true),
-            Pooled::Closed => (0, false),
         };
         f.debug_struct("Idle")
             .field("uses", &uses)
@@ -261,7 +258,6 @@ impl Http1Pool {
             let conn = match idle.conn {
                 Pooled::Live(conn) => Some(conn),
                 Pooled::Dormant(dormant) => dormant.wake().await,
-                Pooled::Closed => None,
             };
             if let Some(mut conn) = conn {
                 if conn.reusable() {
@@ -327,21 +323,17 @@ impl Inner {
                 let n = to_close(&idle_for, timeout);
                 closed.extend(list.drain(..n));
             }
-            for idle in list.iter_mut() {
-                if now - idle.since < DORMANT_AFTER {
-                    // Oldest first: the rest are newer still.
-                    break;
-                }
-                if let Pooled::Live(_) = idle.conn {
-                    idle.conn = match std::mem::replace(&mut idle.conn, Pooled::Closed) {
-                        Pooled::Live(conn) => {
-                            conn.into_dormant().map_or(Pooled::Closed, Pooled::Dormant)
-                        }
-                        other => other,
-                    };
-                }
-            }
-            list.retain(|i| !matches!(i.conn, Pooled::Closed));
+            // Those found finished while being made dormant are dropped (closed).
+            *list = std::mem::take(list)
+                .into_iter()
+                .filter_map(|idle| match idle.conn {
+                    Pooled::Live(conn) if now - idle.since >= DORMANT_AFTER => Some(Idle {
+                        conn: Pooled::Dormant(conn.into_dormant()?),
+                        since: idle.since,
+                    }),
+                    _ => Some(idle),
+                })
+                .collect();
             !list.is_empty()
         });
         drop(map);
