@@ -43,7 +43,7 @@ pub(super) fn compile_rewrite(
             );
             return None;
         };
-        let pattern = compile_regex(m, &format!("{f}.match"), false, cx)?;
+        let pattern = compile_regex(m, &format!("{f}.match"), cx)?;
         // Envoy/RE2 write groups as \1; the regex crate as ${1}.
         let replacement = regex::Regex::new(r"\\(\d)")
             .expect("static regex")

@@ -4,6 +4,7 @@
 
 mod action;
 mod cors;
+mod full_match;
 mod host;
 mod l4;
 mod matcher;
@@ -11,6 +12,7 @@ mod policy;
 
 pub use action::*;
 pub use cors::{CorsDecision, CorsPolicy};
+pub use full_match::FullMatch;
 pub use host::{HostMatch, HostTable};
 pub use l4::{sni_rank, L4Cluster, L4Route, L4Table, SniRank, SniTable, TCP_IDLE_TIMEOUT};
 pub use matcher::{

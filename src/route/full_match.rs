@@ -1,0 +1,203 @@
+//! [`FullMatch`]: an RE2-syntax regex that must match the whole value (Envoy `safe_regex`), as
+//! route conditions use it. Matching only asks "does it match", so this keeps what that needs:
+//! the forward lazy DFA of `regex-automata` (no reverse automaton, no capture engines) and a pool
+//! of its caches, about 2.8 KB per pattern where a `regex::Regex` holds 6.8 KB (its meta engine:
+//! forward and reverse NFAs and DFAs, one-pass and backtracking engines, a strategy and a pool per
+//! clone). Clones share one pattern, automaton and pool. A pattern the lazy DFA cannot run (a
+//! Unicode `\b`) falls back to `regex::Regex`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson::{self, pikevm::PikeVM, WhichCaptures};
+use regex_automata::util::pool::Pool;
+use regex_automata::{Anchored, Input};
+
+/// The compiled program's size limit (the `regex` crate's `size_limit`).
+const NFA_SIZE_LIMIT: usize = 1 << 20;
+
+type MakeCache =
+    Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+/// An anchored regex: `is_match` is true when the pattern matches all of the value.
+#[derive(Clone)]
+pub struct FullMatch(Arc<Inner>);
+
+struct Inner {
+    /// As written in the config, without the anchoring added here.
+    pattern: Box<str>,
+    engine: Engine,
+}
+
+enum Engine {
+    Lazy {
+        dfa: Arc<DFA>,
+        caches: Pool<Cache, MakeCache>,
+    },
+    Meta(regex::Regex),
+}
+
+impl FullMatch {
+    /// Compiles `pattern` (RE2 syntax, Unicode on, as the `regex` crate reads it) to match whole
+    /// values. The error is the reason, one line.
+    pub fn new(pattern: &str) -> Result<FullMatch, String> {
+        // `^` is the anchored search's start; `$` (end of text) makes a match reach the end.
+        let forward = format!("(?:{pattern})$");
+        let nfa = thompson::Config::new()
+            .which_captures(WhichCaptures::None)
+            .nfa_size_limit(Some(NFA_SIZE_LIMIT));
+        let engine = match DFA::builder().thompson(nfa).build(&forward) {
+            Ok(dfa) => {
+                let dfa = Arc::new(dfa);
+                let shared = Arc::clone(&dfa);
+                let make: MakeCache = Box::new(move || shared.create_cache());
+                Engine::Lazy {
+                    dfa,
+                    caches: Pool::new(make),
+                }
+            }
+            // A syntax error, a program over the size limit, or a construct the lazy DFA cannot
+            // run (a Unicode word boundary): the meta engine runs the last and words the others.
+            Err(_) => regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                .size_limit(NFA_SIZE_LIMIT)
+                .build()
+                .map(Engine::Meta)
+                .map_err(|e| match e {
+                    regex::Error::Syntax(s) => last_line(&s),
+                    other => other.to_string(),
+                })?,
+        };
+        Ok(FullMatch(Arc::new(Inner {
+            pattern: pattern.into(),
+            engine,
+        })))
+    }
+
+    pub fn is_match(&self, value: &str) -> bool {
+        match &self.0.engine {
+            Engine::Meta(r) => r.is_match(value),
+            Engine::Lazy { dfa, caches } => {
+                let input = Input::new(value).anchored(Anchored::Yes).earliest(true);
+                let mut cache = caches.get();
+                match dfa.try_search_fwd(&mut cache, &input) {
+                    Ok(m) => m.is_some(),
+                    // The DFA is built without quit bytes or a give-up threshold, so this is not
+                    // expected; the NFA simulation gives the same answer, slower.
+                    Err(_) => slow_match(dfa.get_nfa(), &input),
+                }
+            }
+        }
+    }
+
+    /// The pattern as written (not anchored).
+    pub fn as_str(&self) -> &str {
+        &self.0.pattern
+    }
+}
+
+fn slow_match(nfa: &thompson::NFA, input: &Input<'_>) -> bool {
+    match PikeVM::new_from_nfa(nfa.clone()) {
+        Ok(vm) => vm.is_match(&mut vm.create_cache(), input.clone()),
+        Err(_) => false,
+    }
+}
+
+/// The `regex` crate's syntax errors span several lines (the pattern, a caret, the reason): the
+/// reason is the last.
+fn last_line(s: &str) -> String {
+    s.lines()
+        .last()
+        .unwrap_or("syntax error")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+impl fmt::Debug for FullMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FullMatch").field(&self.as_str()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_whole_values_only() {
+        let r = FullMatch::new("/svc-1/v1/items/[0-9]+").unwrap();
+        assert!(r.is_match("/svc-1/v1/items/123"));
+        assert!(!r.is_match("/svc-1/v1/items/12a"));
+        assert!(!r.is_match("x/svc-1/v1/items/1"));
+        assert!(!r.is_match("/svc-1/v1/items/1/"));
+        assert!(!r.is_match(""));
+        assert_eq!(r.as_str(), "/svc-1/v1/items/[0-9]+");
+    }
+
+    #[test]
+    fn alternation_and_anchors_inside_the_pattern() {
+        // Anchoring wraps the whole alternation, not its last branch.
+        let r = FullMatch::new("a|b").unwrap();
+        assert!(r.is_match("a") && r.is_match("b"));
+        assert!(!r.is_match("ab") && !r.is_match("ba"));
+        let r = FullMatch::new("^/x$").unwrap();
+        assert!(r.is_match("/x") && !r.is_match("/xy"));
+        let r = FullMatch::new(".*").unwrap();
+        assert!(r.is_match("") && r.is_match("anything/at/all"));
+        let r = FullMatch::new("(?i)abc").unwrap();
+        assert!(r.is_match("ABC") && !r.is_match("ABCD"));
+        let r = FullMatch::new("x*").unwrap();
+        assert!(r.is_match("") && r.is_match("xxx") && !r.is_match("xy"));
+    }
+
+    #[test]
+    fn unicode_values_and_classes() {
+        let r = FullMatch::new(r"\w+-é.").unwrap();
+        assert!(r.is_match("naïve-éü"));
+        assert!(!r.is_match("naïve-e!"));
+    }
+
+    #[test]
+    fn a_word_boundary_falls_back_and_still_matches_whole_values() {
+        let r = FullMatch::new(r"\bfoo\b.*").unwrap();
+        assert!(matches!(r.0.engine, Engine::Meta(_)));
+        assert!(r.is_match("foo bar"));
+        assert!(!r.is_match("xfoo bar"));
+        assert!(!r.is_match("a foo"));
+    }
+
+    #[test]
+    fn errors_name_the_reason_in_one_line() {
+        assert_eq!(
+            FullMatch::new("a(b").unwrap_err(),
+            "unclosed group",
+            "syntax errors keep only the reason"
+        );
+        assert_eq!(
+            FullMatch::new("a{2,1}").unwrap_err(),
+            "invalid repetition count range, the start must be <= the end"
+        );
+        let big = FullMatch::new(r"\w{1000}\w{1000}").unwrap_err();
+        assert!(big.contains("exceeds size limit"), "{big}");
+    }
+
+    #[test]
+    fn clones_share_one_program_and_pool() {
+        let a = FullMatch::new("[a-z]+").unwrap();
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        // Used from several threads at once, each with a cache from the pool.
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let b = b.clone();
+                s.spawn(move || {
+                    for _ in 0..1000 {
+                        assert!(b.is_match("abc"));
+                        assert!(!b.is_match(&format!("abc{i}")));
+                    }
+                });
+            }
+        });
+    }
+}
