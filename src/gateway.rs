@@ -19,7 +19,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::compile::{self, Compiled, Summary};
-use crate::config::{self, Diff, Report, Resources};
+use crate::config::{self, Diff, Report, Served};
 use crate::ops;
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
@@ -159,7 +159,8 @@ pub enum OpsPort {
 }
 
 struct State {
-    resources: Resources,
+    /// What the next reload compares against and puts back from.
+    served: Served,
     listeners: BTreeMap<u16, Listener>,
 }
 
@@ -188,7 +189,7 @@ pub fn load_and_compile(
 
 /// Loads and admits the config: what is served, or why nothing can be. `previous` is the last good
 /// config (on reload).
-fn load(s: &Settings, previous: Option<&Resources>) -> Result<compile::Admitted, Report> {
+fn load(s: &Settings, previous: Option<&Served>) -> Result<compile::Admitted, Report> {
     let (resources, report) = config::load_path(&s.config, &s.default_namespace);
     let refuse = |mut report: Report, why: &str| {
         report.error(
@@ -333,6 +334,8 @@ impl Gateway {
             skipped,
         };
         publish_metrics(1, status.fingerprint);
+        let served = Served::new(&resources, &settings.default_namespace);
+        drop(resources);
         Ok(Gateway {
             shared,
             settings,
@@ -340,10 +343,7 @@ impl Gateway {
             resolver,
             _cert_watch: cert_watch,
             credentials,
-            state: Mutex::new(State {
-                resources,
-                listeners,
-            }),
+            state: Mutex::new(State { served, listeners }),
             addrs: ArcSwap::from_pointee(addrs),
             status: watch::Sender::new(status),
             health: Arc::new(ops::Health::default()),
@@ -465,7 +465,7 @@ impl Gateway {
         let mut state = self.state.lock().await;
         let s = &self.settings;
         let current = self.status.borrow().generation;
-        let admitted = match load(s, Some(&state.resources)) {
+        let admitted = match load(s, Some(&state.served)) {
             Ok(a) => a,
             Err(report) => {
                 for e in &report.errors {
@@ -491,7 +491,7 @@ impl Gateway {
             skipped,
         } = admitted;
         let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
-        let diff = Diff::between(&state.resources, &resources);
+        let diff = Diff::between(&state.served, &resources);
         if diff.is_empty() {
             if !errors.is_empty() {
                 // Every change on disk was refused: the bad resources keep their last good version.
@@ -575,7 +575,8 @@ impl Gateway {
             state.listeners.iter().map(|(p, l)| (*p, l.addr)).collect(),
         ));
         let fingerprint = resources.fingerprint();
-        state.resources = resources;
+        state.served = Served::new(&resources, &s.default_namespace);
+        drop(resources);
         drop(state);
 
         let result = if errors.is_empty() {

@@ -21,14 +21,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Kind, Report, Resource, ResourceId, Resources};
+use crate::config::{ConfigError, Kind, Report, Resource, ResourceId, Resources, Served};
 
 use super::{check, listeners, Compiled, Options};
 
 /// What `admit` decided.
 #[derive(Debug)]
 pub struct Admitted {
-    /// The resources served (kept versions included): the next reload's "last good" config.
+    /// The resources served (kept versions included): the next reload's "last good" config
+    /// (as [`Served`]).
     pub resources: Resources,
     pub compiled: Compiled,
     /// Every error (load and validation) and the warnings of what is served.
@@ -63,13 +64,13 @@ impl std::fmt::Display for Skipped {
 pub fn admit(
     loaded: Resources,
     load_report: Report,
-    previous: Option<&Resources>,
+    previous: Option<&Served>,
     opts: &Options,
 ) -> Result<Admitted, Box<ConfigError>> {
     let mut resources = loaded;
     let mut errors: Vec<ConfigError> = load_report.errors;
     let load_warnings = load_report.warnings;
-    let empty = Resources::default();
+    let empty = Served::default();
     let previous = previous.unwrap_or(&empty);
     // Identities with an error, and whether their last good version was put back.
     let mut failed: BTreeMap<ResourceId, bool> = BTreeMap::new();
@@ -92,13 +93,13 @@ pub fn admit(
         }
     }
     let present: HashSet<ResourceId> = resources.identities().map(|(id, _)| id).collect();
-    for (id, file) in files(previous) {
-        if present.contains(&id) {
+    for (id, file) in previous.files() {
+        if present.contains(id) {
             continue;
         }
-        if failed.contains_key(&id) || broken_files.contains(&file) {
-            put(&mut resources, previous, &id);
-            failed.insert(id, true);
+        if failed.contains_key(id) || broken_files.contains(file) {
+            put(&mut resources, previous, id);
+            failed.insert(id.clone(), true);
         }
     }
 
@@ -163,7 +164,7 @@ pub fn admit(
             let is_put_back = put_back.contains(&id);
             errors.extend(errs);
             remove(&mut resources, &id);
-            let can_put_back = !is_put_back && contains(previous, &id);
+            let can_put_back = !is_put_back && previous.contains(&id);
             if can_put_back {
                 put(&mut resources, previous, &id);
                 put_back.insert(id.clone());
@@ -177,35 +178,6 @@ fn is<T>(r: &Resource<T>, id: &ResourceId) -> bool {
     r.namespace == id.namespace && r.name == id.name
 }
 
-/// Every resource's identity and the file it came from.
-fn files(res: &Resources) -> Vec<(ResourceId, Arc<PathBuf>)> {
-    fn each<T>(kind: Kind, list: &[Resource<T>], out: &mut Vec<(ResourceId, Arc<PathBuf>)>) {
-        out.extend(list.iter().map(|r| {
-            let id = ResourceId {
-                kind,
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-            };
-            (id, r.source.file.clone())
-        }));
-    }
-    let mut out = Vec::new();
-    each(Kind::Gateway, &res.gateways, &mut out);
-    each(Kind::VirtualService, &res.virtual_services, &mut out);
-    each(Kind::DestinationRule, &res.destination_rules, &mut out);
-    each(Kind::ServiceEntry, &res.service_entries, &mut out);
-    out
-}
-
-fn contains(res: &Resources, id: &ResourceId) -> bool {
-    match id.kind {
-        Kind::Gateway => res.gateways.iter().any(|r| is(r, id)),
-        Kind::VirtualService => res.virtual_services.iter().any(|r| is(r, id)),
-        Kind::DestinationRule => res.destination_rules.iter().any(|r| is(r, id)),
-        Kind::ServiceEntry => res.service_entries.iter().any(|r| is(r, id)),
-    }
-}
-
 fn remove(res: &mut Resources, id: &ResourceId) {
     match id.kind {
         Kind::Gateway => res.gateways.retain(|r| !is(r, id)),
@@ -215,8 +187,13 @@ fn remove(res: &mut Resources, id: &ResourceId) {
     }
 }
 
-/// Puts `from`'s version of `id` into `res` (where the removed one stood, or at the end).
-fn put(res: &mut Resources, from: &Resources, id: &ResourceId) {
+/// Puts the served version of `id` (read again) into `res`, where the removed one stood or at
+/// the end.
+fn put(res: &mut Resources, previous: &Served, id: &ResourceId) {
+    let Some(from) = previous.read_back(id) else {
+        return;
+    };
+    let from = &from;
     fn copy<T: Clone>(to: &mut Vec<Resource<T>>, from: &[Resource<T>], id: &ResourceId) {
         let Some(r) = from.iter().find(|r| is(r, id)) else {
             return;

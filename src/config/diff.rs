@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{ResourceId, Resources};
+use super::{ResourceId, Resources, Served};
 
 /// Resources added, removed and changed from one config to the next.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -14,7 +14,8 @@ pub struct Diff {
 }
 
 impl Diff {
-    pub fn between(old: &Resources, new: &Resources) -> Diff {
+    /// From the config served to the one just loaded.
+    pub fn between(old: &Served, new: &Resources) -> Diff {
         let old: BTreeMap<ResourceId, u64> = old.identities().collect();
         let new: BTreeMap<ResourceId, u64> = new.identities().collect();
         let mut diff = Diff::default();
@@ -87,14 +88,14 @@ mod tests {
     #[test]
     fn diff_with_itself_is_empty() {
         let r = load(&format!("{A}---\n{B}"));
-        assert!(Diff::between(&r, &r).is_empty());
+        assert!(Diff::between(&Served::new(&r, "default"), &r).is_empty());
         assert_eq!(r.fingerprint(), load(&format!("{A}---\n{B}")).fingerprint());
     }
 
     #[test]
     fn diff_from_empty_lists_everything() {
         let r = load(&format!("{A}---\n{B}"));
-        let d = Diff::between(&Resources::default(), &r);
+        let d = Diff::between(&Served::default(), &r);
         assert_eq!(d.added.len(), 2);
         assert!(d.removed.is_empty() && d.changed.is_empty());
     }
@@ -103,7 +104,7 @@ mod tests {
     fn added_removed_changed() {
         let old = load(&format!("{A}---\n{B}"));
         let new = load(B2);
-        let d = Diff::between(&old, &new);
+        let d = Diff::between(&Served::new(&old, "default"), &new);
         assert_eq!(
             d.to_string(),
             "+0 -1 ~1 (removed: ServiceEntry default/a; changed: ServiceEntry default/b)"

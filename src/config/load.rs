@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use yaml_serde::Value;
 
-use super::{ErrorKind, Kind, Report, Resource, ResourceId, Resources, Source, KNOWN_FIELDS};
+use super::{
+    ErrorKind, FileText, Kind, Report, Resource, ResourceId, Resources, Source, KNOWN_FIELDS,
+};
 
 const API_GROUP: &str = "networking.istio.io/";
 const API_VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
@@ -40,6 +42,17 @@ pub fn load_path(path: &Path, default_namespace: &str) -> (Resources, Report) {
         }
     }
     (loader.finish(), report)
+}
+
+/// Reads again a file's text that loaded before (its resources as they were then).
+pub(super) fn read_again(
+    text: &FileText,
+    file: Arc<PathBuf>,
+    default_namespace: &str,
+) -> Resources {
+    let mut loader = Loader::new(default_namespace);
+    loader.load_file_text(text, file, &mut Report::default());
+    loader.finish()
 }
 
 /// Loads resources from YAML text, as if read from a file called `name`.
@@ -123,7 +136,11 @@ impl<'a> Loader<'a> {
     fn load_text(&mut self, text: &str, file: Arc<PathBuf>, report: &mut Report) {
         // Editors on some systems write a byte-order mark; kubectl accepts it.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        self.load_file_text(&FileText(Arc::from(text)), file, report);
+    }
+
+    fn load_file_text(&mut self, shared: &FileText, file: Arc<PathBuf>, report: &mut Report) {
+        for (i, doc) in yaml_serde::Deserializer::from_str(&shared.0).enumerate() {
             let source = Source::new(file.clone(), i + 1);
             match Value::deserialize(doc) {
                 Ok(mut value) => {
@@ -132,7 +149,7 @@ impl<'a> Loader<'a> {
                         report.error(&source, "", ErrorKind::Syntax(e.to_string()));
                         continue;
                     }
-                    self.load_doc(value, source, report)
+                    self.load_doc(value, source, shared, report)
                 }
                 // Stop at the first syntax error: the rest of this file is not read. This is what
                 // keeps the parser from panicking. libyaml cannot resynchronise after an error
@@ -150,7 +167,7 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn load_doc(&mut self, value: Value, mut source: Source, report: &mut Report) {
+    fn load_doc(&mut self, value: Value, mut source: Source, text: &FileText, report: &mut Report) {
         let hash = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -301,6 +318,7 @@ impl<'a> Loader<'a> {
                     annotations: meta.annotations,
                     source,
                     hash,
+                    text: text.clone(),
                     spec,
                 };
                 let list = &mut self.resources.$list;

@@ -8,6 +8,7 @@ pub mod duration;
 mod error;
 mod gateway;
 mod load;
+mod served;
 mod service_entry;
 mod virtual_service;
 
@@ -19,8 +20,20 @@ pub use diff::Diff;
 pub use error::{ConfigError, ConflictKind, ErrorKind, Report, ResourceId, Source};
 pub use gateway::*;
 pub use load::{load_path, load_str};
+pub use served::Served;
 pub use service_entry::*;
 pub use virtual_service::*;
+
+/// One hash over identities and content hashes, in order.
+fn fingerprint(ids: impl Iterator<Item = (ResourceId, u64)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (id, hash) in ids {
+        id.hash(&mut h);
+        hash.hash(&mut h);
+    }
+    h.finish()
+}
 
 /// The four Istio networking kinds meshgate reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,7 +65,19 @@ pub struct Resource<T> {
     pub source: Source,
     /// Hash of the whole YAML document: tells a changed resource from an unchanged one on reload.
     pub hash: u64,
+    /// The text of the file it was read from, to read it again ([`Served`]).
+    pub text: FileText,
     pub spec: T,
+}
+
+/// A config file's text as read (shared by the resources read from it).
+#[derive(Clone, Default)]
+pub struct FileText(pub std::sync::Arc<str>);
+
+impl fmt::Debug for FileText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileText({} bytes)", self.0.len())
+    }
 }
 
 /// Everything loaded from a config path, in load order (files sorted by path, documents in order).
@@ -80,13 +105,7 @@ impl Resources {
     /// One hash over every resource (identity and content), in load order: equal fingerprints
     /// mean a reload would change nothing.
     pub fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for (id, hash) in self.identities() {
-            id.hash(&mut h);
-            hash.hash(&mut h);
-        }
-        h.finish()
+        fingerprint(self.identities())
     }
 
     /// Every resource's identity with its content hash.

@@ -217,3 +217,47 @@ async fn on_reload_an_unparseable_file_keeps_its_resources() {
     let blog = st.skipped.iter().find(|s| s.id.name == "blog").unwrap();
     assert!(blog.kept_previous);
 }
+
+/// The last good version is read again from the text it was loaded from (the served config keeps
+/// file texts, not the parsed model): it stays served across reloads while its file changes
+/// around it.
+#[tokio::test]
+async fn a_kept_version_survives_later_edits_of_its_file() {
+    let (_a, _b, base) = upstreams().await;
+    let two = |shop: &str, blog_to: &str| {
+        vs("shop", "shop.example.com", "gw", shop, "a")
+            + &vs("blog", "blog.example.com", "gw", "{prefix: /}", blog_to)
+    };
+    let dir = tmp(&[
+        ("base.yaml", &base),
+        ("site.yaml", &two("{prefix: /}", "a")),
+    ]);
+    let gw = TestGateway::start_watching_in(dir).await;
+    let c = Client::http1(gw.addr());
+    assert_eq!(c.get("shop.example.com", "/").await.upstream(), "a");
+
+    // The shop breaks and the blog moves to b in the same file; then the blog moves back to a
+    // while the shop stays broken (another way).
+    let site = gw.dir.path().join("site.yaml");
+    std::fs::write(&site, two("{regex: \"/x[\"}", "b")).unwrap();
+    gw.wait_status("the blog change", |s| s.generation >= 2)
+        .await;
+    assert_eq!(c.get("blog.example.com", "/").await.upstream(), "b");
+    std::fs::write(&site, two("{regex: \"/y[\"}", "a")).unwrap();
+    let st = gw
+        .wait_status("the second blog change", |s| s.generation >= 3)
+        .await;
+    assert_eq!(c.get("blog.example.com", "/").await.upstream(), "a");
+    assert_eq!(
+        c.get("shop.example.com", "/").await.upstream(),
+        "a",
+        "the shop's version from the first text is still served"
+    );
+    let shop = st.skipped.iter().find(|s| s.id.name == "shop").unwrap();
+    assert!(shop.kept_previous, "{st:?}");
+    assert!(
+        st.last_errors.iter().any(|e| e.contains("/y[")),
+        "{:?}",
+        st.last_errors
+    );
+}
