@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -64,6 +65,10 @@ struct Inner {
     /// TLS origination (`Err`: the cluster's TLS config did not load; every connect fails).
     tls: Option<Result<Origination, String>>,
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// A reaper task runs (`reap`): from the first idle connection until none is left. Set and
+    /// cleared with `idle` locked. A pool with nothing idle costs no task and no timer: a
+    /// gateway with 2,000 clusters had 2,000 reapers waking every 2 s.
+    reaping: AtomicBool,
 }
 
 struct Idle {
@@ -137,10 +142,8 @@ impl Http1Pool {
             settings: settings.clone(),
             tls,
             idle: Mutex::default(),
+            reaping: AtomicBool::new(false),
         });
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(reap(Arc::downgrade(&inner)));
-        }
         Http1Pool { inner }
     }
 
@@ -294,8 +297,8 @@ impl Inner {
         transport::connect(endpoint, &self.settings, self.tls.as_ref()).await
     }
 
-    /// Takes back a connection whose last response ended.
-    fn check_in(&self, endpoint: SocketAddr, mut conn: Conn) {
+    /// Takes back a connection whose last response ended; starts the reaper if none runs.
+    fn check_in(self: &Arc<Self>, endpoint: SocketAddr, mut conn: Conn) {
         let limit = self.settings.max_requests_per_connection;
         if conn.closed || (limit > 0 && conn.uses >= limit) || !conn.reusable() {
             return;
@@ -309,11 +312,18 @@ impl Inner {
             conn: Pooled::Live(conn),
             since: Instant::now(),
         });
+        if !self.reaping.load(Ordering::Relaxed) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                self.reaping.store(true, Ordering::Relaxed);
+                rt.spawn(reap(Arc::downgrade(self)));
+            }
+        }
     }
 
     /// Makes connections idle for `DORMANT_AFTER` at `now` dormant; with `trim`, first closes
-    /// those idle past the timeout, and half of the surplus (`to_close`).
-    fn prune(&self, now: Instant, trim: bool) {
+    /// those idle past the timeout, and half of the surplus (`to_close`). `false` when nothing is
+    /// left idle: the reaper then stops (`reaping` cleared, under the lock).
+    fn prune(&self, now: Instant, trim: bool) -> bool {
         let timeout = self.settings.idle_timeout;
         let mut closed = Vec::new();
         let mut map = self.lock();
@@ -336,8 +346,13 @@ impl Inner {
                 .collect();
             !list.is_empty()
         });
+        let any = !map.is_empty();
+        if !any {
+            self.reaping.store(false, Ordering::Relaxed);
+        }
         drop(map);
         drop(closed);
+        any
     }
 }
 
@@ -357,7 +372,8 @@ fn to_close(idle_for: &[Duration], timeout: Duration) -> usize {
     expired + (unused - expired).div_ceil(2)
 }
 
-/// Closes idle connections past the idle timeout, and trims the surplus, while the pool exists.
+/// Closes idle connections past the idle timeout, and trims the surplus, while the pool exists
+/// and has idle connections.
 async fn reap(pool: Weak<Inner>) {
     let every = match pool.upgrade() {
         Some(p) => (p.settings.idle_timeout / 2).clamp(Duration::from_millis(100), TRIM_EVERY),
@@ -374,7 +390,9 @@ async fn reap(pool: Weak<Inner>) {
         if trim {
             trimmed = now;
         }
-        p.prune(now, trim);
+        if !p.prune(now, trim) {
+            return;
+        }
     }
 }
 
@@ -659,5 +677,29 @@ mod tests {
         closed.recv().await.unwrap();
         assert_eq!(get(&pool, addr).await, "ok");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reaper_runs_only_while_connections_are_idle() {
+        let reaping = |pool: &Http1Pool| pool.inner.reaping.load(Ordering::Relaxed);
+        let (addr, _accepted, _closed) = upstream(Arc::new(tokio::sync::Notify::new())).await;
+        let settings = ConnectionSettings {
+            idle_timeout: Duration::from_secs(1),
+            ..ConnectionSettings::default()
+        };
+        let pool = Http1Pool::new(&settings, None);
+        assert!(!reaping(&pool), "no task for a pool nothing has used");
+        assert_eq!(get(&pool, addr).await, "ok");
+        assert!(reaping(&pool), "started by the first idle connection");
+        // Past the idle timeout: closed, nothing idle, the reaper stops.
+        assert!(!pool
+            .inner
+            .prune(Instant::now() + Duration::from_secs(2), true));
+        assert_eq!(pool.idle(addr), 0);
+        assert!(!reaping(&pool));
+        // And starts again with the next one.
+        assert_eq!(get(&pool, addr).await, "ok");
+        assert!(reaping(&pool));
+        assert!(pool.inner.prune(Instant::now(), true));
     }
 }
