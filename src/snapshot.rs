@@ -42,6 +42,7 @@ impl Snapshot {
         resolver: &Resolver,
         credentials: &Credentials,
     ) -> Snapshot {
+        registry.prune();
         let clusters: Vec<Arc<Cluster>> = compiled
             .clusters
             .iter()
