@@ -1,24 +1,23 @@
 //! [`FullMatch`]: an RE2-syntax regex that must match the whole value (Envoy `safe_regex`), as
 //! route conditions use it. Matching only asks "does it match", so this keeps what that needs:
-//! the forward lazy DFA of `regex-automata` (no reverse automaton, no capture engines) and a pool
-//! of its caches, about 2.8 KB per pattern where a `regex::Regex` holds 6.8 KB (its meta engine:
-//! forward and reverse NFAs and DFAs, one-pass and backtracking engines, a strategy and a pool per
-//! clone). Clones share one pattern, automaton and pool. A pattern the lazy DFA cannot run (a
-//! Unicode `\b`) falls back to `regex::Regex`.
+//! the forward lazy DFA of `regex-automata` (no reverse automaton, no capture engines) and one
+//! cache for it, about 1.9 KB per pattern where a `regex::Regex` holds 6.8 KB (its meta engine:
+//! forward and reverse NFAs and DFAs, one-pass and backtracking engines, a strategy and a
+//! 0.9 KB pool of caches per clone). Clones share one pattern, automaton and cache. A pattern the
+//! lazy DFA cannot run (a Unicode `\b`) falls back to `regex::Regex`. A value that does not start
+//! with the pattern's literal prefix (`/api/v` of `/api/v[0-9]+/.*`: most route regexes have one)
+//! is refused before the automaton is touched, as the `regex` crate's prefilter would.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson::{self, pikevm::PikeVM, WhichCaptures};
-use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input};
+use regex_syntax::hir::{Hir, Look};
 
 /// The compiled program's size limit (the `regex` crate's `size_limit`).
 const NFA_SIZE_LIMIT: usize = 1 << 20;
-
-type MakeCache =
-    Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
 
 /// An anchored regex: `is_match` is true when the pattern matches all of the value.
 #[derive(Clone)]
@@ -27,13 +26,18 @@ pub struct FullMatch(Arc<Inner>);
 struct Inner {
     /// As written in the config, without the anchoring added here.
     pattern: Box<str>,
+    /// What every match starts with (often empty).
+    prefix: Box<[u8]>,
     engine: Engine,
 }
 
 enum Engine {
     Lazy {
-        dfa: Arc<DFA>,
-        caches: Pool<Cache, MakeCache>,
+        dfa: DFA,
+        /// Made on the first match (states are added as inputs need them, up to 6-7 KB for a
+        /// typical path pattern). A match that finds it in use by another thread (two workers
+        /// in the same pattern at the same moment) makes a throwaway one instead of waiting.
+        cache: Mutex<Option<Box<Cache>>>,
     },
     Meta(regex::Regex),
 }
@@ -42,45 +46,71 @@ impl FullMatch {
     /// Compiles `pattern` (RE2 syntax, Unicode on, as the `regex` crate reads it) to match whole
     /// values. The error is the reason, one line.
     pub fn new(pattern: &str) -> Result<FullMatch, String> {
-        // `^` is the anchored search's start; `$` (end of text) makes a match reach the end.
-        let forward = format!("(?:{pattern})$");
-        let nfa = thompson::Config::new()
-            .which_captures(WhichCaptures::None)
-            .nfa_size_limit(Some(NFA_SIZE_LIMIT));
-        let engine = match DFA::builder().thompson(nfa).build(&forward) {
-            Ok(dfa) => {
-                let dfa = Arc::new(dfa);
-                let shared = Arc::clone(&dfa);
-                let make: MakeCache = Box::new(move || shared.create_cache());
+        // Parsed once, for the literal prefix and the automaton. `^` is the anchored search's
+        // start; `$` (end of text) makes a match reach the end.
+        let parsed = regex_syntax::parse(pattern).ok().map(|hir| {
+            let prefix = literal_prefix(&hir);
+            (prefix, Hir::concat(vec![hir, Hir::look(Look::End)]))
+        });
+        let lazy = parsed.and_then(|(prefix, full)| {
+            let nfa = thompson::Compiler::new()
+                .configure(
+                    thompson::Config::new()
+                        .which_captures(WhichCaptures::None)
+                        .nfa_size_limit(Some(NFA_SIZE_LIMIT)),
+                )
+                .build_from_hir(&full)
+                .ok()?;
+            let dfa = DFA::builder().build_from_nfa(nfa).ok()?;
+            Some((prefix, dfa))
+        });
+        let (prefix, engine) = match lazy {
+            Some((prefix, dfa)) => (
+                prefix,
                 Engine::Lazy {
                     dfa,
-                    caches: Pool::new(make),
-                }
-            }
+                    cache: Mutex::new(None),
+                },
+            ),
             // A syntax error, a program over the size limit, or a construct the lazy DFA cannot
             // run (a Unicode word boundary): the meta engine runs the last and words the others.
-            Err(_) => regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-                .size_limit(NFA_SIZE_LIMIT)
-                .build()
-                .map(Engine::Meta)
-                .map_err(|e| match e {
-                    regex::Error::Syntax(s) => last_line(&s),
-                    other => other.to_string(),
-                })?,
+            None => {
+                let meta = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                    .size_limit(NFA_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| match e {
+                        regex::Error::Syntax(s) => last_line(&s),
+                        other => other.to_string(),
+                    })?;
+                let prefix = regex_syntax::parse(pattern)
+                    .map(|hir| literal_prefix(&hir))
+                    .unwrap_or_default();
+                (prefix, Engine::Meta(meta))
+            }
         };
         Ok(FullMatch(Arc::new(Inner {
             pattern: pattern.into(),
+            prefix,
             engine,
         })))
     }
 
     pub fn is_match(&self, value: &str) -> bool {
+        if !value.as_bytes().starts_with(&self.0.prefix) {
+            return false;
+        }
         match &self.0.engine {
             Engine::Meta(r) => r.is_match(value),
-            Engine::Lazy { dfa, caches } => {
+            Engine::Lazy { dfa, cache } => {
                 let input = Input::new(value).anchored(Anchored::Yes).earliest(true);
-                let mut cache = caches.get();
-                match dfa.try_search_fwd(&mut cache, &input) {
+                let found = match cache.try_lock() {
+                    Ok(mut held) => {
+                        let cache = held.get_or_insert_with(|| Box::new(dfa.create_cache()));
+                        dfa.try_search_fwd(cache, &input)
+                    }
+                    Err(_) => dfa.try_search_fwd(&mut dfa.create_cache(), &input),
+                };
+                match found {
                     Ok(m) => m.is_some(),
                     // The DFA is built without quit bytes or a give-up threshold, so this is not
                     // expected; the NFA simulation gives the same answer, slower.
@@ -94,6 +124,14 @@ impl FullMatch {
     pub fn as_str(&self) -> &str {
         &self.0.pattern
     }
+}
+
+/// The bytes every match of `hir` starts with: the longest common prefix of its prefix literals
+/// (empty when it has none, or when they share nothing, as with `(?i)`).
+fn literal_prefix(hir: &Hir) -> Box<[u8]> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    seq.longest_common_prefix().unwrap_or_default().into()
 }
 
 fn slow_match(nfa: &thompson::NFA, input: &Input<'_>) -> bool {
@@ -152,6 +190,26 @@ mod tests {
     }
 
     #[test]
+    fn the_literal_prefix_is_what_every_match_starts_with() {
+        let prefix = |p: &str| {
+            let hir = regex_syntax::parse(p).unwrap();
+            String::from_utf8(literal_prefix(&hir).into()).unwrap()
+        };
+        assert_eq!(prefix("/svc-1/v1/items/[0-9]+"), "/svc-1/v1/items/");
+        assert_eq!(prefix("/api/(v1|v2)/x"), "/api/v");
+        assert_eq!(prefix("^/x"), "/x");
+        assert_eq!(prefix("a|b"), "");
+        assert_eq!(prefix("(?i)/abc"), "/");
+        assert_eq!(prefix("x*y"), "");
+        assert_eq!(prefix(".*"), "");
+        assert_eq!(prefix("é+"), "é");
+        let r = FullMatch::new("/api/(v1|v2)/x").unwrap();
+        assert!(r.is_match("/api/v2/x") && !r.is_match("/api/v3/x") && !r.is_match("/ap"));
+        let r = FullMatch::new("(?i)/ABC").unwrap();
+        assert!(r.is_match("/abc") && r.is_match("/aBc") && !r.is_match("abc"));
+    }
+
+    #[test]
     fn unicode_values_and_classes() {
         let r = FullMatch::new(r"\w+-é.").unwrap();
         assert!(r.is_match("naïve-éü"));
@@ -183,11 +241,11 @@ mod tests {
     }
 
     #[test]
-    fn clones_share_one_program_and_pool() {
+    fn clones_share_one_program_and_cache() {
         let a = FullMatch::new("[a-z]+").unwrap();
         let b = a.clone();
         assert!(Arc::ptr_eq(&a.0, &b.0));
-        // Used from several threads at once, each with a cache from the pool.
+        // Used from several threads at once: one holds the cache, the others make their own.
         std::thread::scope(|s| {
             for i in 0..4 {
                 let b = b.clone();
