@@ -31,6 +31,8 @@ struct Inner {
     engine: Engine,
 }
 
+// The large variant is the common one; one per pattern, behind the `Arc`.
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     Lazy {
         dfa: DFA,
