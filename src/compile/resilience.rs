@@ -359,7 +359,11 @@ mod tests {
                 fault,
                 mirrors,
                 ..
-            }) => Ok((retry.clone(), fault.clone(), mirrors.clone())),
+            }) => Ok((
+                (**retry).clone(),
+                fault.as_deref().cloned(),
+                mirrors.clone(),
+            )),
             other => panic!("{other:?}"),
         }
     }

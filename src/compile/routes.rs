@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{self, ErrorKind, HttpRoute, Resource, Resources, VirtualServiceSpec};
-use crate::route::{RequestMatch, RouteOrigin};
+use crate::route::{RequestMatch, RetryPolicy, RouteOrigin};
 
 use super::actions::{compile_direct, compile_redirect, compile_rewrite};
 use super::cors::compile_cors;
@@ -30,6 +30,8 @@ pub(super) fn compile_http(
     // Sized up front here and below: a Vec grown by push keeps up to twice its length, and the
     // templates of every VirtualService are alive at once (the compile's peak).
     let mut out = Vec::with_capacity(vs.spec.http.len());
+    let location: Arc<str> = vs.source.location().into();
+    let resource: Arc<str> = format!("VirtualService {namespace}/{vs_name}").into();
     for (i, route) in vs.spec.http.iter().enumerate() {
         let field = format!("spec.http[{i}]");
         let name: Arc<str> = match &route.name {
@@ -37,8 +39,8 @@ pub(super) fn compile_http(
             None => format!("{namespace}/{vs_name}/http[{i}]").into(),
         };
         let origin = Arc::new(RouteOrigin {
-            location: vs.source.location().into(),
-            resource: format!("VirtualService {namespace}/{vs_name}").into(),
+            location: location.clone(),
+            resource: resource.clone(),
             rule: match &route.name {
                 Some(n) => format!("{field} ({n})").into(),
                 None => field.clone().into(),
@@ -294,8 +296,8 @@ fn compile_action(
             host_rewrite: rewrite_host.or(header_host),
             headers: headers.shared(),
             timeout,
-            retry: resilience.retry,
-            fault: resilience.fault,
+            retry: shared_retry(resilience.retry),
+            fault: resilience.fault.map(Box::new),
             mirrors: resilience.mirrors,
             cors,
         }))
@@ -344,4 +346,15 @@ fn compile_destination(
         host_rewrite,
         field: format!("{field}.destination"),
     })
+}
+
+/// Most routes have Istio's default retry policy: they share one.
+fn shared_retry(policy: RetryPolicy) -> Arc<RetryPolicy> {
+    static DEFAULT: std::sync::LazyLock<Arc<RetryPolicy>> =
+        std::sync::LazyLock::new(|| Arc::new(RetryPolicy::istio_default()));
+    if policy == **DEFAULT {
+        DEFAULT.clone()
+    } else {
+        Arc::new(policy)
+    }
 }

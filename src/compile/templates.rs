@@ -63,8 +63,8 @@ pub(super) struct ForwardTemplate {
     pub host_rewrite: Option<HeaderValue>,
     pub headers: Arc<HeaderOps>,
     pub timeout: Option<Duration>,
-    pub retry: RetryPolicy,
-    pub fault: Option<FaultPolicy>,
+    pub retry: Arc<RetryPolicy>,
+    pub fault: Option<Box<FaultPolicy>>,
     pub mirrors: Vec<MirrorTemplate>,
     pub cors: Option<Arc<CorsPolicy>>,
 }

@@ -33,8 +33,9 @@ pub struct Forward {
     /// back-off, up to the end of the response.
     pub timeout: Option<Duration>,
     /// `retries`, or Istio's default policy.
-    pub retry: super::RetryPolicy,
-    pub fault: Option<super::FaultPolicy>,
+    /// Shared: most routes have Istio's default.
+    pub retry: Arc<super::RetryPolicy>,
+    pub fault: Option<Box<super::FaultPolicy>>,
     /// `mirror`/`mirrors`, resolved to clusters.
     pub mirrors: Vec<super::Mirror>,
     /// `corsPolicy`. Only forwarding routes have one: Envoy's CORS filter skips redirect and

@@ -55,10 +55,10 @@ pub struct Route {
 /// Where a route came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteOrigin {
-    /// `file.yaml#2`: the file and YAML document.
-    pub location: Box<str>,
-    /// `VirtualService shop/cart`.
-    pub resource: Box<str>,
+    /// `file.yaml#2`: the file and YAML document (shared by the rules of a resource).
+    pub location: std::sync::Arc<str>,
+    /// `VirtualService shop/cart` (shared likewise).
+    pub resource: std::sync::Arc<str>,
     /// `spec.http[1]` (with its name, if any); for a delegated rule, the root rule and the
     /// delegate's rule it was merged with.
     pub rule: Box<str>,
