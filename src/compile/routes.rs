@@ -293,7 +293,7 @@ fn compile_action(
         Some(ActionTemplate::Forward(ForwardTemplate {
             destinations,
             rewrite: rewrite_uri.map(Arc::new),
-            host_rewrite: rewrite_host.or(header_host),
+            host_rewrite: rewrite_host.or(header_host).map(Box::new),
             headers: headers.shared(),
             timeout,
             retry: shared_retry(resilience.retry),
@@ -343,7 +343,7 @@ fn compile_destination(
         port,
         weight: if d.weight.is_none() { 0 } else { weight },
         headers: headers.shared(),
-        host_rewrite,
+        host_rewrite: host_rewrite.map(Box::new),
         field: format!("{field}.destination"),
     })
 }

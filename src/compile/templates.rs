@@ -60,7 +60,7 @@ pub(super) enum ActionTemplate {
 pub(super) struct ForwardTemplate {
     pub destinations: Vec<DestinationTemplate>,
     pub rewrite: Option<Arc<PathRewrite>>,
-    pub host_rewrite: Option<HeaderValue>,
+    pub host_rewrite: Option<Box<HeaderValue>>,
     pub headers: Arc<HeaderOps>,
     pub timeout: Option<Duration>,
     pub retry: Arc<RetryPolicy>,
@@ -77,7 +77,7 @@ pub(super) struct DestinationTemplate {
     pub port: Option<u16>,
     pub weight: u32,
     pub headers: Arc<HeaderOps>,
-    pub host_rewrite: Option<HeaderValue>,
+    pub host_rewrite: Option<Box<HeaderValue>>,
     /// Field path, for warnings about this destination.
     pub field: String,
 }

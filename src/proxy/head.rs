@@ -119,8 +119,8 @@ impl Head {
         }
         let host = target
             .host_rewrite
-            .as_ref()
-            .or(action.host_rewrite.as_ref());
+            .as_deref()
+            .or(action.host_rewrite.as_deref());
         match host {
             Some(v) => h.insert(header::HOST, v.clone()),
             None => h.insert(

@@ -26,7 +26,8 @@ pub struct Forward {
     pub total_weight: u64,
     pub rewrite: Option<Arc<PathRewrite>>,
     /// `rewrite.authority` or a `host` header set on the route.
-    pub host_rewrite: Option<HeaderValue>,
+    /// Boxed: most routes have none.
+    pub host_rewrite: Option<Box<HeaderValue>>,
     /// Shared: most routes have none ([`HeaderOps::none`]).
     pub headers: Arc<HeaderOps>,
     /// Route timeout (`None` = no timeout, as istiod configures): covers every attempt and
@@ -53,7 +54,8 @@ pub struct WeightedCluster {
     /// Destination-level header operations, applied after the route-level ones. Shared: most
     /// destinations have none ([`HeaderOps::none`]).
     pub headers: Arc<HeaderOps>,
-    pub host_rewrite: Option<HeaderValue>,
+    /// Boxed: most routes have none.
+    pub host_rewrite: Option<Box<HeaderValue>>,
 }
 
 /// How the path sent upstream is rewritten.
