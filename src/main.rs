@@ -38,7 +38,9 @@ fn collect_when_idle() {
         COLLECT_EVERY
     };
     let due = LAST.with(|last| match last.get() {
-        Some(t) if now.duration_since(t) < every => false,
+        // A tenth of slack: the wake-up tick below comes every `COLLECT_EVERY`, and a park a
+        // little less than that after the last collect would otherwise wait for the next tick.
+        Some(t) if now.duration_since(t) + every / 10 < every => false,
         _ => {
             last.set(Some(now));
             true
