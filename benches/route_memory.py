@@ -8,7 +8,7 @@ temporary directory, then:
   2. starts `meshgate --config MINIMAL ...` and `meshgate --config 10K ...` in turn (no watcher,
      no admin/health/stats servers, no access log), waits until the listener accepts, and reads
      VmRSS and VmHWM (peak) from /proc 2 s later and --settle (22) s later: the runtime threads
-     hand freed memory back when they park, at most every 10 s (`src/main.rs`);
+     hand freed memory back when they park, every 2 s (`src/main.rs`);
   3. prints RSS idle, RSS with the 10k routes, and (RSS 10k - RSS idle) / routes, at both times.
 
   benches/route_memory.py [--meshgate target/release/meshgate] [--hosts 1000] [--runs 5]
