@@ -5,7 +5,8 @@
 //! ```text
 //! YAML files ──config::load_path──▶ Resources (serde model, with file/doc/field context)
 //!            ──compile::admit─────▶ Compiled (route tables per port + cluster specs; resources with
-//!                                    errors skipped or kept at their last good version)
+//!                                    errors skipped or kept at their last good version, read
+//!                                    again from the text `config::Served` keeps)
 //!            ──Snapshot::build────▶ Snapshot (live clusters from upstream::Registry; HTTPS ports'
 //!                                    filter chains with certificates from tls::Credentials)
 //!            ──gateway (ArcSwap)──▶ proxy::serve → proxy::service::handle

@@ -112,10 +112,10 @@ impl<'a> Tables<'a> {
                     }
                 }
                 // Instantiated for each use, not cached and cloned: the last (usually only)
-                // virtual host takes the routes themselves. A clone costs a new match-cache pool
-                // (2 KB) per regex, and those freed clones left the heap fragmented. Instantiating
-                // again is cheap and changes nothing (clusters are interned, their warnings given
-                // once), so it also runs when no virtual host takes the routes, as before.
+                // virtual host takes the routes themselves, and the transient clones once left
+                // the heap fragmented. Instantiating again is cheap and changes nothing (clusters
+                // are interned, their warnings given once), so it also runs when no virtual host
+                // takes the routes, as before.
                 let routes = instantiate(vs, t, port, &gw_ref, opts, &mut self.clusters, report);
                 let Some((&last, rest)) = targets.split_last() else {
                     continue;
