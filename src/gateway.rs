@@ -148,6 +148,8 @@ pub struct Gateway {
     health: Arc<ops::Health>,
     /// The operations servers (admin, health, stats), once `start_ops` ran.
     ops: Mutex<Vec<(OpsPort, Listener)>>,
+    /// Their sockets, bound by `start` and served by `start_ops`.
+    ops_sockets: std::sync::Mutex<Vec<(OpsPort, TcpListener, SocketAddr)>>,
 }
 
 /// The operations ports.
@@ -243,6 +245,30 @@ fn load(s: &Settings, previous: Option<&Served>) -> Result<compile::Admitted, Re
     Ok(admitted)
 }
 
+/// Binds the operations ports the settings ask for (admin, health, stats).
+async fn bind_ops(s: &Settings) -> Result<Vec<(OpsPort, TcpListener, SocketAddr)>, StartError> {
+    let mut sockets = Vec::new();
+    for (which, addr) in [
+        (OpsPort::Admin, s.admin),
+        (OpsPort::Health, s.health),
+        (OpsPort::Stats, s.stats),
+    ] {
+        let Some(mut addr) = addr else { continue };
+        if s.ephemeral_ports {
+            addr = SocketAddr::new(s.bind, 0);
+        }
+        let bind_error = |source| StartError::Bind {
+            port: addr.port(),
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        sockets.push((which, listener, local));
+    }
+    Ok(sockets)
+}
+
 /// Logs what a load skipped, at error level, and publishes the count per kind.
 fn log_skipped(admitted: &compile::Admitted) {
     for e in &admitted.report.errors {
@@ -313,6 +339,9 @@ impl Gateway {
             ),
         ));
         crate::proxy::overload_start(settings.limits.overload, &shared.overload);
+        // The operations sockets first: once a gateway port accepts, a flood of connections can
+        // take every descriptor, and an operations port that then fails to bind ended the process.
+        let ops_sockets = bind_ops(&settings).await?;
         let mut listeners = BTreeMap::new();
         for port in ports {
             let (listener, addr) = bind(&settings, port).await?;
@@ -348,36 +377,19 @@ impl Gateway {
             status: watch::Sender::new(status),
             health: Arc::new(ops::Health::default()),
             ops: Mutex::new(Vec::new()),
+            ops_sockets: std::sync::Mutex::new(ops_sockets),
         })
         .inspect(|gw| gw.health.set_live())
     }
 
-    /// Starts the operations servers the settings ask for (admin, health, stats). Separate from
-    /// `start` because the admin API needs the gateway itself.
+    /// Serves the operations ports the settings ask for (admin, health, stats), bound by `start`
+    /// before any gateway port accepts. Separate from `start` because the admin API needs the
+    /// gateway itself. (`Result` kept for callers; binding errors come from `start`.)
     pub async fn start_ops(self: &Arc<Self>) -> Result<(), StartError> {
-        let s = &self.settings;
+        let sockets =
+            std::mem::take(&mut *self.ops_sockets.lock().unwrap_or_else(|e| e.into_inner()));
         let mut servers = Vec::new();
-        for (which, addr) in [
-            (OpsPort::Admin, s.admin),
-            (OpsPort::Health, s.health),
-            (OpsPort::Stats, s.stats),
-        ] {
-            let Some(mut addr) = addr else { continue };
-            if s.ephemeral_ports {
-                addr = SocketAddr::new(s.bind, 0);
-            }
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    port: addr.port(),
-                    addr,
-                    source,
-                })?;
-            let local = listener.local_addr().map_err(|source| StartError::Bind {
-                port: addr.port(),
-                addr,
-                source,
-            })?;
+        for (which, listener, local) in sockets {
             let endpoint: ops::Endpoint = match which {
                 OpsPort::Admin => ops::admin(Arc::downgrade(self)),
                 OpsPort::Health => {
