@@ -80,10 +80,7 @@ impl FullMatch {
                 let meta = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
                     .size_limit(NFA_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| match e {
-                        regex::Error::Syntax(s) => last_line(&s),
-                        other => other.to_string(),
-                    })?;
+                    .map_err(error_reason)?;
                 let prefix = regex_syntax::parse(pattern)
                     .map(|hir| literal_prefix(&hir))
                     .unwrap_or_default();
@@ -143,15 +140,19 @@ fn slow_match(nfa: &thompson::NFA, input: &Input<'_>) -> bool {
     }
 }
 
-/// The `regex` crate's syntax errors span several lines (the pattern, a caret, the reason): the
-/// reason is the last.
-fn last_line(s: &str) -> String {
-    s.lines()
-        .last()
-        .unwrap_or("syntax error")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_owned()
+/// A `regex` crate error as one line: its syntax errors span several (the pattern, a caret, the
+/// reason), and the reason is the last.
+pub fn error_reason(e: regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(s) => s
+            .lines()
+            .last()
+            .unwrap_or("syntax error")
+            .trim()
+            .trim_start_matches("error: ")
+            .to_owned(),
+        other => other.to_string(),
+    }
 }
 
 impl fmt::Debug for FullMatch {

@@ -12,7 +12,7 @@ mod policy;
 
 pub use action::*;
 pub use cors::{CorsDecision, CorsPolicy};
-pub use full_match::FullMatch;
+pub use full_match::{error_reason as regex_error_reason, FullMatch};
 pub use host::{HostMatch, HostTable};
 pub use l4::{sni_rank, L4Cluster, L4Route, L4Table, SniRank, SniTable, TCP_IDLE_TIMEOUT};
 pub use matcher::{
