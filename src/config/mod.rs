@@ -24,17 +24,6 @@ pub use served::Served;
 pub use service_entry::*;
 pub use virtual_service::*;
 
-/// One hash over identities and content hashes, in order.
-fn fingerprint(ids: impl Iterator<Item = (ResourceId, u64)>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (id, hash) in ids {
-        id.hash(&mut h);
-        hash.hash(&mut h);
-    }
-    h.finish()
-}
-
 /// The four Istio networking kinds meshgate reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -105,29 +94,49 @@ impl Resources {
     /// One hash over every resource (identity and content), in load order: equal fingerprints
     /// mean a reload would change nothing.
     pub fn fingerprint(&self) -> u64 {
-        fingerprint(self.identities())
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (id, hash) in self.identities() {
+            id.hash(&mut h);
+            hash.hash(&mut h);
+        }
+        h.finish()
     }
 
     /// Every resource's identity with its content hash.
     pub fn identities(&self) -> impl Iterator<Item = (ResourceId, u64)> + '_ {
-        fn ids<T>(
-            kind: Kind,
-            list: &[Resource<T>],
-        ) -> impl Iterator<Item = (ResourceId, u64)> + '_ {
+        self.each().map(|(id, r)| (id, r.hash))
+    }
+
+    /// Every resource, in load order: its identity and what was read with it (the spec left out).
+    pub(crate) fn each(&self) -> impl Iterator<Item = (ResourceId, Read<'_>)> + '_ {
+        fn of<T>(kind: Kind, list: &[Resource<T>]) -> impl Iterator<Item = (ResourceId, Read<'_>)> {
             list.iter().map(move |r| {
                 let id = ResourceId {
                     kind,
                     namespace: r.namespace.clone(),
                     name: r.name.clone(),
                 };
-                (id, r.hash)
+                let read = Read {
+                    hash: r.hash,
+                    source: &r.source,
+                    text: &r.text,
+                };
+                (id, read)
             })
         }
-        ids(Kind::Gateway, &self.gateways)
-            .chain(ids(Kind::VirtualService, &self.virtual_services))
-            .chain(ids(Kind::DestinationRule, &self.destination_rules))
-            .chain(ids(Kind::ServiceEntry, &self.service_entries))
+        of(Kind::Gateway, &self.gateways)
+            .chain(of(Kind::VirtualService, &self.virtual_services))
+            .chain(of(Kind::DestinationRule, &self.destination_rules))
+            .chain(of(Kind::ServiceEntry, &self.service_entries))
     }
+}
+
+/// What [`Resources::each`] gives of a resource besides its identity.
+pub(crate) struct Read<'a> {
+    pub hash: u64,
+    pub source: &'a Source,
+    pub text: &'a FileText,
 }
 
 /// Istio's `StringMatch`: one of exact/prefix/regex, or none of them (= presence).

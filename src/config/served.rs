@@ -33,45 +33,18 @@ impl Served {
     pub fn new(resources: &Resources, default_namespace: &str) -> Served {
         // One compressed copy per file version (its resources share the text).
         let mut packed: HashMap<*const u8, Arc<[u8]>> = HashMap::new();
-        let mut entry = |kind: Kind,
-                         namespace: &str,
-                         name: &str,
-                         hash,
-                         file: &Arc<PathBuf>,
-                         text: &FileText| {
-            let packed = packed
-                .entry(text.0.as_ptr())
-                .or_insert_with(|| lz4_flex::compress_prepend_size(text.0.as_bytes()).into());
-            Entry {
-                id: ResourceId {
-                    kind,
-                    namespace: namespace.into(),
-                    name: name.into(),
-                },
-                hash,
-                file: file.clone(),
-                packed: packed.clone(),
-            }
-        };
-        let mut entries = Vec::with_capacity(resources.len());
-        macro_rules! each {
-            ($kind:expr, $list:expr) => {
-                for r in $list {
-                    entries.push(entry(
-                        $kind,
-                        &r.namespace,
-                        &r.name,
-                        r.hash,
-                        &r.source.file,
-                        &r.text,
-                    ));
-                }
-            };
-        }
-        each!(Kind::Gateway, &resources.gateways);
-        each!(Kind::VirtualService, &resources.virtual_services);
-        each!(Kind::DestinationRule, &resources.destination_rules);
-        each!(Kind::ServiceEntry, &resources.service_entries);
+        let entries = resources
+            .each()
+            .map(|(id, r)| Entry {
+                id,
+                hash: r.hash,
+                file: r.source.file.clone(),
+                packed: packed
+                    .entry(r.text.0.as_ptr())
+                    .or_insert_with(|| lz4_flex::compress_prepend_size(r.text.0.as_bytes()).into())
+                    .clone(),
+            })
+            .collect();
         Served {
             default_namespace: default_namespace.into(),
             entries,
@@ -81,11 +54,6 @@ impl Served {
     /// Every resource's identity with its content hash, as [`Resources::identities`].
     pub fn identities(&self) -> impl Iterator<Item = (ResourceId, u64)> + '_ {
         self.entries.iter().map(|e| (e.id.clone(), e.hash))
-    }
-
-    /// As [`Resources::fingerprint`] of the resources served.
-    pub fn fingerprint(&self) -> u64 {
-        super::fingerprint(self.identities())
     }
 
     /// Every resource's identity and the file it came from.
@@ -155,7 +123,6 @@ spec: {hosts: [x], resolution: NONE}
         let (loaded, report) = load_str(TEXT, "one.yaml", "ns1");
         assert!(report.is_ok(), "{report:?}");
         let served = Served::new(&loaded, "ns1");
-        assert_eq!(served.fingerprint(), loaded.fingerprint());
         assert!(served.contains(&vs("other", "b")));
         assert!(!served.contains(&vs("ns1", "b")));
 
