@@ -350,22 +350,17 @@ pub struct EndpointHealth {
 /// reloads). Clusters no snapshot uses any more are dropped with the last snapshot holding them.
 #[derive(Debug, Default)]
 pub struct Registry {
-    // Only touched while building a snapshot, never on the request path.
-    live: Mutex<Live>,
-}
-
-/// Live clusters by the hash of their spec (the spec itself is in the cluster: keys that were
-/// whole specs cost 2.7 MB with 2,000 clusters).
-#[derive(Debug, Default)]
-struct Live {
-    by_hash: HashMap<u64, Vec<Weak<Cluster>>>,
+    // Only touched while building a snapshot, never on the request path. By the hash of their
+    // spec (the spec itself is in the cluster: keys that were whole specs cost 2.7 MB with 2,000
+    // clusters).
+    live: Mutex<HashMap<u64, Vec<Weak<Cluster>>>>,
 }
 
 impl Registry {
     /// Forgets the clusters no snapshot holds any more (a snapshot build starts with this).
     pub fn prune(&self) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.by_hash.retain(|_, same| {
+        live.retain(|_, same| {
             same.retain(|w| w.strong_count() > 0);
             !same.is_empty()
         });
@@ -386,7 +381,7 @@ impl Registry {
             h.finish()
         };
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let found = live.by_hash.get(&hash).and_then(|same| {
+        let found = live.get(&hash).and_then(|same| {
             same.iter()
                 .filter_map(Weak::upgrade)
                 .find(|c| c.spec == *spec)
@@ -398,10 +393,7 @@ impl Registry {
         if let Discovery::Dns { names, first_only } = &spec.discovery {
             resolver.watch(Arc::downgrade(&cluster), names.clone(), *first_only);
         }
-        live.by_hash
-            .entry(hash)
-            .or_default()
-            .push(Arc::downgrade(&cluster));
+        live.entry(hash).or_default().push(Arc::downgrade(&cluster));
         cluster
     }
 }
@@ -465,7 +457,7 @@ pub(crate) mod tests {
         // Dropped by every snapshot, then pruned: a new one, and nothing dead kept.
         drop(first);
         registry.prune();
-        assert_eq!(registry.live.lock().unwrap().by_hash.len(), 1);
+        assert_eq!(registry.live.lock().unwrap().len(), 1);
         assert_eq!(get(&a).spec, a);
         assert!(Arc::ptr_eq(&other, &get(&b)));
     }
