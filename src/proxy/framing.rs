@@ -152,6 +152,10 @@ impl Scanner {
                         (_, _) => State::ChunkData(left),
                     };
                 }
+                State::Head => {
+                    let used = self.head_bytes(data);
+                    data = data.get(used..).unwrap_or_default();
+                }
                 _ => {
                     let Some((&b, rest)) = data.split_first() else {
                         return;
@@ -165,10 +169,6 @@ impl Scanner {
 
     fn byte(&mut self, b: u8) {
         self.state = match self.state {
-            State::Head => {
-                self.head_byte(b);
-                return;
-            }
             State::ChunkSize {
                 size,
                 digits,
@@ -188,7 +188,8 @@ impl Scanner {
                     total: total + 1,
                 },
             },
-            State::ChunkCr
+            State::Head
+            | State::ChunkCr
             | State::ChunkLf
             | State::Fixed(_)
             | State::ChunkData(_)
@@ -206,28 +207,66 @@ impl Scanner {
         }
     }
 
-    fn head_byte(&mut self, b: u8) {
-        if self.head.is_empty() && (b == b'\r' || b == b'\n') {
-            return;
+    /// Reads head bytes from the front of `data` up to the end of the head (the first empty
+    /// line), leading empty lines skipped; returns how many it used. Lines are found with
+    /// `memchr`, and a head that arrives whole is read where it lies, not copied.
+    fn head_bytes(&mut self, data: &[u8]) -> usize {
+        let skipped = if self.head.is_empty() {
+            data.iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(data.len())
+        } else {
+            0
+        };
+        let chunk = data.get(skipped..).unwrap_or_default();
+        if chunk.is_empty() {
+            return skipped;
         }
-        if self.head.len() >= MAX_HEAD {
+        // Whether the current line has a byte other than CR (an empty line ends the head).
+        let mut line_has = self.line > 0;
+        let mut line_start = 0;
+        let mut end = None;
+        for i in memchr::memchr_iter(b'\n', chunk) {
+            let line = chunk.get(line_start..i).unwrap_or_default();
+            if !line_has && line.iter().all(|&b| b == b'\r') {
+                end = Some(i + 1);
+                break;
+            }
+            line_has = false;
+            line_start = i + 1;
+        }
+        let take = end.unwrap_or(chunk.len());
+        if self.head.len() + take > MAX_HEAD {
             self.state = State::Off;
-            return;
+            return skipped + take;
         }
-        self.head.push(b);
-        match b {
-            b'\n' if self.line == 0 => self.end_of_head(),
-            b'\n' => self.line = 0,
-            b'\r' => {}
-            _ => self.line += 1,
+        let piece = chunk.get(..take).unwrap_or_default();
+        if end.is_none() {
+            let rest = chunk.get(line_start..).unwrap_or_default();
+            self.line = usize::from(line_has || rest.iter().any(|&b| b != b'\r'));
+            self.head.extend_from_slice(piece);
+        } else if self.head.is_empty() {
+            self.end_of_head(piece);
+        } else {
+            let mut head = std::mem::take(&mut self.head);
+            head.extend_from_slice(piece);
+            self.end_of_head(&head);
+            head.clear();
+            self.head = head;
         }
+        skipped + take
     }
 
     /// A whole head was read: note its framing, then follow its body.
-    fn end_of_head(&mut self) {
-        let head = std::mem::take(&mut self.head);
+    fn end_of_head(&mut self, head: &[u8]) {
         self.line = 0;
-        self.state = match head_framing(&head) {
+        if is_plain(head) {
+            // No length, no transfer coding: no body, nothing ambiguous; the next head follows.
+            self.messages += 1;
+            self.state = State::Head;
+            return;
+        }
+        self.state = match head_framing(head) {
             None => State::Off,
             Some(f) => {
                 let index = self.messages;
@@ -241,9 +280,26 @@ impl Scanner {
                 }
             }
         };
-        self.head = head;
-        self.head.clear();
     }
+}
+
+/// Is `head` an ordinary request without a body: not `CONNECT` or HTTP/2's preface, and no line
+/// that starts like `content-length` or `transfer-encoding` (in any case)? Then `head_framing`
+/// need not parse it: it would find no body and nothing ambiguous (or hyper rejects the head).
+/// Most requests are such; a look at the first bytes of each line instead of a second parse.
+fn is_plain(head: &[u8]) -> bool {
+    if head.starts_with(b"CONNECT") || head.starts_with(b"PRI") {
+        return false;
+    }
+    let starts = |at: usize, name: &[u8]| {
+        head.get(at..at + name.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(name))
+    };
+    memchr::memchr_iter(b'\n', head).all(|i| match head.get(i + 1) {
+        Some(b'c' | b'C') => !starts(i + 1, b"content-length"),
+        Some(b't' | b'T') => !starts(i + 1, b"transfer-encoding"),
+        _ => true,
+    })
 }
 
 /// What one head says about its body.

@@ -8,19 +8,6 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::telemetry::text;
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "http2-settings",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "trailer",
-];
-
 /// `x-envoy-*` headers a client may not set (the gateway treats every request as external).
 const ENVOY_INTERNAL: &[&str] = &[
     "x-envoy-internal",
@@ -73,7 +60,19 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Is `name` a hop-by-hop header (never forwarded)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "http2-settings"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "trailer"
+    )
 }
 
 /// Is `name` an `x-envoy-*` header a client may not set?
@@ -96,13 +95,26 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
 
 /// Removes hop-by-hop headers and the headers `Connection` nominates. `te: trailers` survives.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let nominated: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-        .collect();
+    // Names `Connection` nominates besides the hop-by-hop ones removed below anyway (usually
+    // none: `keep-alive` and `close` are all most messages carry), so usually no allocation.
+    let mut nominated: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        let Ok(v) = v.to_str() else { continue };
+        for t in v.split(',').map(str::trim) {
+            if t.is_empty()
+                || t.eq_ignore_ascii_case("close")
+                || t.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+            // `from_bytes` lowercases; a token that is no header name nominates nothing.
+            if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
+                if !is_hop_by_hop(&name) {
+                    nominated.push(name);
+                }
+            }
+        }
+    }
     let te_trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
@@ -177,7 +189,7 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
             headers.insert(X_REQUEST_ID, v);
         }
     }
-    headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
+    // `x-envoy-attempt-count` is set per attempt (`Head::request`).
 }
 
 #[cfg(test)]
@@ -241,6 +253,21 @@ mod tests {
         assert!(h.get("keep-alive").is_none());
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert_eq!(h.get("x-keep").unwrap(), "1");
+    }
+
+    /// Tokens are matched without regard to case; `close` nominates nothing; hop-by-hop names
+    /// nominated go too; several `Connection` headers all count.
+    #[test]
+    fn nominated_names_ignore_case_and_repeat() {
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("Close, X-Other"));
+        h.append("connection", HeaderValue::from_static("Upgrade , x-third"));
+        for name in ["x-other", "upgrade", "x-third", "close-not", "x-keep"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        remove_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["close-not", "x-keep"]);
     }
 
     #[test]

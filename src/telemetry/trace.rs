@@ -165,6 +165,10 @@ impl Default for TraceSettings {
 impl Incoming {
     /// Reads the trace headers of a client request. Never fails: what cannot be read is absent.
     pub fn parse(headers: &HeaderMap) -> Incoming {
+        // Most requests carry none: one pass over the names present instead of nine lookups.
+        if !headers.keys().any(|k| is_incoming_name(k.as_str())) {
+            return Incoming::default();
+        }
         let traceparent = single(headers, &TRACEPARENT).and_then(parse_traceparent);
         // The W3C spec: without a valid traceparent, tracestate is not read.
         let tracestate = traceparent.and_then(|_| parse_tracestate(headers));
@@ -298,29 +302,29 @@ impl TraceContext {
     /// Replaces every trace header in `headers` (the upstream request's) with this context.
     pub fn inject(&self, headers: &mut HeaderMap) {
         // Usually none is present: one pass over the names instead of eight lookups.
-        if headers.keys().any(|k| TRACE_HEADERS.contains(k)) {
+        if headers.keys().any(|k| is_trace_name(k.as_str())) {
             for name in &TRACE_HEADERS {
                 headers.remove(name);
             }
         }
-        insert(headers, TRACEPARENT, &self.traceparent());
+        insert(headers, TRACEPARENT, self.traceparent());
         if let Some(ts) = &self.tracestate {
-            insert(headers, TRACESTATE, ts);
+            insert(headers, TRACESTATE, ts.clone());
         }
         match self.b3 {
             None => {}
-            Some(B3Style::Single) => insert(headers, B3, &self.b3_single()),
+            Some(B3Style::Single) => insert(headers, B3, self.b3_single()),
             Some(B3Style::Multi) => {
-                insert(headers, X_B3_TRACEID, &self.b3_trace_id());
-                insert(headers, X_B3_SPANID, &hex16(self.span_id));
+                insert(headers, X_B3_TRACEID, self.b3_trace_id());
+                insert(headers, X_B3_SPANID, hex16(self.span_id));
                 if let Some(p) = self.parent_id {
-                    insert(headers, X_B3_PARENTSPANID, &hex16(p));
+                    insert(headers, X_B3_PARENTSPANID, hex16(p));
                 }
                 // B3: debug implies accept, so `x-b3-sampled` is not sent with it.
                 if self.debug {
-                    insert(headers, X_B3_FLAGS, "1");
+                    headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
                 } else {
-                    insert(headers, X_B3_SAMPLED, self.b3_sampling());
+                    headers.insert(X_B3_SAMPLED, HeaderValue::from_static(self.b3_sampling()));
                 }
             }
         }
@@ -333,10 +337,32 @@ fn hex16(v: u64) -> String {
     s
 }
 
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
+/// Inserts `value`, its buffer becoming the header value's (a `String` made to its exact length
+/// is not copied again).
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, v);
     }
+}
+
+/// Is `name` one of the headers a trace context travels in (`TRACE_HEADERS`)?
+fn is_trace_name(name: &str) -> bool {
+    matches!(
+        name,
+        "traceparent"
+            | "tracestate"
+            | "b3"
+            | "x-b3-traceid"
+            | "x-b3-spanid"
+            | "x-b3-parentspanid"
+            | "x-b3-sampled"
+            | "x-b3-flags"
+    )
+}
+
+/// Is `name` a header `Incoming::parse` reads?
+fn is_incoming_name(name: &str) -> bool {
+    is_trace_name(name) || name == "x-client-trace-id"
 }
 
 /// The one value of `name` as text; `None` when absent, repeated, or not text.

@@ -65,3 +65,55 @@ fn the_service_asks_per_request() {
     assert_eq!(f.next_request(), Some(FramingError::DuplicateContentLength));
     assert_eq!(f.next_request(), None);
 }
+
+/// A head of exactly `MAX_HEAD` bytes is read, one byte longer stops the scanner, whatever the
+/// pieces; a head split anywhere (even between CR and LF of its empty line) ends where it ends.
+#[test]
+fn the_head_limit_and_its_end_hold_across_pieces() {
+    let head = |len: usize| {
+        let base = "GET / HTTP/1.1\r\nX: \r\n\r\n".len();
+        format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(len - base))
+    };
+    for piece in [1, 3, 1000, 200_000] {
+        let at_limit = [head(MAX_HEAD).as_bytes(), CL_TE].concat();
+        assert_eq!(
+            scan(&at_limit, piece),
+            Some((1, FramingError::ContentLengthAndTransferEncoding)),
+            "piece {piece}"
+        );
+        let over = [head(MAX_HEAD + 1).as_bytes(), CL_TE].concat();
+        assert_eq!(scan(&over, piece), None, "piece {piece}");
+    }
+    let two = [b"GET / HTTP/1.1\r\nA: 1\r\n\r\n\r\n".as_slice(), CL_TE].concat();
+    for piece in 1..=two.len() {
+        assert_eq!(
+            scan(&two, piece),
+            Some((1, FramingError::ContentLengthAndTransferEncoding)),
+            "piece {piece}"
+        );
+    }
+}
+
+/// The shortcut for heads without a body takes only those: a length or transfer coding in any
+/// case, a tunnel or HTTP/2's preface all get the full reading.
+#[test]
+fn only_heads_without_framing_are_plain() {
+    assert!(is_plain(
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Content-Length: 5\r\n\r\n"
+    ));
+    for head in [
+        b"POST / HTTP/1.1\r\ncOnTeNt-LeNgTh: 5\r\n\r\n".as_slice(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\nContent-Length : 5\n\n",
+        b"CONNECT x:443 HTTP/1.1\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\n",
+    ] {
+        assert!(!is_plain(head), "{}", String::from_utf8_lossy(head));
+    }
+    // Counted: the second request on the connection is the one noted.
+    let stream = [b"GET / HTTP/1.1\r\n\r\n".as_slice(), CL_TE].concat();
+    assert_eq!(
+        scan(&stream, 4096),
+        Some((1, FramingError::ContentLengthAndTransferEncoding))
+    );
+}

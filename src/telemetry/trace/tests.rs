@@ -480,3 +480,22 @@ fn sampler_percent_bounds() {
         Some(cx.trace_id)
     );
 }
+
+/// The name checks that stand in for lookups know exactly the trace headers: each one makes
+/// `Incoming::parse` read the request, and a name that only looks alike does not.
+#[test]
+fn the_name_checks_know_every_trace_header() {
+    for name in TRACE_HEADERS.iter().chain([&X_CLIENT_TRACE_ID]) {
+        assert!(is_incoming_name(name.as_str()), "{name}");
+    }
+    for name in &TRACE_HEADERS {
+        assert!(is_trace_name(name.as_str()), "{name}");
+    }
+    assert!(!is_trace_name("x-client-trace-id"));
+    for other in ["b3x", "x-b3", "traceparents", "x-request-id", "host"] {
+        assert!(!is_incoming_name(other), "{other}");
+    }
+    // Only x-client-trace-id: parsed (it forces sampling), not skipped by the fast path.
+    let incoming = Incoming::parse(&headers(&[("x-client-trace-id", "abc")]));
+    assert!(incoming.client_trace_id);
+}
