@@ -122,12 +122,18 @@ impl Head {
             .as_deref()
             .or(action.host_rewrite.as_deref());
         match host {
-            Some(v) => h.insert(header::HOST, v.clone()),
-            None => h.insert(
-                header::HOST,
-                HeaderValue::from_str(authority).map_err(|_| ProxyError::MissingHost)?,
-            ),
-        };
+            Some(v) => {
+                h.insert(header::HOST, v.clone());
+            }
+            // Usually the authority is the client's own `Host` value: kept, not made anew.
+            None if h.get(header::HOST).is_some_and(|v| v == authority) => {}
+            None => {
+                h.insert(
+                    header::HOST,
+                    HeaderValue::from_str(authority).map_err(|_| ProxyError::MissingHost)?,
+                );
+            }
+        }
         action.headers.request.apply(h, &ctx);
         target.headers.request.apply(h, &ctx);
         let head = Head {
@@ -170,7 +176,7 @@ impl Head {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         let h = req.headers_mut();
-        h.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        h.insert(X_ENVOY_ATTEMPT_COUNT, attempt_count(attempt));
         if let Some(t) = expected_timeout {
             h.insert(
                 X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
@@ -178,6 +184,15 @@ impl Head {
             );
         }
         Ok(req)
+    }
+}
+
+/// `x-envoy-attempt-count`: a static value for the usual few attempts (no allocation).
+fn attempt_count(n: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(n as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
     }
 }
 
@@ -193,5 +208,17 @@ fn rewrite_path(route: &Route, rewrite: Option<&PathRewrite>, path: &str) -> Opt
             pattern,
             replacement,
         } => Some(pattern.replace_all(path, replacement.as_str()).into_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_counts_read_as_numbers() {
+        for n in [1, 2, 9, 10, 11, 123] {
+            assert_eq!(attempt_count(n), n.to_string().as_str());
+        }
     }
 }
