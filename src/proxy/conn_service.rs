@@ -51,12 +51,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
         let last = self.max_requests.is_some_and(|max| n >= max)
             || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
         let ambiguous = self.framing.next_request();
-        let handled = handle(shared.clone(), self.conn.clone(), req, ambiguous);
+        let (shared, conn) = (shared.clone(), self.conn.clone());
         let stream_idle_timeout = self.stream_idle_timeout;
         let server = stream_idle_timeout.and_then(|_| shared.server_header.clone());
         // Boxed: hyper keeps a request future's slot for the connection's lifetime, so an idle
-        // connection holds 16 bytes here instead of the whole future.
+        // connection holds 16 bytes here instead of the whole future. `handle`'s future is made
+        // inside, not captured: a captured future is stored twice in the block's state (as the
+        // capture and as what is awaited), and the whole state is copied into the box.
         Box::pin(async move {
+            let handled = handle(shared, conn, req, ambiguous);
             let resp = match stream_idle_timeout {
                 None => handled.await,
                 Some(t) => tokio::select! {
