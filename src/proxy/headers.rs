@@ -165,8 +165,10 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     remove_where(headers, is_envoy_internal);
+    // One buffer for the values made here: the attempt's copy of the head clones them for free.
+    let mut values = text::Values::with_capacity(96);
     let peer_str = text::ip_string(peer);
-    let peer_value = HeaderValue::from_str(&peer_str).ok();
+    let peer_value = values.value(peer_str.as_bytes());
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {peer_str}")).ok()
@@ -185,7 +187,7 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
         let id = uuid::Uuid::new_v4();
         let mut buf = uuid::Uuid::encode_buffer();
         let s = id.hyphenated().encode_lower(&mut buf);
-        if let Ok(v) = HeaderValue::from_str(s) {
+        if let Some(v) = values.value(s.as_bytes()) {
             headers.insert(X_REQUEST_ID, v);
         }
     }

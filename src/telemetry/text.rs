@@ -48,6 +48,24 @@ pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
     push_u64(out, u64::from(addr.port()));
 }
 
+/// Header values made together, written into one buffer: one allocation for all of them, and
+/// values that clone without allocating. (A value made from its own `String` allocates a shared
+/// header the first time it is cloned, and every upstream attempt clones the request head.)
+pub struct Values(bytes::BytesMut);
+
+impl Values {
+    /// Room for `bytes` of values before the buffer grows (it still grows past that).
+    pub fn with_capacity(bytes: usize) -> Values {
+        Values(bytes::BytesMut::with_capacity(bytes))
+    }
+
+    /// `text` as a header value; `None` if it is not a valid one.
+    pub fn value(&mut self, text: &[u8]) -> Option<http::HeaderValue> {
+        self.0.extend_from_slice(text);
+        http::HeaderValue::from_maybe_shared(self.0.split().freeze()).ok()
+    }
+}
+
 /// `ip` as a `String`.
 pub fn ip_string(ip: IpAddr) -> String {
     let mut s = String::with_capacity(15);
@@ -140,6 +158,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Each value holds exactly its text, past its buffer's first capacity too; one that is no
+    /// header value is refused and the next is whole.
+    #[test]
+    fn values_share_a_buffer_and_stay_apart() {
+        let mut values = Values::with_capacity(8);
+        let a = values.value(b"10.0.0.1").unwrap();
+        assert!(values.value(b"bad\nvalue").is_none());
+        let b = values
+            .value(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap();
+        let c = values.value(b"").unwrap();
+        assert_eq!(a, "10.0.0.1");
+        assert_eq!(b, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(c, "");
+        assert_eq!(a.clone(), a);
+    }
 
     #[test]
     fn addresses_print_as_display_does() {

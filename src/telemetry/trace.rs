@@ -23,7 +23,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use rand::Rng;
 
-use super::text::push_hex;
+use super::text::{hex_into, push_hex, Values};
 
 mod b3;
 #[cfg(test)]
@@ -261,13 +261,18 @@ impl TraceContext {
 
     /// The `traceparent` the upstream request carries.
     pub fn traceparent(&self) -> String {
-        let mut s = String::with_capacity(55);
-        s.push_str("00-");
-        push_hex(&mut s, self.trace_id, 32);
-        s.push('-');
-        push_hex(&mut s, u128::from(self.span_id), 16);
-        s.push_str(if self.sampled { "-01" } else { "-00" });
-        s
+        String::from_utf8_lossy(&self.traceparent_bytes()).into_owned()
+    }
+
+    /// `00-{trace id}-{span id}-{flags}`, 55 ASCII bytes.
+    fn traceparent_bytes(&self) -> [u8; 55] {
+        let mut b = [0u8; 55];
+        b[..3].copy_from_slice(b"00-");
+        hex_into(&mut b[3..35], self.trace_id);
+        b[35] = b'-';
+        hex_into(&mut b[36..52], u128::from(self.span_id));
+        b[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        b
     }
 
     /// The `b3` single header for the upstream request.
@@ -307,18 +312,30 @@ impl TraceContext {
                 headers.remove(name);
             }
         }
-        insert(headers, TRACEPARENT, self.traceparent());
+        // One buffer for the values: the attempt's copy of the head clones them for free.
+        let mut values = Values::with_capacity(128);
+        let mut put = |headers: &mut HeaderMap, name: HeaderName, text: &[u8]| {
+            if let Some(v) = values.value(text) {
+                headers.insert(name, v);
+            }
+        };
+        put(headers, TRACEPARENT, &self.traceparent_bytes());
         if let Some(ts) = &self.tracestate {
-            insert(headers, TRACESTATE, ts.clone());
+            put(headers, TRACESTATE, ts.as_bytes());
         }
         match self.b3 {
             None => {}
-            Some(B3Style::Single) => insert(headers, B3, self.b3_single()),
+            Some(B3Style::Single) => put(headers, B3, self.b3_single().as_bytes()),
             Some(B3Style::Multi) => {
-                insert(headers, X_B3_TRACEID, self.b3_trace_id());
-                insert(headers, X_B3_SPANID, hex16(self.span_id));
+                let mut id = [0u8; 32];
+                let digits = if self.short_trace_id { 16 } else { 32 };
+                hex_into(&mut id[..digits], self.trace_id);
+                put(headers, X_B3_TRACEID, &id[..digits]);
+                hex_into(&mut id[..16], u128::from(self.span_id));
+                put(headers, X_B3_SPANID, &id[..16]);
                 if let Some(p) = self.parent_id {
-                    insert(headers, X_B3_PARENTSPANID, hex16(p));
+                    hex_into(&mut id[..16], u128::from(p));
+                    put(headers, X_B3_PARENTSPANID, &id[..16]);
                 }
                 // B3: debug implies accept, so `x-b3-sampled` is not sent with it.
                 if self.debug {
@@ -328,20 +345,6 @@ impl TraceContext {
                 }
             }
         }
-    }
-}
-
-fn hex16(v: u64) -> String {
-    let mut s = String::with_capacity(16);
-    push_hex(&mut s, u128::from(v), 16);
-    s
-}
-
-/// Inserts `value`, its buffer becoming the header value's (a `String` made to its exact length
-/// is not copied again).
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        headers.insert(name, v);
     }
 }
 
