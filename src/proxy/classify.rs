@@ -17,16 +17,20 @@ pub enum Outcome<'a> {
     Failed(&'a ProxyError),
 }
 
+// Names as constants: a `&str` lookup parses the name first, on every response.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const X_ENVOY_RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
+
 /// The one classification of an attempt's outcome.
 pub fn classify(outcome: Outcome<'_>) -> Class {
     match outcome {
         Outcome::Response(status, headers) => Class::Response {
             status: status.as_u16(),
             grpc: headers
-                .get("grpc-status")
+                .get(&GRPC_STATUS)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
-            ratelimited: headers.contains_key("x-envoy-ratelimited"),
+            ratelimited: headers.contains_key(&X_ENVOY_RATELIMITED),
         },
         Outcome::Failed(e) => match e {
             ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => Class::ConnectFailure,

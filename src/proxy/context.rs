@@ -93,8 +93,8 @@ impl RequestCtx {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
                 .or_else(|| h.get(http::header::HOST).cloned()),
             user_agent: h.get(http::header::USER_AGENT).cloned(),
-            forwarded_for: h.get("x-forwarded-for").cloned(),
-            request_id: h.get("x-request-id").cloned(),
+            forwarded_for: h.get(&super::headers::X_FORWARDED_FOR).cloned(),
+            request_id: h.get(&super::headers::X_REQUEST_ID).cloned(),
         });
         let trace = shared.tracer.start(req);
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
@@ -125,7 +125,7 @@ impl RequestCtx {
 
     /// The request id sent upstream (generated when the client sent none), for the log.
     pub fn set_request_id(&mut self, headers: &HeaderMap) {
-        let id = headers.get("x-request-id");
+        let id = headers.get(&super::headers::X_REQUEST_ID);
         if let Some(log) = &mut self.log {
             log.request_id = id.cloned();
         }
@@ -158,9 +158,11 @@ pub fn finish(resp: Response<Body>, mut cx: RequestCtx) -> Response<Body> {
     Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(finishing))
 }
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
     headers
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

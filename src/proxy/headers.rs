@@ -95,6 +95,10 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
 
 /// Removes hop-by-hop headers and the headers `Connection` nominates. `te: trailers` survives.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Usual for requests: none at all (`connection` and `te` are hop-by-hop names too).
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Names `Connection` nominates besides the hop-by-hop ones removed below anyway (usually
     // none: `keep-alive` and `close` are all most messages carry), so usually no allocation.
     let mut nominated: Vec<HeaderName> = Vec::new();
