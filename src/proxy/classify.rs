@@ -17,8 +17,7 @@ pub enum Outcome<'a> {
     Failed(&'a ProxyError),
 }
 
-// Names as constants: a `&str` lookup parses the name first, on every response.
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+// A constant name: a `&str` lookup parses the name first, on every response.
 const X_ENVOY_RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
 
 /// The one classification of an attempt's outcome.
@@ -27,7 +26,7 @@ pub fn classify(outcome: Outcome<'_>) -> Class {
         Outcome::Response(status, headers) => Class::Response {
             status: status.as_u16(),
             grpc: headers
-                .get(&GRPC_STATUS)
+                .get(&super::headers::GRPC_STATUS)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
             ratelimited: headers.contains_key(&X_ENVOY_RATELIMITED),

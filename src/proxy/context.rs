@@ -158,11 +158,9 @@ pub fn finish(resp: Response<Body>, mut cx: RequestCtx) -> Response<Body> {
     Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(finishing))
 }
 
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
     headers
-        .get(&GRPC_STATUS)
+        .get(&super::headers::GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

@@ -472,7 +472,7 @@ pub fn grpc_reply(code: u32, message: &str) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    h.insert("grpc-status", HeaderValue::from(code));
+    h.insert(super::headers::GRPC_STATUS, HeaderValue::from(code));
     let encoded: String = message
         .bytes()
         .map(|b| match b {

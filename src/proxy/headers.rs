@@ -30,6 +30,7 @@ const ENVOY_INTERNAL: &[&str] = &[
     "x-envoy-external-address",
 ];
 
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -174,9 +175,7 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
     let peer_str = text::ip_string(peer);
     let peer_value = values.value(peer_str.as_bytes());
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {peer_str}")).ok()
-        }
+        Some(prev) if !prev.is_empty() => values.value(format!("{prev}, {peer_str}").as_bytes()),
         _ => peer_value.clone(),
     };
     match xff {

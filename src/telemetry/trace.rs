@@ -290,10 +290,19 @@ impl TraceContext {
     }
 
     fn b3_trace_id(&self) -> String {
-        let digits = if self.short_trace_id { 16 } else { 32 };
+        let digits = self.b3_trace_id_digits();
         let mut s = String::with_capacity(digits);
         push_hex(&mut s, self.trace_id, digits);
         s
+    }
+
+    /// B3 sends the trace id in the width it came in: 16 hex digits for a 64-bit id, else 32.
+    fn b3_trace_id_digits(&self) -> usize {
+        if self.short_trace_id {
+            16
+        } else {
+            32
+        }
     }
 
     fn b3_sampling(&self) -> &'static str {
@@ -328,7 +337,7 @@ impl TraceContext {
             Some(B3Style::Single) => put(headers, B3, self.b3_single().as_bytes()),
             Some(B3Style::Multi) => {
                 let mut id = [0u8; 32];
-                let digits = if self.short_trace_id { 16 } else { 32 };
+                let digits = self.b3_trace_id_digits();
                 hex_into(&mut id[..digits], self.trace_id);
                 put(headers, X_B3_TRACEID, &id[..digits]);
                 hex_into(&mut id[..16], u128::from(self.span_id));
