@@ -187,15 +187,15 @@ pub enum RespBody {
 
 impl http_body::Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             RespBody::Pooled(b) => Pin::new(b).poll_frame(cx),
-            RespBody::Direct(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Direct(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         }
     }
 

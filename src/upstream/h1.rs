@@ -2,9 +2,12 @@
 //!
 //! A connection is owned by the request using it: the request's own task drives it (while the
 //! request is written and the response head awaited, then from the response body), so there is
-//! no connection task and no channel hop per request. When the response body ends on a
-//! connection that can carry another request, the connection goes back to its endpoint's idle
-//! list; an idle connection is checked before reuse (the upstream may have closed it).
+//! no connection task and no channel hop per request. The protocol is meshgate's own
+//! (`h1/encode.rs` writes the request, `h1/decode.rs` reads the response, `h1/conn.rs` drives an
+//! exchange); hyper's client is kept only for upgrades (WebSocket), whose connection leaves the
+//! pool. When the response body ends on a connection that can carry another request, the
+//! connection goes back to its endpoint's idle list, holding its socket and no buffer; an idle
+//! connection is checked before reuse (the upstream may have closed it).
 //!
 //! The keep-alive race: a reused connection the upstream closes just as a request is written.
 //! If the request never left, it is sent again on a fresh connection here, whatever its method;
@@ -12,19 +15,20 @@
 //! decides (the proxy resends idempotent requests once, on a fresh connection).
 //!
 //! `maxRequestsPerConnection` and the idle timeout are enforced at check-in and checkout;
-//! a reaper closes connections idle past the timeout, and trims idle connections the traffic no
-//! longer needs (`to_close`). A connection idle for `DORMANT_AFTER` is made dormant: hyper's
-//! connection and its buffers are let go, the socket stays open, and a new hyper connection is
-//! made on it when it is taken again (as downstream connections are parked).
+//! a reaper closes connections idle past the timeout or closed by the upstream, and trims idle
+//! connections the traffic no longer needs (`to_close`).
 //! May not touch: endpoint choice, circuit breakers (`pool.rs`).
 
+mod conn;
+mod decode;
+mod encode;
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,23 +39,23 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use self::conn::{Conn, Exchange, Failed};
 use super::error::UpstreamError;
 use super::settings::{ConnectionSettings, UpstreamBody};
 use super::transport::{self, Origination, Stream};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How often the reaper runs (at most): closes what expired, and trims the surplus.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// Idle connections per endpoint the trimming keeps (the idle timeout still closes them).
 const TRIM_KEEPS: usize = 4;
 
-/// An idle connection unused this long keeps only its socket (`Dormant`): hyper's read and write
-/// buffers (8 KiB each) go back, as a parked downstream connection's do.
-const DORMANT_AFTER: Duration = Duration::from_secs(2);
+/// How often idle connections are checked for having been closed by the upstream.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Idle connections kept per endpoint; past it the oldest is closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
-
-type Driver = http1::Connection<TokioIo<Stream>, UpstreamBody>;
 
 /// The HTTP/1.1 connections of one cluster.
 #[derive(Debug)]
@@ -72,60 +76,30 @@ struct Inner {
 }
 
 struct Idle {
-    conn: Pooled,
+    conn: Conn,
     since: Instant,
 }
 
-/// An idle connection: ready to send on, or its socket alone.
-enum Pooled {
-    Live(Conn),
-    Dormant(Dormant),
-}
-
-/// An idle connection's socket, hyper's state let go (`DORMANT_AFTER`).
-struct Dormant {
-    io: TokioIo<Stream>,
-    uses: u32,
-}
-
-/// One connection: the request sender and the connection's state machine, driven by its user.
-struct Conn {
-    send: http1::SendRequest<UpstreamBody>,
-    driver: Pin<Box<Driver>>,
-    /// Requests sent on it so far.
-    uses: u32,
-    /// The upstream ends it after the response (`connection: close`, or it closed).
-    closed: bool,
-}
-
-/// The response body of an HTTP/1.1 exchange: drives the connection while the body is read and
-/// returns the connection to the pool when the body has ended.
+/// The response body of an HTTP/1.1 exchange: reads it off the connection (sending the rest of
+/// the request body meanwhile) and returns the connection to the pool when the body has ended.
 pub struct PooledBody {
-    inner: Incoming,
-    conn: Option<Conn>,
+    exchange: Option<Exchange>,
     /// Where the connection goes back.
     home: Option<(Weak<Inner>, SocketAddr)>,
-    ended: bool,
 }
 
 impl std::fmt::Debug for PooledBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PooledBody")
-            .field("pooled", &self.conn.is_some())
-            .field("ended", &self.ended)
+            .field("open", &self.exchange.is_some())
             .finish()
     }
 }
 
 impl std::fmt::Debug for Idle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (uses, dormant) = match &self.conn {
-            Pooled::Live(c) => (c.uses, false),
-            Pooled::Dormant(d) => (d.uses, true),
-        };
         f.debug_struct("Idle")
-            .field("uses", &uses)
-            .field("dormant", &dormant)
+            .field("uses", &self.conn.uses)
             .field("since", &self.since)
             .finish()
     }
@@ -152,16 +126,6 @@ impl Http1Pool {
         self.inner.lock().get(&endpoint).map_or(0, Vec::len)
     }
 
-    /// Of those, the dormant ones (`DORMANT_AFTER`).
-    #[cfg(test)]
-    fn dormant(&self, endpoint: SocketAddr) -> usize {
-        self.inner.lock().get(&endpoint).map_or(0, |list| {
-            list.iter()
-                .filter(|i| matches!(i.conn, Pooled::Dormant(_)))
-                .count()
-        })
-    }
-
     /// Sends `req` (origin-form URI, `host` header set) to `endpoint` on an idle connection, or
     /// a new one (always a new one when `fresh`).
     ///
@@ -174,31 +138,24 @@ impl Http1Pool {
         req: Request<UpstreamBody>,
         fresh: bool,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        let reused = if fresh {
-            None
-        } else {
-            self.checkout(endpoint).await
-        };
+        let reused = if fresh { None } else { self.checkout(endpoint) };
         let (conn, req) = match reused {
-            Some(conn) => match exchange(conn, req).await {
+            Some(conn) => match conn::exchange(conn, req).await {
                 Ok(done) => return Ok(self.wrap(endpoint, done)),
                 // Never sent: the connection was gone before the request left. Send it anew.
                 Err(Failed::Unsent(req)) => (self.connect(endpoint).await?, *req),
-                Err(Failed::Sent(e)) if is_termination(&e) => return Err(UpstreamError::Stale),
-                Err(Failed::Sent(e)) => return Err(UpstreamError::from_hyper(&e)),
-                Err(Failed::Closed) => return Err(UpstreamError::Stale),
+                Err(Failed::Closed(_)) => return Err(UpstreamError::Stale),
+                Err(Failed::Error(e)) => return Err(e),
             },
             None => (self.connect(endpoint).await?, req),
         };
-        match exchange(conn, req).await {
+        match conn::exchange(conn, req).await {
             Ok(done) => Ok(self.wrap(endpoint, done)),
             Err(Failed::Unsent(_)) => Err(UpstreamError::Terminated(
                 "connection closed before the request was sent".into(),
             )),
-            Err(Failed::Sent(e)) => Err(UpstreamError::from_hyper(&e)),
-            Err(Failed::Closed) => Err(UpstreamError::Terminated(
-                "connection closed before the response".into(),
-            )),
+            Err(Failed::Closed(detail)) => Err(UpstreamError::Terminated(detail)),
+            Err(Failed::Error(e)) => Err(e),
         }
     }
 
@@ -230,58 +187,35 @@ impl Http1Pool {
     fn wrap(
         &self,
         endpoint: SocketAddr,
-        (resp, conn): (Response<Incoming>, Conn),
+        (resp, exchange): (Response<()>, Exchange),
     ) -> Response<PooledBody> {
-        let home = Some((Arc::downgrade(&self.inner), endpoint));
-        resp.map(|inner| PooledBody {
-            inner,
-            conn: Some(conn),
-            home,
-            ended: false,
-        })
+        let body = PooledBody {
+            exchange: Some(exchange),
+            home: Some((Arc::downgrade(&self.inner), endpoint)),
+        };
+        resp.map(|()| body)
     }
 
-    /// The most recently used idle connection to `endpoint` that is still open (a dormant one
-    /// gets a new hyper connection on its socket).
-    async fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
+    /// The most recently used idle connection to `endpoint` that is still open.
+    fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
         let timeout = self.inner.settings.idle_timeout;
-        loop {
-            let idle = {
-                let mut map = self.inner.lock();
-                let list = map.get_mut(&endpoint)?;
-                let idle = list.pop();
-                if list.is_empty() {
-                    map.remove(&endpoint);
-                }
-                idle?
-            };
-            if idle.since.elapsed() >= timeout {
-                continue;
-            }
-            let conn = match idle.conn {
-                Pooled::Live(conn) => Some(conn),
-                Pooled::Dormant(dormant) => dormant.wake().await,
-            };
-            if let Some(mut conn) = conn {
-                if conn.reusable() {
-                    return Some(conn);
-                }
+        let mut map = self.inner.lock();
+        let list = map.get_mut(&endpoint)?;
+        let mut found = None;
+        while let Some(mut idle) = list.pop() {
+            if idle.since.elapsed() < timeout && idle.conn.is_open() {
+                found = Some(idle.conn);
+                break;
             }
         }
+        if list.is_empty() {
+            map.remove(&endpoint);
+        }
+        found
     }
 
     async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, UpstreamError> {
-        let stream = self.inner.open(endpoint).await?;
-        let (send, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::from_hyper(&e))?;
-        Ok(Conn {
-            send,
-            driver: Box::pin(driver),
-            uses: 0,
-            closed: false,
-        })
+        Ok(Conn::new(self.inner.open(endpoint).await?))
     }
 }
 
@@ -298,9 +232,9 @@ impl Inner {
     }
 
     /// Takes back a connection whose last response ended; starts the reaper if none runs.
-    fn check_in(self: &Arc<Self>, endpoint: SocketAddr, mut conn: Conn) {
+    fn check_in(self: &Arc<Self>, endpoint: SocketAddr, conn: Conn) {
         let limit = self.settings.max_requests_per_connection;
-        if conn.closed || (limit > 0 && conn.uses >= limit) || !conn.reusable() {
+        if limit > 0 && conn.uses >= limit {
             return;
         }
         let mut map = self.lock();
@@ -309,7 +243,7 @@ impl Inner {
             list.remove(0);
         }
         list.push(Idle {
-            conn: Pooled::Live(conn),
+            conn,
             since: Instant::now(),
         });
         if !self.reaping.load(Ordering::Relaxed) {
@@ -320,9 +254,9 @@ impl Inner {
         }
     }
 
-    /// Makes connections idle for `DORMANT_AFTER` at `now` dormant; with `trim`, first closes
-    /// those idle past the timeout, and half of the surplus (`to_close`). `false` when nothing is
-    /// left idle: the reaper then stops (`reaping` cleared, under the lock).
+    /// Drops idle connections the upstream closed; with `trim`, first closes those idle past
+    /// the timeout, and half of the surplus (`to_close`). `false` when nothing is left idle: the
+    /// reaper then stops (`reaping` cleared, under the lock).
     fn prune(&self, now: Instant, trim: bool) -> bool {
         let timeout = self.settings.idle_timeout;
         let mut closed = Vec::new();
@@ -333,17 +267,7 @@ impl Inner {
                 let n = to_close(&idle_for, timeout);
                 closed.extend(list.drain(..n));
             }
-            // Those found finished while being made dormant are dropped (closed).
-            *list = std::mem::take(list)
-                .into_iter()
-                .filter_map(|idle| match idle.conn {
-                    Pooled::Live(conn) if now - idle.since >= DORMANT_AFTER => Some(Idle {
-                        conn: Pooled::Dormant(conn.into_dormant()?),
-                        since: idle.since,
-                    }),
-                    _ => Some(idle),
-                })
-                .collect();
+            list.retain_mut(|idle| idle.conn.is_open());
             !list.is_empty()
         });
         let any = !map.is_empty();
@@ -379,8 +303,8 @@ async fn reap(pool: Weak<Inner>) {
         Some(p) => (p.settings.idle_timeout / 2).clamp(Duration::from_millis(100), TRIM_EVERY),
         None => return,
     };
-    // Runs at least every `DORMANT_AFTER`; trims once per `every`.
-    let tick = every.min(DORMANT_AFTER);
+    // Runs at least every `CHECK_EVERY` (closed connections go); trims once per `every`.
+    let tick = every.min(CHECK_EVERY);
     let mut trimmed = Instant::now();
     loop {
         tokio::time::sleep(tick).await;
@@ -396,115 +320,14 @@ async fn reap(pool: Weak<Inner>) {
     }
 }
 
-// === impl Conn ===
-
-impl Conn {
-    /// The socket alone, hyper's connection let go (`None`: finished, or the upstream sent
-    /// bytes nobody asked for: closed).
-    fn into_dormant(mut self) -> Option<Dormant> {
-        if !self.reusable() {
-            return None;
-        }
-        let Conn { driver, uses, .. } = self;
-        let parts = Pin::into_inner(driver).into_parts();
-        parts
-            .read_buf
-            .is_empty()
-            .then_some(Dormant { io: parts.io, uses })
-    }
-
-    /// Can this connection take a request now? Polls the connection once so a close or an
-    /// unexpected byte from the upstream is noticed.
-    fn reusable(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        if self.driver.as_mut().poll(&mut cx).is_ready() {
-            return false;
-        }
-        self.send.is_ready()
-    }
-}
-
-// === impl Dormant ===
-
-impl Dormant {
-    /// A new hyper connection on the socket (no I/O: the caller checks it is still open).
-    async fn wake(self) -> Option<Conn> {
-        let (send, driver) = http1::Builder::new().handshake(self.io).await.ok()?;
-        Some(Conn {
-            send,
-            driver: Box::pin(driver),
-            uses: self.uses,
-            closed: false,
-        })
-    }
-}
-
-/// How an exchange failed: before the request left (it comes back), after, or with the
-/// connection finished and no word on the request.
-enum Failed {
-    Unsent(Box<Request<UpstreamBody>>),
-    Sent(hyper::Error),
-    Closed,
-}
-
-/// Writes `req` on `conn` and reads the response head, driving the connection meanwhile.
-async fn exchange(
-    mut conn: Conn,
-    req: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, Conn), Failed> {
-    conn.uses += 1;
-    let mut response = std::pin::pin!(conn.send.try_send_request(req));
-    let mut driver_done = false;
-    let result = std::future::poll_fn(|cx| {
-        if !driver_done {
-            driver_done = conn.driver.as_mut().poll(cx).is_ready();
-        }
-        match response.as_mut().poll(cx) {
-            Poll::Ready(r) => Poll::Ready(Some(r)),
-            // Finished with the request unanswered and unreported.
-            Poll::Pending if driver_done => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
-    match result {
-        Some(Ok(resp)) => {
-            // A response, but the connection is finished (`connection: close`): not reused.
-            conn.closed |= driver_done;
-            Ok((resp, conn))
-        }
-        Some(Err(mut e)) => match e.take_message() {
-            Some(req) => Err(Failed::Unsent(Box::new(req))),
-            None => Err(Failed::Sent(e.into_error())),
-        },
-        None => Err(Failed::Closed),
-    }
-}
-
-/// The connection ended (closed or reset) without a malformed response: the keep-alive race.
-fn is_termination(e: &hyper::Error) -> bool {
-    e.is_incomplete_message()
-        || e.is_canceled()
-        || std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::UnexpectedEof
-                )
-            })
-}
-
 // === impl PooledBody ===
 
 impl PooledBody {
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(conn) = &mut self.conn {
-            if conn.driver.as_mut().poll(cx).is_ready() {
-                // Finished: the body sees the end or the error through `inner`.
-                self.conn = None;
+    /// Returns the connection to its pool if the exchange left it reusable.
+    fn release(&mut self) {
+        if let (Some(exchange), Some((home, endpoint))) = (self.exchange.take(), self.home.take()) {
+            if let (Some(conn), Some(pool)) = (exchange.finish(), home.upgrade()) {
+                pool.check_in(endpoint, conn);
             }
         }
     }
@@ -512,40 +335,39 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.drive(cx);
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.ended = true;
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = exchange.poll_body(cx);
+        match &polled {
+            // Ended: the connection goes back now, not when the body is dropped.
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Err(_))) => self.exchange = None,
+            _ => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.exchange.as_ref().is_none_or(Exchange::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.exchange
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Exchange::size_hint)
     }
 }
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
-        // Only a connection whose response was read to the end can carry another request.
-        if !(self.ended || self.inner.is_end_stream()) {
-            return;
-        }
-        if let (Some(conn), Some((home, endpoint))) = (self.conn.take(), self.home.take()) {
-            if let Some(pool) = home.upgrade() {
-                pool.check_in(endpoint, conn);
-            }
-        }
+        self.release();
     }
 }
 
@@ -655,28 +477,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dormant_connection_is_reused_and_a_closed_one_replaced() {
+    async fn an_idle_connection_is_reused_and_a_closed_one_replaced() {
         let close = Arc::new(tokio::sync::Notify::new());
         let (addr, accepted, mut closed) = upstream(close.clone()).await;
         let pool = Http1Pool::new(&ConnectionSettings::default(), None);
         assert_eq!(get(&pool, addr).await, "ok");
-        assert_eq!((pool.idle(addr), pool.dormant(addr)), (1, 0));
-        // Not idle long enough: kept as it is.
-        pool.inner.prune(Instant::now(), false);
-        assert_eq!(pool.dormant(addr), 0);
-        pool.inner.prune(Instant::now() + DORMANT_AFTER, false);
-        assert_eq!((pool.idle(addr), pool.dormant(addr)), (1, 1));
-        // Woken on the same socket: no new connection upstream.
+        assert_eq!(pool.idle(addr), 1);
+        // Reused: no new connection upstream.
         assert_eq!(get(&pool, addr).await, "ok");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // The upstream closes it while it is dormant: the next request is sent on a new
-        // connection, not on the closed one.
-        pool.inner.prune(Instant::now() + DORMANT_AFTER, false);
-        assert_eq!((pool.idle(addr), pool.dormant(addr)), (1, 1));
+        assert_eq!(pool.idle(addr), 1);
+        // The upstream closes it while it is idle: the reaper's check drops it, and the next
+        // request goes on a new connection, not on the closed one.
         close.notify_one();
         closed.recv().await.unwrap();
+        let dropped = loop {
+            pool.inner.prune(Instant::now(), false);
+            if pool.idle(addr) == 0 {
+                break true;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(dropped);
         assert_eq!(get(&pool, addr).await, "ok");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_not_taken() {
+        let close = Arc::new(tokio::sync::Notify::new());
+        let (addr, accepted, mut closed) = upstream(close.clone()).await;
+        let pool = Http1Pool::new(&ConnectionSettings::default(), None);
+        assert_eq!(get(&pool, addr).await, "ok");
+        close.notify_one();
+        closed.recv().await.unwrap();
+        // Still listed as idle; checkout finds it closed (or the race is answered Stale).
+        assert_eq!(pool.idle(addr), 1);
+        use http_body_util::{BodyExt, Empty};
+        let body = Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "upstream")
+            .body(body)
+            .unwrap();
+        match pool.send(addr, req, false).await {
+            Ok(resp) => {
+                let got = resp.into_body().collect().await.unwrap();
+                assert_eq!(got.to_bytes(), "ok");
+                assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+            }
+            Err(e) => assert!(matches!(e, UpstreamError::Stale), "{e}"),
+        }
     }
 
     #[tokio::test]

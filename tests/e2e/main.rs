@@ -49,6 +49,7 @@ mod upstream_keepalive;
 mod upstream_outlier;
 mod upstream_pool;
 mod upstream_tls;
+mod upstream_wire;
 mod validate_cli;
 mod validate_l4;
 

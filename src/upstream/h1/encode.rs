@@ -1,0 +1,354 @@
+//! Writing an HTTP/1.1 request: the head in one buffer, the body's framing chosen the way hyper's
+//! client chooses it (so the wire is what it was), and chunk framing. Pure; no I/O.
+//! May not touch: sockets (`conn.rs`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::{HeaderMap, Method, Version};
+
+/// How the request body goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes (0: no body is sent).
+    Length(u64),
+    /// Chunked; trailers named in the request's `trailer` header are sent.
+    Chunked { trailers: Vec<HeaderName> },
+}
+
+/// What is known of the body before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySize {
+    /// It has already ended.
+    None,
+    Known(u64),
+    Unknown,
+}
+
+/// The request head, and how the body that follows it is framed.
+///
+/// As hyper's client: a body that has ended sends none (the client's `content-length` header is
+/// kept as it is); a `transfer-encoding` is honoured (made to end in `chunked`); then a valid
+/// `content-length`; a body of unknown size is chunked, except for GET, HEAD and CONNECT, which
+/// send none; a body of known size gets its `content-length`. HTTP/1.0 never chunks.
+pub fn head(parts: &Parts, size: BodySize) -> (Bytes, BodyFraming) {
+    let headers = &parts.headers;
+    let http10 = parts.version == Version::HTTP_10;
+    let te = headers.get_all(header::TRANSFER_ENCODING);
+    let has_te = te.iter().next().is_some();
+    let cl = content_length(headers);
+    // (framing, skip transfer-encoding lines, skip content-length lines, extra line)
+    let (framing, skip_te, skip_cl, extra): (BodyFraming, bool, bool, Option<Extra>) = match size {
+        BodySize::None => (BodyFraming::Length(0), true, false, None),
+        _ if http10 => match (cl, size) {
+            (Some(n), _) => (BodyFraming::Length(n), true, false, None),
+            (None, BodySize::Known(n)) => {
+                (BodyFraming::Length(n), true, true, Some(Extra::Length(n)))
+            }
+            _ => (BodyFraming::Length(0), true, false, None),
+        },
+        _ if has_te => {
+            let ends_chunked = te
+                .iter()
+                .next_back()
+                .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            let extra = (!ends_chunked).then_some(Extra::Chunked);
+            (chunked(headers), false, true, extra)
+        }
+        _ => match (cl, size) {
+            (Some(n), _) => (BodyFraming::Length(n), false, false, None),
+            (None, BodySize::Unknown)
+                if matches!(parts.method, Method::GET | Method::HEAD | Method::CONNECT) =>
+            {
+                (BodyFraming::Length(0), false, false, None)
+            }
+            (None, BodySize::Unknown) => (chunked(headers), false, true, Some(Extra::Chunked)),
+            (None, BodySize::Known(n)) => {
+                (BodyFraming::Length(n), false, true, Some(Extra::Length(n)))
+            }
+            (None, BodySize::None) => (BodyFraming::Length(0), false, false, None),
+        },
+    };
+
+    let target = request_target(parts);
+    let mut len = parts.method.as_str().len() + target.len() + 13 + 2 + 40;
+    for (name, value) in headers {
+        len += name.as_str().len() + value.len() + 4;
+    }
+    let mut out = BytesMut::with_capacity(len);
+    out.put_slice(parts.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(if http10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    for (name, value) in headers {
+        if (skip_te && name == header::TRANSFER_ENCODING)
+            || (skip_cl && name == header::CONTENT_LENGTH)
+        {
+            continue;
+        }
+        put_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match extra {
+        Some(Extra::Chunked) => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Some(Extra::Length(n)) => {
+            let mut digits = itoa::Buffer::new();
+            put_line(&mut out, b"content-length", digits.format(n).as_bytes());
+        }
+        None => {}
+    }
+    out.put_slice(b"\r\n");
+    (out.freeze(), framing)
+}
+
+/// A header line the encoder adds.
+enum Extra {
+    Chunked,
+    Length(u64),
+}
+
+fn put_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// Origin-form (`/path?query`) unless the URI is absolute.
+fn request_target(parts: &Parts) -> std::borrow::Cow<'_, str> {
+    if parts.uri.authority().is_some() {
+        return parts.uri.to_string().into();
+    }
+    parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .into()
+}
+
+/// A `content-length` all of whose values agree (as hyper's `content_length_parse_all`).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
+}
+
+/// Chunked framing, with the trailer names the request declares.
+fn chunked(headers: &HeaderMap) -> BodyFraming {
+    let trailers = headers
+        .get_all(header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+        .collect();
+    BodyFraming::Chunked { trailers }
+}
+
+/// A chunk's size line (`1a\r\n`).
+pub fn chunk_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// The last chunk with the declared trailers in `trailers` (those not declared, and those that
+/// may not be trailers, are left out), and the end of the body.
+pub fn last_chunk(trailers: Option<&HeaderMap>, declared: &[HeaderName]) -> Bytes {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_slice(b"0\r\n");
+    if let Some(t) = trailers {
+        for (name, value) in t {
+            if declared.contains(name) && may_trail(name) {
+                put_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// Fields that framing, routing or authentication depend on may not be trailers (RFC 9110 §6.5.1).
+fn may_trail(name: &HeaderName) -> bool {
+    !matches!(
+        *name,
+        header::TRANSFER_ENCODING
+            | header::CONTENT_LENGTH
+            | header::HOST
+            | header::TRAILER
+            | header::CONTENT_TYPE
+            | header::CONTENT_ENCODING
+            | header::CONTENT_RANGE
+            | header::AUTHORIZATION
+            | header::CACHE_CONTROL
+            | header::EXPECT
+            | header::MAX_FORWARDS
+            | header::PRAGMA
+            | header::RANGE
+            | header::TE
+            | header::SET_COOKIE
+            | header::WWW_AUTHENTICATE
+            | header::PROXY_AUTHENTICATE
+            | header::PROXY_AUTHORIZATION
+            | header::AGE
+            | header::EXPIRES
+            | header::DATE
+            | header::LOCATION
+            | header::RETRY_AFTER
+            | header::VARY
+            | header::WARNING
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn encode(method: Method, headers: &[(&str, &str)], size: BodySize) -> (String, BodyFraming) {
+        let (bytes, framing) = head(&parts(method, "/a?b=1", headers), size);
+        (String::from_utf8(bytes.to_vec()).unwrap(), framing)
+    }
+
+    #[test]
+    fn a_head_is_written_in_origin_form_with_every_header() {
+        let (text, framing) = encode(
+            Method::GET,
+            &[("host", "example.com"), ("x-a", "1"), ("x-a", "2")],
+            BodySize::None,
+        );
+        assert_eq!(
+            text,
+            "GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+        assert_eq!(framing, BodyFraming::Length(0));
+    }
+
+    #[test]
+    fn body_framing_is_hypers() {
+        let lines = |text: &str| -> Vec<String> {
+            text.split("\r\n")
+                .skip(1)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        // Known size: its content-length.
+        let (t, f) = encode(Method::POST, &[], BodySize::Known(12));
+        assert_eq!(
+            (lines(&t), f),
+            (vec!["content-length: 12".into()], BodyFraming::Length(12))
+        );
+        // The client's content-length is kept.
+        let (t, f) = encode(Method::POST, &[("content-length", "5")], BodySize::Unknown);
+        assert_eq!(
+            (lines(&t), f),
+            (vec!["content-length: 5".into()], BodyFraming::Length(5))
+        );
+        // Unknown size: chunked, except for GET/HEAD (no body).
+        let (t, f) = encode(Method::PUT, &[], BodySize::Unknown);
+        assert_eq!(lines(&t), vec!["transfer-encoding: chunked".to_owned()]);
+        assert_eq!(f, BodyFraming::Chunked { trailers: vec![] });
+        let (t, f) = encode(Method::GET, &[], BodySize::Unknown);
+        assert_eq!(
+            (lines(&t), f),
+            (Vec::<String>::new(), BodyFraming::Length(0))
+        );
+        // An invalid content-length gives way to chunked.
+        let (t, _) = encode(
+            Method::POST,
+            &[("content-length", "1, 2")],
+            BodySize::Unknown,
+        );
+        assert_eq!(lines(&t), vec!["transfer-encoding: chunked".to_owned()]);
+        // A transfer-encoding is kept, made to end in chunked; content-length dropped.
+        let (t, f) = encode(
+            Method::POST,
+            &[
+                ("transfer-encoding", "gzip"),
+                ("content-length", "5"),
+                ("trailer", "x-sum, x-n"),
+            ],
+            BodySize::Unknown,
+        );
+        assert_eq!(
+            lines(&t),
+            vec![
+                "transfer-encoding: gzip".to_owned(),
+                "trailer: x-sum, x-n".into(),
+                "transfer-encoding: chunked".into()
+            ]
+        );
+        assert_eq!(
+            f,
+            BodyFraming::Chunked {
+                trailers: vec![
+                    HeaderName::from_static("x-sum"),
+                    HeaderName::from_static("x-n")
+                ]
+            }
+        );
+        // An ended body: none sent, transfer-encoding dropped.
+        let (t, f) = encode(
+            Method::POST,
+            &[("transfer-encoding", "chunked")],
+            BodySize::None,
+        );
+        assert_eq!(
+            (lines(&t), f),
+            (Vec::<String>::new(), BodyFraming::Length(0))
+        );
+    }
+
+    #[test]
+    fn http_1_0_never_chunks() {
+        let mut p = parts(Method::POST, "/", &[("transfer-encoding", "chunked")]);
+        p.version = Version::HTTP_10;
+        let (bytes, framing) = head(&p, BodySize::Unknown);
+        assert_eq!(&bytes[..], b"POST / HTTP/1.0\r\n\r\n");
+        assert_eq!(framing, BodyFraming::Length(0));
+        let (bytes, framing) = head(&p, BodySize::Known(3));
+        assert_eq!(&bytes[..], b"POST / HTTP/1.0\r\ncontent-length: 3\r\n\r\n");
+        assert_eq!(framing, BodyFraming::Length(3));
+    }
+
+    #[test]
+    fn chunk_framing() {
+        assert_eq!(&chunk_line(26)[..], b"1a\r\n");
+        assert_eq!(&chunk_line(1)[..], b"1\r\n");
+        let mut t = HeaderMap::new();
+        t.insert("x-sum", "9".parse().unwrap());
+        t.insert("x-other", "1".parse().unwrap());
+        t.insert("content-length", "1".parse().unwrap());
+        let declared = [
+            HeaderName::from_static("x-sum"),
+            HeaderName::from_static("content-length"),
+        ];
+        assert_eq!(
+            &last_chunk(Some(&t), &declared)[..],
+            b"0\r\nx-sum: 9\r\n\r\n"
+        );
+        assert_eq!(&last_chunk(None, &declared)[..], b"0\r\n\r\n");
+    }
+}
