@@ -14,7 +14,6 @@ use meshgate::proxy::{
     request_authority, Framing, Head, HeadInput, Scanner,
 };
 use meshgate::route::{Decision, RequestView, RouteAction, TemplateContext};
-use meshgate::upstream::Protocol;
 
 /// Path normalisation: never panics; an absolute result has no dot-segment (servlet path
 /// parameters included) and normalising it again changes nothing.
@@ -135,7 +134,6 @@ pub fn request(data: &[u8]) {
                     authority: &authority,
                     path: &path,
                     websocket: false,
-                    protocol: Protocol::Http1,
                     scheme: "http",
                     client_cert: None,
                 },

@@ -23,7 +23,7 @@ use super::body::{AttemptGuard, ClientBody, ClientFailed, Replay, ResponseBody};
 use super::classify::{classify, upstream_error, Outcome};
 use super::context::RequestCtx;
 use super::error::{ProxyError, ResponseFlags};
-use super::head::{Head, HeadInput};
+use super::head::{AttemptHeaders, Head, HeadInput};
 use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::mirror::{self, MirrorBody};
 use super::retry::RetryState;
@@ -114,7 +114,6 @@ pub async fn forward(
             authority: t.authority,
             path: t.path,
             websocket,
-            protocol: cluster.spec.protocol,
             scheme: cx.scheme,
             client_cert: cx.conn.tls.as_ref().and_then(|t| t.xfcc.as_ref()),
         },
@@ -345,10 +344,15 @@ async fn attempt(
             .map_err(|_| ProxyError::Overflow { key: key.clone() })?;
         let active = endpoint.start_request();
         let expected = until.map(|u| u.saturating_duration_since(Instant::now()));
-        let req = head.request(&endpoint, n, expected, body)?;
+        let extra = AttemptHeaders::new(n, expected);
         let resp = match cluster
             .client()
-            .request(endpoint.addr, req, fresh.is_some())
+            .request(
+                endpoint.addr,
+                &head.outgoing(&endpoint, &extra),
+                body,
+                fresh.is_some(),
+            )
             .await
         {
             Ok(resp) => resp,

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use http::header::{self, HeaderName};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method};
 
 use crate::route::{Forward, PathRewrite, Route, TemplateContext, WeightedCluster};
-use crate::upstream::{Endpoint, Protocol, UpstreamBody};
+use crate::upstream::{Endpoint, Outgoing};
 
 use super::error::ProxyError;
 use super::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_ORIGINAL_PATH};
@@ -24,7 +24,6 @@ const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded
 #[derive(Debug, Clone)]
 pub struct Head {
     pub method: Method,
-    pub version: Version,
     pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
 }
@@ -45,7 +44,6 @@ pub struct HeadInput<'a> {
     /// The normalised path.
     pub path: &'a str,
     pub websocket: bool,
-    pub protocol: Protocol,
     /// The downstream scheme, sent as `x-forwarded-proto`.
     pub scheme: &'a str,
     /// `x-forwarded-client-cert` of the connection (SANITIZE_SET: the client's own is dropped).
@@ -70,7 +68,6 @@ impl Head {
             authority,
             path,
             websocket,
-            protocol,
             scheme,
             client_cert,
         } = *input;
@@ -138,52 +135,60 @@ impl Head {
         target.headers.request.apply(h, &ctx);
         let head = Head {
             method: parts.method,
-            version: match protocol {
-                Protocol::Http1 => Version::HTTP_11,
-                Protocol::Http2 => Version::HTTP_2,
-            },
             path_and_query,
             headers: parts.headers,
         };
         Ok((head, ctx_headers))
     }
 
-    /// The request for attempt `attempt` to `endpoint`.
-    ///
-    /// # Errors
-    /// `BadPath` if the URI cannot be built (not expected: the path was validated).
-    pub fn request(
-        &self,
-        endpoint: &Endpoint,
-        attempt: u32,
-        expected_timeout: Option<Duration>,
-        body: UpstreamBody,
-    ) -> Result<Request<UpstreamBody>, ProxyError> {
-        let uri = if self.version == Version::HTTP_2 {
-            Uri::builder()
-                .scheme("http")
-                .authority(endpoint.authority.clone())
-                .path_and_query(self.path_and_query.clone())
-                .build()
-                .map_err(|_| ProxyError::BadPath)?
-        } else {
-            // HTTP/1.1 sends the request target in origin-form; the connection is the endpoint's.
-            Uri::from(self.path_and_query.clone())
-        };
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri;
-        *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers.clone();
-        let h = req.headers_mut();
-        h.insert(X_ENVOY_ATTEMPT_COUNT, attempt_count(attempt));
-        if let Some(t) = expected_timeout {
-            h.insert(
-                X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
-                HeaderValue::from(t.as_millis() as u64),
-            );
+    /// The request for one attempt to `endpoint`, with that attempt's own headers: the head
+    /// is lent, not copied (HTTP/1.1 writes it straight to the wire).
+    pub fn outgoing<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        extra: &'a AttemptHeaders,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            method: &self.method,
+            path_and_query: &self.path_and_query,
+            headers: &self.headers,
+            extra: extra.as_slice(),
+            authority: &endpoint.authority,
         }
-        Ok(req)
+    }
+}
+
+/// The headers each attempt sets for itself: `x-envoy-attempt-count`, and
+/// `x-envoy-expected-rq-timeout-ms` when a timeout applies.
+#[derive(Debug)]
+pub struct AttemptHeaders {
+    list: [(HeaderName, HeaderValue); 2],
+    len: usize,
+}
+
+impl AttemptHeaders {
+    pub fn new(attempt: u32, expected_timeout: Option<Duration>) -> AttemptHeaders {
+        let count = (X_ENVOY_ATTEMPT_COUNT, attempt_count(attempt));
+        match expected_timeout {
+            Some(t) => AttemptHeaders {
+                list: [
+                    count,
+                    (
+                        X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
+                        HeaderValue::from(t.as_millis() as u64),
+                    ),
+                ],
+                len: 2,
+            },
+            None => AttemptHeaders {
+                list: [count.clone(), count],
+                len: 1,
+            },
+        }
+    }
+
+    pub fn as_slice(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.list[..self.len]
     }
 }
 

@@ -20,7 +20,7 @@ use crate::upstream::{Cluster, Pick, UpstreamBody};
 use super::body::Progress;
 use super::classify::{classify, upstream_error, Outcome};
 use super::fault::fires;
-use super::head::Head;
+use super::head::{AttemptHeaders, Head};
 use super::BoxError;
 
 /// How long a mirror may take when the route has no timeout (**meshgate decision**: Envoy would
@@ -88,10 +88,12 @@ async fn send(cluster: Arc<Cluster>, head: Head, body: MirrorBody) {
         return;
     };
     let _active = ep.start_request();
-    let Ok(req) = head.request(&ep, 1, None, body) else {
-        return;
-    };
-    match cluster.client().request(ep.addr, req, false).await {
+    let extra = AttemptHeaders::new(1, None);
+    match cluster
+        .client()
+        .request(ep.addr, &head.outgoing(&ep, &extra), body, false)
+        .await
+    {
         Ok(resp) => {
             let class = classify(Outcome::Response(resp.status(), resp.headers()));
             cluster.record(&ep, &class);

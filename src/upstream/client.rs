@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{
     capture_connection, Connected, Connection, HttpConnector,
@@ -37,6 +37,7 @@ use tokio::net::TcpStream;
 
 use super::error::UpstreamError;
 use super::h1::{Http1Pool, PooledBody};
+use super::outgoing::Outgoing;
 use super::settings::{ConnectionSettings, Protocol, UpstreamBody, KEEPALIVE_TIME};
 use super::transport::{self, Origination, Stream};
 
@@ -132,17 +133,20 @@ impl ClusterClient {
     pub async fn request(
         &self,
         endpoint: SocketAddr,
-        req: Request<UpstreamBody>,
+        out: &Outgoing<'_>,
+        body: UpstreamBody,
         fresh: bool,
     ) -> Result<Response<RespBody>, UpstreamError> {
         if self.protocol != Protocol::Http2 {
-            if req.headers().contains_key(http::header::UPGRADE) {
+            if out.headers.contains_key(http::header::UPGRADE) {
+                let req = to_request(out, Version::HTTP_11, body)?;
                 let resp = self.h1.send_upgrade(endpoint, req).await?;
                 return Ok(resp.map(RespBody::Direct));
             }
-            let resp = self.h1.send(endpoint, req, fresh).await?;
+            let resp = self.h1.send(endpoint, out, body, fresh).await?;
             return Ok(resp.map(RespBody::Pooled));
         }
+        let req = to_request(out, Version::HTTP_2, body)?;
         self.request_h2(endpoint, req)
             .await
             .map(|r| r.map(RespBody::Direct))
@@ -212,6 +216,16 @@ impl http_body::Body for RespBody {
             RespBody::Direct(b) => b.size_hint(),
         }
     }
+}
+
+/// `out` as an `http::Request` (a path that cannot make a URI is a protocol error; not expected).
+fn to_request(
+    out: &Outgoing<'_>,
+    version: Version,
+    body: UpstreamBody,
+) -> Result<Request<UpstreamBody>, UpstreamError> {
+    out.to_request(version, body)
+        .map_err(|e| UpstreamError::Protocol(format!("request URI: {e}")))
 }
 
 /// Replaces the URI's authority with the `host` header (moved into the URI: HTTP/2 carries it

@@ -41,6 +41,7 @@ use tokio::time::Instant;
 
 use self::conn::{Conn, Exchange, Failed};
 use super::error::UpstreamError;
+use super::outgoing::Outgoing;
 use super::settings::{ConnectionSettings, UpstreamBody};
 use super::transport::{self, Origination, Stream};
 
@@ -126,8 +127,8 @@ impl Http1Pool {
         self.inner.lock().get(&endpoint).map_or(0, Vec::len)
     }
 
-    /// Sends `req` (origin-form URI, `host` header set) to `endpoint` on an idle connection, or
-    /// a new one (always a new one when `fresh`).
+    /// Sends `out` with `body` to `endpoint` on an idle connection, or a new one (always a new
+    /// one when `fresh`).
     ///
     /// # Errors
     /// `UpstreamError::Stale` when a reused connection closed after the request was written and
@@ -135,21 +136,22 @@ impl Http1Pool {
     pub async fn send(
         &self,
         endpoint: SocketAddr,
-        req: Request<UpstreamBody>,
+        out: &Outgoing<'_>,
+        body: UpstreamBody,
         fresh: bool,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let reused = if fresh { None } else { self.checkout(endpoint) };
-        let (conn, req) = match reused {
-            Some(conn) => match conn::exchange(conn, req).await {
+        let (conn, body) = match reused {
+            Some(conn) => match conn::exchange(conn, out, body).await {
                 Ok(done) => return Ok(self.wrap(endpoint, done)),
                 // Never sent: the connection was gone before the request left. Send it anew.
-                Err(Failed::Unsent(req)) => (self.connect(endpoint).await?, *req),
+                Err(Failed::Unsent(body)) => (self.connect(endpoint).await?, body),
                 Err(Failed::Closed(_)) => return Err(UpstreamError::Stale),
                 Err(Failed::Error(e)) => return Err(e),
             },
-            None => (self.connect(endpoint).await?, req),
+            None => (self.connect(endpoint).await?, body),
         };
-        match conn::exchange(conn, req).await {
+        match conn::exchange(conn, out, body).await {
             Ok(done) => Ok(self.wrap(endpoint, done)),
             Err(Failed::Unsent(_)) => Err(UpstreamError::Terminated(
                 "connection closed before the request was sent".into(),
@@ -462,17 +464,48 @@ mod tests {
         (addr, accepted, closed_rx)
     }
 
+    static HOST: std::sync::LazyLock<(
+        http::HeaderMap,
+        http::uri::PathAndQuery,
+        http::uri::Authority,
+    )> = std::sync::LazyLock::new(|| {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("upstream"),
+        );
+        (
+            h,
+            http::uri::PathAndQuery::from_static("/"),
+            http::uri::Authority::from_static("upstream"),
+        )
+    });
+
+    fn outgoing(
+        (headers, pq, authority): &'static (
+            http::HeaderMap,
+            http::uri::PathAndQuery,
+            http::uri::Authority,
+        ),
+    ) -> Outgoing<'static> {
+        Outgoing {
+            method: &http::Method::GET,
+            path_and_query: pq,
+            headers,
+            extra: &[],
+            authority,
+        }
+    }
+
     async fn get(pool: &Http1Pool, addr: SocketAddr) -> Bytes {
         use http_body_util::{BodyExt, Empty};
         let body = Empty::<Bytes>::new()
             .map_err(|never| match never {})
             .boxed_unsync();
-        let req = Request::builder()
-            .uri("/")
-            .header("host", "upstream")
-            .body(body)
-            .unwrap();
-        let resp = pool.send(addr, req, false).await.expect("response");
+        let resp = pool
+            .send(addr, &outgoing(&HOST), body, false)
+            .await
+            .expect("response");
         resp.into_body().collect().await.unwrap().to_bytes()
     }
 
@@ -517,12 +550,7 @@ mod tests {
         let body = Empty::<Bytes>::new()
             .map_err(|never| match never {})
             .boxed_unsync();
-        let req = Request::builder()
-            .uri("/")
-            .header("host", "upstream")
-            .body(body)
-            .unwrap();
-        match pool.send(addr, req, false).await {
+        match pool.send(addr, &outgoing(&HOST), body, false).await {
             Ok(resp) => {
                 let got = resp.into_body().collect().await.unwrap();
                 assert_eq!(got.to_bytes(), "ok");

@@ -10,6 +10,7 @@ mod endpoint;
 mod error;
 mod h1;
 mod hash;
+mod outgoing;
 mod outlier;
 mod pool;
 mod settings;
@@ -22,6 +23,7 @@ pub use dns::Resolver;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointState};
 pub use error::UpstreamError;
 pub use h1::PooledBody;
+pub use outgoing::Outgoing;
 pub use outlier::{Class, OutlierPolicy, MAX_EJECTION_TIME};
 pub use pool::{Admission, Overflow, PoolLimits, PoolStats, RetryPermit};
 pub use settings::{

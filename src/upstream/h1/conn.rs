@@ -11,13 +11,14 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderName, Method, Request, Response};
+use http::{HeaderName, Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::decode::{self, Chunk, Chunked, Framing};
 use super::encode::{self, BodyFraming, BodySize};
 use crate::upstream::error::UpstreamError;
+use crate::upstream::outgoing::Outgoing;
 use crate::upstream::settings::UpstreamBody;
 use crate::upstream::transport::Stream;
 
@@ -39,8 +40,9 @@ pub struct Conn {
 
 /// How an exchange failed before the response head.
 pub enum Failed {
-    /// Nothing of the request was written: it comes back, to be sent on another connection.
-    Unsent(Box<Request<UpstreamBody>>),
+    /// Nothing of the request was written: its body comes back, to be sent on another
+    /// connection.
+    Unsent(UpstreamBody),
     /// The connection ended (closed or reset) after the request was written and before any
     /// response byte: on a reused connection, the keep-alive race.
     Closed(String),
@@ -130,10 +132,10 @@ impl Conn {
 /// Writes `req` on `conn` and reads the response head, sending the body meanwhile.
 pub async fn exchange(
     mut conn: Conn,
-    req: Request<UpstreamBody>,
+    out: &Outgoing<'_>,
+    body: UpstreamBody,
 ) -> Result<(Response<()>, Exchange), Failed> {
     conn.uses += 1;
-    let (parts, body) = req.into_parts();
     let size = if body.is_end_stream() {
         BodySize::None
     } else {
@@ -141,7 +143,7 @@ pub async fn exchange(
             .exact()
             .map_or(BodySize::Unknown, BodySize::Known)
     };
-    let (head, framing) = encode::head(&parts, size);
+    let (head, framing) = encode::head(out, size);
     let mut written = 0;
     let wrote = poll_fn(|cx| {
         while written < head.len() {
@@ -156,7 +158,7 @@ pub async fn exchange(
     .await;
     if let Err(e) = wrote {
         return Err(if written == 0 {
-            Failed::Unsent(Box::new(Request::from_parts(parts, body)))
+            Failed::Unsent(body)
         } else {
             Failed::Closed(e.to_string())
         });
@@ -185,9 +187,8 @@ pub async fn exchange(
         keep_alive: false,
         read_size: FIRST_READ,
     };
-    let method = parts.method;
     let mut got_any = false;
-    let head = poll_fn(|cx| ex.poll_head(cx, &method, &mut got_any)).await?;
+    let head = poll_fn(|cx| ex.poll_head(cx, out.method, &mut got_any)).await?;
     ex.keep_alive = head.keep_alive;
     ex.recv = match head.framing {
         Framing::Empty => Recv::Done,

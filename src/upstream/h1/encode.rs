@@ -2,10 +2,11 @@
 //! client chooses it (so the wire is what it was), and chunk framing. Pure; no I/O.
 //! May not touch: sockets (`conn.rs`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::request::Parts;
-use http::{HeaderMap, Method, Version};
+use http::{HeaderMap, Method};
+
+use crate::upstream::outgoing::Outgoing;
 
 /// How the request body goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,23 +31,15 @@ pub enum BodySize {
 /// As hyper's client: a body that has ended sends none (the client's `content-length` header is
 /// kept as it is); a `transfer-encoding` is honoured (made to end in `chunked`); then a valid
 /// `content-length`; a body of unknown size is chunked, except for GET, HEAD and CONNECT, which
-/// send none; a body of known size gets its `content-length`. HTTP/1.0 never chunks.
-pub fn head(parts: &Parts, size: BodySize) -> (Bytes, BodyFraming) {
-    let headers = &parts.headers;
-    let http10 = parts.version == Version::HTTP_10;
+/// send none; a body of known size gets its `content-length`.
+pub fn head(out: &Outgoing<'_>, size: BodySize) -> (Bytes, BodyFraming) {
+    let headers = out.headers;
     let te = headers.get_all(header::TRANSFER_ENCODING);
     let has_te = te.iter().next().is_some();
     let cl = content_length(headers);
     // (framing, skip transfer-encoding lines, skip content-length lines, extra line)
     let (framing, skip_te, skip_cl, extra): (BodyFraming, bool, bool, Option<Extra>) = match size {
         BodySize::None => (BodyFraming::Length(0), true, false, None),
-        _ if http10 => match (cl, size) {
-            (Some(n), _) => (BodyFraming::Length(n), true, false, None),
-            (None, BodySize::Known(n)) => {
-                (BodyFraming::Length(n), true, true, Some(Extra::Length(n)))
-            }
-            _ => (BodyFraming::Length(0), true, false, None),
-        },
         _ if has_te => {
             let ends_chunked = te
                 .iter()
@@ -59,7 +52,7 @@ pub fn head(parts: &Parts, size: BodySize) -> (Bytes, BodyFraming) {
         _ => match (cl, size) {
             (Some(n), _) => (BodyFraming::Length(n), false, false, None),
             (None, BodySize::Unknown)
-                if matches!(parts.method, Method::GET | Method::HEAD | Method::CONNECT) =>
+                if matches!(*out.method, Method::GET | Method::HEAD | Method::CONNECT) =>
             {
                 (BodyFraming::Length(0), false, false, None)
             }
@@ -70,39 +63,42 @@ pub fn head(parts: &Parts, size: BodySize) -> (Bytes, BodyFraming) {
             (None, BodySize::None) => (BodyFraming::Length(0), false, false, None),
         },
     };
+    // The attempt's own headers replace the head's of the same name (rarely any).
+    let replacing = out.extra.iter().any(|(n, _)| headers.contains_key(n));
 
-    let target = request_target(parts);
-    let mut len = parts.method.as_str().len() + target.len() + 13 + 2 + 40;
-    for (name, value) in headers {
+    let target = out.path_and_query.as_str();
+    let target = if target.is_empty() { "/" } else { target };
+    let mut len = out.method.as_str().len() + target.len() + 13 + 2 + 40;
+    for (name, value) in headers.iter().chain(out.extra.iter().map(|(n, v)| (n, v))) {
         len += name.as_str().len() + value.len() + 4;
     }
-    let mut out = BytesMut::with_capacity(len);
-    out.put_slice(parts.method.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(target.as_bytes());
-    out.put_slice(if http10 {
-        b" HTTP/1.0\r\n"
-    } else {
-        b" HTTP/1.1\r\n"
-    });
+    let mut buf = Vec::with_capacity(len);
+    buf.extend_from_slice(out.method.as_str().as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(target.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
         if (skip_te && name == header::TRANSFER_ENCODING)
             || (skip_cl && name == header::CONTENT_LENGTH)
+            || (replacing && out.replaced(name))
         {
             continue;
         }
-        put_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        put_line(&mut buf, name.as_str().as_bytes(), value.as_bytes());
+    }
+    for (name, value) in out.extra {
+        put_line(&mut buf, name.as_str().as_bytes(), value.as_bytes());
     }
     match extra {
-        Some(Extra::Chunked) => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Some(Extra::Chunked) => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Some(Extra::Length(n)) => {
             let mut digits = itoa::Buffer::new();
-            put_line(&mut out, b"content-length", digits.format(n).as_bytes());
+            put_line(&mut buf, b"content-length", digits.format(n).as_bytes());
         }
         None => {}
     }
-    out.put_slice(b"\r\n");
-    (out.freeze(), framing)
+    buf.extend_from_slice(b"\r\n");
+    (Bytes::from(buf), framing)
 }
 
 /// A header line the encoder adds.
@@ -111,23 +107,11 @@ enum Extra {
     Length(u64),
 }
 
-fn put_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value);
-    out.put_slice(b"\r\n");
-}
-
-/// Origin-form (`/path?query`) unless the URI is absolute.
-fn request_target(parts: &Parts) -> std::borrow::Cow<'_, str> {
-    if parts.uri.authority().is_some() {
-        return parts.uri.to_string().into();
-    }
-    parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .into()
+fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A `content-length` all of whose values agree (as hyper's `content_length_parse_all`).
@@ -169,8 +153,8 @@ pub fn chunk_line(len: usize) -> Bytes {
 /// The last chunk with the declared trailers in `trailers` (those not declared, and those that
 /// may not be trailers, are left out), and the end of the body.
 pub fn last_chunk(trailers: Option<&HeaderMap>, declared: &[HeaderName]) -> Bytes {
-    let mut out = BytesMut::with_capacity(64);
-    out.put_slice(b"0\r\n");
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"0\r\n");
     if let Some(t) = trailers {
         for (name, value) in t {
             if declared.contains(name) && may_trail(name) {
@@ -178,8 +162,8 @@ pub fn last_chunk(trailers: Option<&HeaderMap>, declared: &[HeaderName]) -> Byte
             }
         }
     }
-    out.put_slice(b"\r\n");
-    out.freeze()
+    out.extend_from_slice(b"\r\n");
+    Bytes::from(out)
 }
 
 /// Fields that framing, routing or authentication depend on may not be trailers (RFC 9110 §6.5.1).
@@ -218,17 +202,34 @@ fn may_trail(name: &HeaderName) -> bool {
 mod tests {
     use super::*;
 
-    fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> Parts {
-        let mut b = http::Request::builder().method(method).uri(uri);
+    fn encode_with(
+        method: Method,
+        headers: &[(&str, &str)],
+        extra: &[(HeaderName, http::HeaderValue)],
+        size: BodySize,
+    ) -> (String, BodyFraming) {
+        let mut map = HeaderMap::new();
         for (n, v) in headers {
-            b = b.header(*n, *v);
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
-        b.body(()).unwrap().into_parts().0
+        let pq = http::uri::PathAndQuery::from_static("/a?b=1");
+        let authority = http::uri::Authority::from_static("127.0.0.1:80");
+        let out = Outgoing {
+            method: &method,
+            path_and_query: &pq,
+            headers: &map,
+            extra,
+            authority: &authority,
+        };
+        let (bytes, framing) = head(&out, size);
+        (String::from_utf8(bytes.to_vec()).unwrap(), framing)
     }
 
     fn encode(method: Method, headers: &[(&str, &str)], size: BodySize) -> (String, BodyFraming) {
-        let (bytes, framing) = head(&parts(method, "/a?b=1", headers), size);
-        (String::from_utf8(bytes.to_vec()).unwrap(), framing)
+        encode_with(method, headers, &[], size)
     }
 
     #[test]
@@ -322,15 +323,21 @@ mod tests {
     }
 
     #[test]
-    fn http_1_0_never_chunks() {
-        let mut p = parts(Method::POST, "/", &[("transfer-encoding", "chunked")]);
-        p.version = Version::HTTP_10;
-        let (bytes, framing) = head(&p, BodySize::Unknown);
-        assert_eq!(&bytes[..], b"POST / HTTP/1.0\r\n\r\n");
-        assert_eq!(framing, BodyFraming::Length(0));
-        let (bytes, framing) = head(&p, BodySize::Known(3));
-        assert_eq!(&bytes[..], b"POST / HTTP/1.0\r\ncontent-length: 3\r\n\r\n");
-        assert_eq!(framing, BodyFraming::Length(3));
+    fn the_attempts_headers_replace_the_heads() {
+        let extra = [(
+            HeaderName::from_static("x-envoy-attempt-count"),
+            http::HeaderValue::from_static("2"),
+        )];
+        let (text, _) = encode_with(
+            Method::GET,
+            &[("host", "h"), ("x-envoy-attempt-count", "7"), ("x-b", "1")],
+            &extra,
+            BodySize::None,
+        );
+        assert_eq!(
+            text,
+            "GET /a?b=1 HTTP/1.1\r\nhost: h\r\nx-b: 1\r\nx-envoy-attempt-count: 2\r\n\r\n"
+        );
     }
 
     #[test]
