@@ -593,4 +593,61 @@ mod tests {
             Err(DecodeError::ChunkSize)
         );
     }
+
+    /// Mutations of valid responses (bytes changed, cut, repeated) and random bytes, fed to the
+    /// head reader and the chunked decoder at random split points: errors, never a panic.
+    #[test]
+    fn no_input_panics_the_decoders() {
+        let seeds: [&[u8]; 4] = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\ncontent-length: 1, 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            b"5;a=b\r\nhello\r\nf\r\n0123456789abcde\r\n0\r\nx-t: 1\r\n\r\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let seed = seeds[(next() % 4) as usize];
+            let mut input = seed.to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 4 {
+                    0 if at < input.len() => input[at] = next() as u8,
+                    1 => input.truncate(at),
+                    2 => {
+                        let piece = input[at..].to_vec();
+                        input.extend_from_slice(&piece);
+                    }
+                    _ => input.insert(at, b"\r\n:;, 0fF\x00\x80"[(next() % 11) as usize]),
+                }
+            }
+            if next() % 8 == 0 {
+                input = (0..next() % 64).map(|_| next() as u8).collect();
+            }
+            let split = (next() as usize) % (input.len() + 1);
+            let mut buf = BytesMut::from(&input[..split]);
+            let _ = head(&mut buf, &Method::GET);
+            buf.extend_from_slice(&input[split..]);
+            let _ = head(&mut buf, &Method::GET);
+            let mut dec = Chunked::Size;
+            let mut buf = BytesMut::from(&input[..split]);
+            let mut fed = false;
+            for _ in 0..64 {
+                match dec.decode(&mut buf) {
+                    Ok(Some(Chunk::End)) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                    Ok(None) if fed => break,
+                    Ok(None) => {
+                        buf.extend_from_slice(&input[split..]);
+                        fed = true;
+                    }
+                }
+            }
+        }
+    }
 }

@@ -109,9 +109,11 @@ enum Extra {
 
 fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
+    out.push(b':');
+    out.push(b' ');
     out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+    out.push(b'\r');
+    out.push(b'\n');
 }
 
 /// A `content-length` all of whose values agree (as hyper's `content_length_parse_all`).
