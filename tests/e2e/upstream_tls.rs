@@ -100,12 +100,19 @@ impl TlsUpstream {
                         pe.lock().unwrap().push(leaf.to_vec());
                     }
                     s.lock().unwrap().push(sni.clone());
-                    let svc = service_fn(move |_req| {
-                        let body = match &alpn {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let mut body = match &alpn {
                             Some(p) => format!("sni={sni} alpn={p}"),
                             None => format!("sni={sni}"),
                         };
                         async move {
+                            // A POST's body is read and its size said.
+                            if req.method() == hyper::Method::POST {
+                                let got = http_body_util::BodyExt::collect(req.into_body())
+                                    .await?
+                                    .to_bytes();
+                                body.push_str(&format!(" bytes={}", got.len()));
+                            }
                             Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(
                                 body,
                             ))))
@@ -182,6 +189,32 @@ async fn simple_with_the_signing_ca_is_served_over_one_reused_connection() {
         assert_eq!(r.status, 200, "{}", r.body);
         // No `sni`: the destination host is sent.
         assert_eq!(r.body, "sni=tls.svc");
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1, "keep-alive reuse");
+}
+
+#[tokio::test]
+async fn request_bodies_cross_a_tls_upstream_whole_on_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("upstream ca");
+    let up = TlsUpstream::start(&ca.server(&["tls.svc"]), None).await;
+    let ca_file = write_ca(dir.path(), &ca, "ca.crt");
+    let gw = gateway_to(
+        &up,
+        &format!("{{tls: {{mode: SIMPLE, caCertificates: {ca_file}}}}}"),
+    )
+    .await;
+    let client = Client::http1(gw.port(8080));
+    // Larger than TLS records and socket buffers: written in many pieces, flushed at the end.
+    for len in [1, 300 * 1024, 17 * 1024] {
+        let req = client
+            .request("shop.example", "/")
+            .method("POST")
+            .body(Full::new(Bytes::from(vec![b'x'; len])))
+            .unwrap();
+        let r = client.send(req).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, format!("sni=tls.svc bytes={len}"));
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 1, "keep-alive reuse");
 }
