@@ -140,7 +140,8 @@ impl ClusterClient {
         if self.protocol != Protocol::Http2 {
             if out.headers.contains_key(http::header::UPGRADE) {
                 let req = to_request(out, Version::HTTP_11, body)?;
-                let resp = self.h1.send_upgrade(endpoint, req).await?;
+                // Boxed: rare, and its future would size every request's.
+                let resp = Box::pin(self.h1.send_upgrade(endpoint, req)).await?;
                 return Ok(resp.map(RespBody::Direct));
             }
             let resp = self.h1.send(endpoint, out, body, fresh).await?;

@@ -216,8 +216,10 @@ impl Http1Pool {
         found
     }
 
+    /// A new connection. Its future (TCP connect, TLS handshake: ~1.5 KB) is boxed, so that
+    /// it does not size every request's future, most of which reuse a connection.
     async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, UpstreamError> {
-        Ok(Conn::new(self.inner.open(endpoint).await?))
+        Ok(Conn::new(Box::pin(self.inner.open(endpoint)).await?))
     }
 }
 
