@@ -172,17 +172,24 @@ fn write_ca(dir: &Path, ca: &Ca, name: &str) -> String {
     p.display().to_string()
 }
 
-#[tokio::test]
-async fn simple_with_the_signing_ca_is_served_over_one_reused_connection() {
-    let dir = tempfile::tempdir().unwrap();
+/// An upstream with a certificate for `tls.svc`, and the gateway sending to it with SIMPLE TLS
+/// and the signing CA (written in `dir`).
+async fn simple_upstream(dir: &Path) -> (TlsUpstream, TestGateway) {
     let ca = Ca::new("upstream ca");
     let up = TlsUpstream::start(&ca.server(&["tls.svc"]), None).await;
-    let ca_file = write_ca(dir.path(), &ca, "ca.crt");
+    let ca_file = write_ca(dir, &ca, "ca.crt");
     let gw = gateway_to(
         &up,
         &format!("{{tls: {{mode: SIMPLE, caCertificates: {ca_file}}}}}"),
     )
     .await;
+    (up, gw)
+}
+
+#[tokio::test]
+async fn simple_with_the_signing_ca_is_served_over_one_reused_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, gw) = simple_upstream(dir.path()).await;
     let client = Client::http1(gw.port(8080));
     for _ in 0..3 {
         let r = client.get("shop.example", "/").await;
@@ -196,14 +203,7 @@ async fn simple_with_the_signing_ca_is_served_over_one_reused_connection() {
 #[tokio::test]
 async fn request_bodies_cross_a_tls_upstream_whole_on_one_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("upstream ca");
-    let up = TlsUpstream::start(&ca.server(&["tls.svc"]), None).await;
-    let ca_file = write_ca(dir.path(), &ca, "ca.crt");
-    let gw = gateway_to(
-        &up,
-        &format!("{{tls: {{mode: SIMPLE, caCertificates: {ca_file}}}}}"),
-    )
-    .await;
+    let (up, gw) = simple_upstream(dir.path()).await;
     let client = Client::http1(gw.port(8080));
     // Larger than TLS records and socket buffers: written in many pieces, flushed at the end.
     for len in [1, 300 * 1024, 17 * 1024] {
