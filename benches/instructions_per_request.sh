@@ -7,6 +7,7 @@
 # on a noisy host.
 #
 #   benches/instructions_per_request.sh [BIN] [N]     (defaults: target/release/meshgate, 19968)
+#   CONNS=512 ...: another concurrency (N must be a multiple of it)
 #   TARGET=haproxy benches/instructions_per_request.sh   (or nginx: the reference proxies of
 #                                                         ../shared/bench/proxies, one thread)
 #
@@ -19,6 +20,7 @@ SHARED="$HERE/../../shared/bench"
 TARGET="${TARGET:-meshgate}"
 BIN="${1:-$HERE/../target/release/meshgate}"
 N="${2:-19968}"
+CONNS="${CONNS:-64}"
 OUT="${OUT:-/tmp/$TARGET-callgrind.out}"
 RUN="$(mktemp -d /tmp/instructions.XXXXXX)"
 mkdir -p "$RUN/upstream" "$RUN/nginx"
@@ -60,7 +62,7 @@ vg=$!
 pids+=("$vg")
 ready
 callgrind_control -i on "$vg" > /dev/null
-taskset -c 1 hey -n "$N" -c 64 "http://127.0.0.1:$PORT/" | grep -E '\[200\]|Error' || true
+taskset -c 1 hey -n "$N" -c "$CONNS" "http://127.0.0.1:$PORT/" | grep -E '\[200\]|Error' || true
 callgrind_control -i off "$vg" > /dev/null
 kill "$vg"
 wait "$vg" || true
@@ -75,7 +77,7 @@ ready
 perf stat -e raw_syscalls:sys_enter -p "$proxy" -x, -o "$RUN/perf.csv" &
 perf=$!
 sleep 1
-taskset -c 1 hey -n "$N" -c 64 "http://127.0.0.1:$PORT/" > /dev/null
+taskset -c 1 hey -n "$N" -c "$CONNS" "http://127.0.0.1:$PORT/" > /dev/null
 kill -INT "$perf"
 wait "$perf" || true
 calls=$(awk -F, '/raw_syscalls:sys_enter/ {print $1}' "$RUN/perf.csv")
