@@ -271,9 +271,7 @@ async fn forwarding_headers_like_an_istio_gateway() {
 
 #[tokio::test]
 async fn envoy_error_replies() {
-    let dead = Upstream::start("dead").await;
-    let dead_port = dead.addr.port();
-    drop(dead); // the port is closed now: connections are refused
+    let dead_port = support::closed_addr().port(); // connections are refused
     let yaml = gateway_yaml(&["*"])
         + &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: dead}}\nspec:\n  hosts: [dead.svc]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {dead_port}}}}}]\n---\n")
         + "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: none}\nspec:\n  hosts: [none.svc]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: NONE\n---\n"

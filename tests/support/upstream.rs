@@ -87,11 +87,17 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-/// An address nothing listens on: connections are refused.
+/// An address nothing listens on: connections are refused. Its port stays bound (not listening)
+/// for the rest of the test process: a port merely closed could be handed to another test's
+/// listener running in parallel, and a request meant to be refused would then wait on it.
 pub fn closed_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().unwrap();
+    // Kept open on purpose (one descriptor per call, for the process's lifetime).
+    std::mem::forget(socket);
     addr
 }
 
