@@ -17,12 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::decode::{self, Chunk, Chunked, Framing};
 use super::encode::{self, BodyFraming, BodySize};
+use super::BoxError;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::outgoing::Outgoing;
 use crate::upstream::settings::UpstreamBody;
 use crate::upstream::transport::Stream;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The first read of a response asks for this much; a read that fills what it asked for doubles
 /// the next, up to `MAX_READ`.
@@ -163,22 +162,20 @@ pub async fn exchange(
             Failed::Closed(e.to_string())
         });
     }
-    let send = match framing {
-        BodyFraming::Length(0) => Sending::Flush,
-        BodyFraming::Length(n) => Sending::Body(Box::new(BodySend {
+    let (left, trailers) = match framing {
+        BodyFraming::Length(n) => (Some(n), Vec::new()),
+        BodyFraming::Chunked { trailers } => (None, trailers),
+    };
+    let send = if left == Some(0) {
+        Sending::Flush
+    } else {
+        Sending::Body(Box::new(BodySend {
             body,
-            left: Some(n),
-            trailers: Vec::new(),
-            queue: Queue::default(),
-            ended: false,
-        })),
-        BodyFraming::Chunked { trailers } => Sending::Body(Box::new(BodySend {
-            body,
-            left: None,
+            left,
             trailers,
             queue: Queue::default(),
             ended: false,
-        })),
+        }))
     };
     let mut ex = Exchange {
         conn,

@@ -186,17 +186,35 @@ fn framing(
         if version == Version::HTTP_10 {
             return Err(DecodeError::TransferEncoding);
         }
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
-            .map(<[u8]>::trim_ascii);
-        return Ok(match last {
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
-            _ => Framing::Close,
+        return Ok(if ends_chunked(headers) {
+            Framing::Chunked
+        } else {
+            Framing::Close
         });
     }
+    Ok(match content_length(headers)? {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// Is the last transfer coding (of the last `transfer-encoding` line) `chunked`?
+pub fn ends_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The length every `content-length` value agrees on (`None`: no such header), as hyper's
+/// `content_length_parse_all`.
+///
+/// # Errors
+/// A value that is not a decimal length, or two that differ.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, DecodeError> {
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for part in value.as_bytes().split(|b| *b == b',') {
@@ -207,11 +225,7 @@ fn framing(
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::Close,
-    })
+    Ok(length)
 }
 
 /// A decimal length of at most 18 digits (no sign, no spaces).

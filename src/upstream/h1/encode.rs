@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, Method};
 
+use super::decode;
 use crate::upstream::outgoing::Outgoing;
 
 /// How the request body goes on the wire.
@@ -34,19 +35,14 @@ pub enum BodySize {
 /// send none; a body of known size gets its `content-length`.
 pub fn head(out: &Outgoing<'_>, size: BodySize) -> (Bytes, BodyFraming) {
     let headers = out.headers;
-    let te = headers.get_all(header::TRANSFER_ENCODING);
-    let has_te = te.iter().next().is_some();
-    let cl = content_length(headers);
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    // An invalid `content-length` is as none: a body of unknown size is chunked.
+    let cl = decode::content_length(headers).ok().flatten();
     // (framing, skip transfer-encoding lines, skip content-length lines, extra line)
     let (framing, skip_te, skip_cl, extra): (BodyFraming, bool, bool, Option<Extra>) = match size {
         BodySize::None => (BodyFraming::Length(0), true, false, None),
         _ if has_te => {
-            let ends_chunked = te
-                .iter()
-                .next_back()
-                .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            let extra = (!ends_chunked).then_some(Extra::Chunked);
+            let extra = (!decode::ends_chunked(headers)).then_some(Extra::Chunked);
             (chunked(headers), false, true, extra)
         }
         _ => match (cl, size) {
@@ -114,25 +110,6 @@ fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
     out.push(b'\r');
     out.push(b'\n');
-}
-
-/// A `content-length` all of whose values agree (as hyper's `content_length_parse_all`).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
-    }
-    length
 }
 
 /// Chunked framing, with the trailer names the request declares.
