@@ -35,13 +35,18 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
     type Error = std::convert::Infallible;
     type Future = ServiceFuture;
 
-    fn call(&self, req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+    fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
         let state = &self.state;
         let shared = &self.shared;
         let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let h2 = req.version() == http::Version::HTTP_2;
         if h2 {
             state.is_h2.store(true, Ordering::Relaxed);
+        } else {
+            // Now, before hyper's next read: it can then reuse its read buffer.
+            let (mut parts, body) = req.into_parts();
+            super::headers::detach_request_head(&mut parts.uri, &mut parts.headers);
+            req = http::Request::from_parts(parts, body);
         }
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = InFlight(state.clone());

@@ -145,10 +145,49 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 pub fn detach_values(headers: &mut HeaderMap) {
     let total: usize = headers.values().map(|v| v.len()).sum();
     let mut joined = bytes::BytesMut::with_capacity(total);
+    move_values(headers, &mut joined);
+}
+
+/// An HTTP/1 request's URI and header values moved out of the downstream connection's read
+/// buffer, into one small buffer of their own. hyper parses the head without copying, so they are
+/// slices of its 8 KiB read buffer; while the request is in flight hyper reads on (to see an early
+/// close) and, finding that buffer still shared, reserves a fresh 8 KiB one: two buffers per
+/// active connection, and a new one touched for every request. Called from the service's `call`,
+/// which hyper makes before that read, so hyper reuses its buffer in place
+/// (`benches/RESULTS.md`, 2026-12-03 fourth session).
+pub fn detach_request_head(uri: &mut http::Uri, headers: &mut HeaderMap) {
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let path = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let values: usize = headers.values().map(|v| v.len()).sum();
+    let mut joined = bytes::BytesMut::with_capacity(authority + path + values);
+    if authority + path > 0 {
+        let mut parts = uri.clone().into_parts();
+        if let Some(a) = parts.authority.take() {
+            joined.extend_from_slice(a.as_str().as_bytes());
+            let own = joined.split().freeze();
+            // The bytes of a valid authority: cannot fail; if it did, the old one stays.
+            parts.authority = Some(http::uri::Authority::from_maybe_shared(own).unwrap_or(a));
+        }
+        if let Some(p) = parts.path_and_query.take() {
+            joined.extend_from_slice(p.as_str().as_bytes());
+            let own = joined.split().freeze();
+            parts.path_and_query =
+                Some(http::uri::PathAndQuery::from_maybe_shared(own).unwrap_or(p));
+        }
+        // The parts of a valid URI: this cannot fail; if it did, the old URI would stay.
+        if let Ok(own) = http::Uri::from_parts(parts) {
+            *uri = own;
+        }
+    }
+    move_values(headers, &mut joined);
+}
+
+/// Copies the values into `joined` (room reserved by the caller) and points them at it.
+fn move_values(headers: &mut HeaderMap, joined: &mut bytes::BytesMut) {
     for v in headers.values() {
         joined.extend_from_slice(v.as_bytes());
     }
-    let joined = joined.freeze();
+    let joined = joined.split().freeze();
     let mut at = 0;
     for v in headers.values_mut() {
         let len = v.len();
@@ -200,6 +239,52 @@ pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request head parsed the way hyper does (URI and values sliced out of the read buffer)
+    /// keeps its URI, values and sensitivity, and afterwards nothing points into that buffer: the
+    /// buffer is unique again, so a reserve reuses it in place instead of allocating another.
+    #[test]
+    fn a_detached_request_head_leaves_the_read_buffer() {
+        for (target, want_authority) in [
+            ("/a/b?c=d&e", None),
+            ("http://h.example:81/p?q", Some("h.example:81")),
+            ("h.example:443", Some("h.example:443")),
+            ("*", None),
+        ] {
+            let mut read = bytes::BytesMut::with_capacity(8192);
+            read.extend_from_slice(format!("{target}\0gzip\0secret\0rest").as_bytes());
+            let head = read.split_to(target.len() + 12).freeze();
+            let mut uri = http::Uri::from_maybe_shared(head.slice(..target.len())).unwrap();
+            let at = target.len() + 1;
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_maybe_shared(head.slice(at..at + 4)).unwrap(),
+            );
+            let mut secret = HeaderValue::from_maybe_shared(head.slice(at + 5..at + 11)).unwrap();
+            secret.set_sensitive(true);
+            h.append(header::AUTHORIZATION, secret);
+            drop(head);
+            let before = uri.clone();
+            detach_request_head(&mut uri, &mut h);
+            assert_eq!(uri, before);
+            assert_eq!(uri.authority().map(|a| a.as_str()), want_authority);
+            assert_eq!(uri.to_string(), before.to_string());
+            assert_eq!(h[header::ACCEPT_ENCODING], "gzip");
+            assert_eq!(h[header::AUTHORIZATION], "secret");
+            assert!(h[header::AUTHORIZATION].is_sensitive());
+            drop(before);
+            // Only `read` holds the buffer now: reserving what it already has is in place.
+            let base = read.as_ptr() as usize - (target.len() + 12);
+            read.clear();
+            read.reserve(8192);
+            assert_eq!(
+                read.as_ptr() as usize,
+                base,
+                "{target}: the buffer is still shared"
+            );
+        }
+    }
 
     /// The values keep their bytes, order and sensitivity, and no longer point into the buffer
     /// they were parsed in (what kept it alive in HPACK's table).
