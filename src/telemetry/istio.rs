@@ -106,7 +106,7 @@ struct Handles {
 /// The metric handles by label set, and the gateway's own (source) labels.
 pub struct IstioMetrics {
     source: Vec<Label>,
-    handles: RwLock<HashMap<Key, Arc<Handles>>>,
+    handles: RwLock<HashMap<Key, Arc<Handles>, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for IstioMetrics {
@@ -135,7 +135,7 @@ impl IstioMetrics {
         .collect();
         IstioMetrics {
             source,
-            handles: RwLock::new(HashMap::new()),
+            handles: RwLock::new(HashMap::default()),
         }
     }
 
