@@ -59,21 +59,44 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The hop-by-hop headers (never forwarded), in `hop_index`'s order.
+static HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    HeaderName::from_static("http2-settings"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+];
+/// `HOP_BY_HOP`'s index of `connection` and `te`, as bits.
+const CONNECTION_BIT: u16 = 1 << 0;
+const TE_BIT: u16 = 1 << 5;
+
+/// `name`'s index in `HOP_BY_HOP`, if it is a hop-by-hop header. A match on the name's text: the
+/// compiler switches on its length first, so most names cost one comparison.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "transfer-encoding" => 3,
+        "upgrade" => 4,
+        "te" => 5,
+        "http2-settings" => 6,
+        "proxy-authenticate" => 7,
+        "proxy-authorization" => 8,
+        "trailer" => 9,
+        _ => return None,
+    })
+}
+
 /// Is `name` a hop-by-hop header (never forwarded)?
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "http2-settings"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "trailer"
-    )
+    hop_index(name).is_some()
 }
 
 /// Is `name` an `x-envoy-*` header a client may not set?
@@ -95,42 +118,57 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
 }
 
 /// Removes hop-by-hop headers and the headers `Connection` nominates. `te: trailers` survives.
+/// One pass over the names present, then one removal per hop-by-hop name found; `Connection` is
+/// read only when present (a response's `connection: keep-alive` costs one removal).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Usual for requests: none at all (`connection` and `te` are hop-by-hop names too).
-    if !headers.keys().any(is_hop_by_hop) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    // Usual for requests: none at all.
+    if present == 0 {
         return;
     }
     // Names `Connection` nominates besides the hop-by-hop ones removed below anyway (usually
     // none: `keep-alive` and `close` are all most messages carry), so usually no allocation.
     let mut nominated: Vec<HeaderName> = Vec::new();
-    for v in headers.get_all(header::CONNECTION) {
-        let Ok(v) = v.to_str() else { continue };
-        for t in v.split(',').map(str::trim) {
-            if t.is_empty()
-                || t.eq_ignore_ascii_case("close")
-                || t.eq_ignore_ascii_case("keep-alive")
-            {
-                continue;
-            }
-            // `from_bytes` lowercases; a token that is no header name nominates nothing.
-            if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
-                if !is_hop_by_hop(&name) {
-                    nominated.push(name);
+    if present & CONNECTION_BIT != 0 {
+        for v in headers.get_all(header::CONNECTION) {
+            let Ok(v) = v.to_str() else { continue };
+            for t in v.split(',').map(str::trim) {
+                if t.is_empty()
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("keep-alive")
+                {
+                    continue;
+                }
+                // `from_bytes` lowercases; a token that is no header name nominates nothing.
+                if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
+                    if !is_hop_by_hop(&name) {
+                        nominated.push(name);
+                    }
                 }
             }
         }
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
+    let te_trailers = present & TE_BIT != 0
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
     for name in nominated {
         headers.remove(name);
     }
-    remove_where(headers, is_hop_by_hop);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -343,6 +381,40 @@ mod tests {
         assert!(h.get("keep-alive").is_none());
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert_eq!(h.get("x-keep").unwrap(), "1");
+    }
+
+    /// Every hop-by-hop name goes, whatever else is present; `te` without `trailers` goes whole.
+    #[test]
+    fn every_hop_by_hop_name_is_removed() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(HOP_BY_HOP[0], header::CONNECTION);
+        assert_eq!(1u16 << 0, CONNECTION_BIT);
+        assert_eq!(HOP_BY_HOP[5], header::TE);
+        assert_eq!(1u16 << 5, TE_BIT);
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("gzip"));
+            h.insert("x-keep", HeaderValue::from_static("1"));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            remove_hop_by_hop(&mut h);
+            let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            left.sort_unstable();
+            assert_eq!(left, ["content-type", "x-keep"], "{i}: {name}");
+        }
+        let mut all = HeaderMap::new();
+        for name in &HOP_BY_HOP {
+            all.append(name.clone(), HeaderValue::from_static("close"));
+        }
+        remove_hop_by_hop(&mut all);
+        assert!(all.is_empty(), "{all:?}");
+        // A name that is only like one is kept.
+        let mut h = HeaderMap::new();
+        h.insert("keep-alive2", HeaderValue::from_static("1"));
+        h.insert("x-connection", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 
     /// Tokens are matched without regard to case; `close` nominates nothing; hop-by-hop names
