@@ -119,7 +119,8 @@ pub async fn forward(
         },
     )?;
     // After the route's header operations, as Envoy's router injects the trace context last.
-    cx.trace.context.inject(&mut head.headers);
+    crate::telemetry::trace::strip(&mut head.headers);
+    head.trace = cx.trace.context.headers();
     cx.set_request_id(&head.headers);
     let ctx = TemplateContext {
         remote: cx.conn.peer,

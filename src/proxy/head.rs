@@ -11,6 +11,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::route::{Forward, PathRewrite, Route, TemplateContext, WeightedCluster};
+use crate::telemetry::trace::TraceHeaders;
 use crate::upstream::{Endpoint, Outgoing};
 
 use super::error::ProxyError;
@@ -26,6 +27,8 @@ pub struct Head {
     pub method: Method,
     pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
+    /// The trace context's headers, sent after `headers` (which holds none of their names).
+    pub trace: TraceHeaders,
 }
 
 /// What the upstream head is built from: the routing decision and the request's facts.
@@ -73,12 +76,18 @@ impl Head {
         } = *input;
         // Path: rewrite, then the path and query sent upstream.
         let new_path = rewrite_path(route, action.rewrite.as_deref(), path);
-        let mut pq = new_path.as_deref().unwrap_or(path).to_owned();
-        if let Some(q) = parts.uri.query() {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        let path_and_query = PathAndQuery::try_from(pq).map_err(|_| ProxyError::BadPath)?;
+        let path_and_query = match (&new_path, parts.uri.path_and_query()) {
+            // Usually the path goes as it came: the request's own (a shared slice), not remade.
+            (None, Some(pq)) if pq.path() == path => pq.clone(),
+            _ => {
+                let mut pq = new_path.as_deref().unwrap_or(path).to_owned();
+                if let Some(q) = parts.uri.query() {
+                    pq.push('?');
+                    pq.push_str(q);
+                }
+                PathAndQuery::try_from(pq).map_err(|_| ProxyError::BadPath)?
+            }
+        };
 
         // Templates like %REQ(x)% read the client's headers as they arrived; copy them only if needed.
         let dynamic = action.headers.request.is_dynamic()
@@ -137,6 +146,7 @@ impl Head {
             method: parts.method,
             path_and_query,
             headers: parts.headers,
+            trace: TraceHeaders::new(),
         };
         Ok((head, ctx_headers))
     }
@@ -153,6 +163,7 @@ impl Head {
             path_and_query: &self.path_and_query,
             headers: &self.headers,
             extra: extra.as_slice(),
+            added: &self.trace,
             authority: &endpoint.authority,
         }
     }

@@ -22,6 +22,7 @@
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use rand::Rng;
+use smallvec::SmallVec;
 
 use super::text::{hex_into, push_hex, Values};
 
@@ -315,44 +316,63 @@ impl TraceContext {
 
     /// Replaces every trace header in `headers` (the upstream request's) with this context.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        // Usually none is present: one pass over the names instead of eight lookups.
-        if headers.keys().any(|k| is_trace_name(k.as_str())) {
-            for name in &TRACE_HEADERS {
-                headers.remove(name);
-            }
+        strip(headers);
+        for (name, value) in self.headers() {
+            headers.insert(name, value);
         }
+    }
+
+    /// This context's headers, for an upstream request `strip` has cleared of the client's: sent
+    /// beside its header map (`Outgoing::added`) instead of inserted into it.
+    pub fn headers(&self) -> TraceHeaders {
+        let mut out = TraceHeaders::new();
         // One buffer for the values: the attempt's copy of the head clones them for free.
         let mut values = Values::with_capacity(128);
-        let mut put = |headers: &mut HeaderMap, name: HeaderName, text: &[u8]| {
+        let mut put = |out: &mut TraceHeaders, name: HeaderName, text: &[u8]| {
             if let Some(v) = values.value(text) {
-                headers.insert(name, v);
+                out.push((name, v));
             }
         };
-        put(headers, TRACEPARENT, &self.traceparent_bytes());
+        put(&mut out, TRACEPARENT, &self.traceparent_bytes());
         if let Some(ts) = &self.tracestate {
-            put(headers, TRACESTATE, ts.as_bytes());
+            put(&mut out, TRACESTATE, ts.as_bytes());
         }
         match self.b3 {
             None => {}
-            Some(B3Style::Single) => put(headers, B3, self.b3_single().as_bytes()),
+            Some(B3Style::Single) => put(&mut out, B3, self.b3_single().as_bytes()),
             Some(B3Style::Multi) => {
                 let mut id = [0u8; 32];
                 let digits = self.b3_trace_id_digits();
                 hex_into(&mut id[..digits], self.trace_id);
-                put(headers, X_B3_TRACEID, &id[..digits]);
+                put(&mut out, X_B3_TRACEID, &id[..digits]);
                 hex_into(&mut id[..16], u128::from(self.span_id));
-                put(headers, X_B3_SPANID, &id[..16]);
+                put(&mut out, X_B3_SPANID, &id[..16]);
                 if let Some(p) = self.parent_id {
                     hex_into(&mut id[..16], u128::from(p));
-                    put(headers, X_B3_PARENTSPANID, &id[..16]);
+                    put(&mut out, X_B3_PARENTSPANID, &id[..16]);
                 }
                 // B3: debug implies accept, so `x-b3-sampled` is not sent with it.
                 if self.debug {
-                    headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
+                    out.push((X_B3_FLAGS, HeaderValue::from_static("1")));
                 } else {
-                    headers.insert(X_B3_SAMPLED, HeaderValue::from_static(self.b3_sampling()));
+                    out.push((X_B3_SAMPLED, HeaderValue::from_static(self.b3_sampling())));
                 }
             }
+        }
+        out
+    }
+}
+
+/// The headers of one trace context (`TraceContext::headers`): at most six, usually four, kept
+/// inline.
+pub type TraceHeaders = SmallVec<[(HeaderName, HeaderValue); 5]>;
+
+/// Removes every trace header (`TRACE_HEADERS`) from `headers`.
+pub fn strip(headers: &mut HeaderMap) {
+    // Usually none is present: one pass over the names instead of eight lookups.
+    if headers.keys().any(|k| is_trace_name(k.as_str())) {
+        for name in &TRACE_HEADERS {
+            headers.remove(name);
         }
     }
 }

@@ -498,6 +498,7 @@ mod tests {
             path_and_query: pq,
             headers,
             extra: &[],
+            added: &[],
             authority,
         }
     }

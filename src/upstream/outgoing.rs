@@ -18,6 +18,9 @@ pub struct Outgoing<'a> {
     pub headers: &'a HeaderMap,
     /// This attempt's own headers: each replaces any of `headers` by the same name.
     pub extra: &'a [(HeaderName, HeaderValue)],
+    /// Headers `headers` is known not to hold (the request's trace context): sent after them,
+    /// with no lookup.
+    pub added: &'a [(HeaderName, HeaderValue)],
     /// The endpoint's `ip:port` (an HTTP/2 URI's authority when the request has no usable host).
     pub authority: &'a Authority,
 }
@@ -46,7 +49,7 @@ impl Outgoing<'_> {
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = self.headers.clone();
-        for (name, value) in self.extra {
+        for (name, value) in self.extra.iter().chain(self.added) {
             req.headers_mut().insert(name, value.clone());
         }
         Ok(req)

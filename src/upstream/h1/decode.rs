@@ -13,6 +13,12 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Header lines per response head (hyper's and Envoy's default).
 pub const MAX_HEADERS: usize = 100;
+/// The smallest header map a response is decoded into (16 slots, 12 usable). Room for the
+/// headers added to it, and more: hyper's server reuses a response's map (cleared) for the
+/// connection's next request, to which the proxy adds about eight (forwarding, request id, trace
+/// context); a map sized to the response alone was grown (reallocated and rehashed) on every
+/// request.
+const MIN_HEADER_ROOM: usize = 12;
 /// The longest chunk-size line, extensions included.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 
@@ -133,9 +139,13 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
         } else {
             Version::HTTP_10
         };
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity((count + 2).max(MIN_HEADER_ROOM));
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
+        // The framing headers, read as they go by (no lookups afterwards): whether the last
+        // `transfer-encoding` ends in `chunked`, and the length every `content-length` gives.
+        let mut te_chunked = None;
+        let mut length = Ok(None);
         for span in &spans[..count] {
             let name = HeaderName::from_bytes(&bytes[span.name.0 as usize..span.name.1 as usize])
                 .map_err(|_| DecodeError::Header)?;
@@ -143,7 +153,11 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
                 bytes.slice(span.value.0 as usize..span.value.1 as usize),
             )
             .map_err(|_| DecodeError::Header)?;
-            if name == header::CONNECTION {
+            if name == header::TRANSFER_ENCODING {
+                te_chunked = Some(value_ends_chunked(&value));
+            } else if name == header::CONTENT_LENGTH {
+                length = length.and_then(|l| merge_length(l, &value));
+            } else if name == header::CONNECTION {
                 // Once any `Connection` line asks to close, a later `keep-alive` cannot undo it.
                 if saw_close || has_token(&value, "close") {
                     saw_close = true;
@@ -154,7 +168,7 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
             }
             headers.append(name, value);
         }
-        let framing = framing(&headers, status, version, method)?;
+        let framing = framing(te_chunked, length, status, version, method)?;
         if framing == Framing::Close {
             keep_alive = false;
         }
@@ -173,8 +187,11 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
 /// RFC 9112 §6.3, as hyper's client reads it: HEAD, 204 and 304 have no body; a
 /// `transfer-encoding` ending in `chunked` is chunked, any other is read to the close; then
 /// `content-length` (several values must agree); else to the close.
+/// `te_chunked`: `None` without a `transfer-encoding`, else whether its last line ends in
+/// `chunked`; `length`: the `content-length` values merged (`merge_length`).
 fn framing(
-    headers: &HeaderMap,
+    te_chunked: Option<bool>,
+    length: Result<Option<u64>, DecodeError>,
     status: StatusCode,
     version: Version,
     method: &Method,
@@ -182,17 +199,17 @@ fn framing(
     if matches!(status.as_u16(), 204 | 304) || method == Method::HEAD {
         return Ok(Framing::Empty);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(chunked) = te_chunked {
         if version == Version::HTTP_10 {
             return Err(DecodeError::TransferEncoding);
         }
-        return Ok(if ends_chunked(headers) {
+        return Ok(if chunked {
             Framing::Chunked
         } else {
             Framing::Close
         });
     }
-    Ok(match content_length(headers)? {
+    Ok(match length? {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::Close,
@@ -205,7 +222,15 @@ pub fn ends_chunked(headers: &HeaderMap) -> bool {
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+        .is_some_and(value_ends_chunked)
+}
+
+/// Is the last transfer coding of one `transfer-encoding` line `chunked`?
+fn value_ends_chunked(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .rsplit(|b| *b == b',')
+        .next()
         .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
@@ -215,15 +240,23 @@ pub fn ends_chunked(headers: &HeaderMap) -> bool {
 /// # Errors
 /// A value that is not a decimal length, or two that differ.
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, DecodeError> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let n = parse_length(part.trim_ascii()).ok_or(DecodeError::ContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(DecodeError::ContentLength);
-            }
-            length = Some(n);
+    headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .try_fold(None, merge_length)
+}
+
+/// The length so far (`None`: no value yet) merged with one more `content-length` line.
+///
+/// # Errors
+/// A value that is not a decimal length, or one that differs from the length so far.
+fn merge_length(mut length: Option<u64>, value: &HeaderValue) -> Result<Option<u64>, DecodeError> {
+    for part in value.as_bytes().split(|b| *b == b',') {
+        let n = parse_length(part.trim_ascii()).ok_or(DecodeError::ContentLength)?;
+        if length.is_some_and(|l| l != n) {
+            return Err(DecodeError::ContentLength);
         }
+        length = Some(n);
     }
     Ok(length)
 }

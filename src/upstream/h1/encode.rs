@@ -35,9 +35,18 @@ pub enum BodySize {
 /// send none; a body of known size gets its `content-length`.
 pub fn head(out: &Outgoing<'_>, size: BodySize) -> (Bytes, BodyFraming) {
     let headers = out.headers;
-    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    // One look at the names (a handful, compared as known names) instead of two hashed lookups.
+    let (mut has_te, mut has_cl) = (false, false);
+    for name in headers.keys() {
+        has_te |= name == header::TRANSFER_ENCODING;
+        has_cl |= name == header::CONTENT_LENGTH;
+    }
     // An invalid `content-length` is as none: a body of unknown size is chunked.
-    let cl = decode::content_length(headers).ok().flatten();
+    let cl = if has_cl {
+        decode::content_length(headers).ok().flatten()
+    } else {
+        None
+    };
     // (framing, skip transfer-encoding lines, skip content-length lines, extra line)
     let (framing, skip_te, skip_cl, extra): (BodyFraming, bool, bool, Option<Extra>) = match size {
         BodySize::None => (BodyFraming::Length(0), true, false, None),
@@ -65,7 +74,8 @@ pub fn head(out: &Outgoing<'_>, size: BodySize) -> (Bytes, BodyFraming) {
     let target = out.path_and_query.as_str();
     let target = if target.is_empty() { "/" } else { target };
     let mut len = out.method.as_str().len() + target.len() + 13 + 2 + 40;
-    for (name, value) in headers.iter().chain(out.extra.iter().map(|(n, v)| (n, v))) {
+    let own = out.extra.iter().chain(out.added).map(|(n, v)| (n, v));
+    for (name, value) in headers.iter().chain(own) {
         len += name.as_str().len() + value.len() + 4;
     }
     let mut buf = Vec::with_capacity(len);
@@ -82,7 +92,7 @@ pub fn head(out: &Outgoing<'_>, size: BodySize) -> (Bytes, BodyFraming) {
         }
         put_line(&mut buf, name.as_str().as_bytes(), value.as_bytes());
     }
-    for (name, value) in out.extra {
+    for (name, value) in out.extra.iter().chain(out.added) {
         put_line(&mut buf, name.as_str().as_bytes(), value.as_bytes());
     }
     match extra {
@@ -105,11 +115,9 @@ enum Extra {
 
 fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
-    out.push(b':');
-    out.push(b' ');
+    out.extend_from_slice(b": ");
     out.extend_from_slice(value);
-    out.push(b'\r');
-    out.push(b'\n');
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Chunked framing, with the trailer names the request declares.
@@ -187,6 +195,16 @@ mod tests {
         extra: &[(HeaderName, http::HeaderValue)],
         size: BodySize,
     ) -> (String, BodyFraming) {
+        encode_added(method, headers, extra, &[], size)
+    }
+
+    fn encode_added(
+        method: Method,
+        headers: &[(&str, &str)],
+        extra: &[(HeaderName, http::HeaderValue)],
+        added: &[(HeaderName, http::HeaderValue)],
+        size: BodySize,
+    ) -> (String, BodyFraming) {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
             map.append(
@@ -201,6 +219,7 @@ mod tests {
             path_and_query: &pq,
             headers: &map,
             extra,
+            added,
             authority: &authority,
         };
         let (bytes, framing) = head(&out, size);
@@ -223,6 +242,30 @@ mod tests {
             "GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
         );
         assert_eq!(framing, BodyFraming::Length(0));
+    }
+
+    /// The added headers (a trace context) follow the head's and the attempt's own, before the
+    /// framing line the encoder adds.
+    #[test]
+    fn added_headers_follow_the_heads_own() {
+        let h = |n: &'static str, v: &'static str| {
+            (
+                HeaderName::from_static(n),
+                http::HeaderValue::from_static(v),
+            )
+        };
+        let (text, _) = encode_added(
+            Method::POST,
+            &[("host", "example.com")],
+            &[h("x-envoy-attempt-count", "1")],
+            &[h("traceparent", "00-ab-cd-01"), h("x-b3-sampled", "1")],
+            BodySize::Known(3),
+        );
+        assert_eq!(
+            text,
+            "POST /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-envoy-attempt-count: 1\r\n\
+             traceparent: 00-ab-cd-01\r\nx-b3-sampled: 1\r\ncontent-length: 3\r\n\r\n"
+        );
     }
 
     #[test]
