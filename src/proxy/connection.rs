@@ -7,8 +7,11 @@
 //! stream, the service and one timer (`benches/RESULTS.md`: memory per idle connection).
 //! May not touch: accepting, TLS handshakes, requests (the listener and the service do).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -19,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::conn_state::{quiet_for, ConnState};
+use super::gate::Gated;
 use super::http_conn::{Builders, HttpConn, Parked, Prefixed, PARKED_READ};
 use super::Body;
 
@@ -185,9 +189,44 @@ where
             && timers.park_after.is_some()
             && conn.can_park()
             && !state.tunnel.load(Ordering::Relaxed);
+        // The connection's rare events, polled only when one of them woke the task (`Gated`):
+        // hyper's connection is polled on every wake.
+        let event = {
+            let rare = async {
+                tokio::select! {
+                    // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
+                    // HTTP/1 connection closes, a busy one closes after its response.
+                    _ = watches.stop.changed() => Rare::Close,
+                    // Idle, too old, or past its request budget: the same graceful close.
+                    () = &mut idle => {
+                        tracing::debug!(%peer, "idle timeout");
+                        Rare::Close
+                    }
+                    () = &mut too_old => {
+                        tracing::debug!(%peer, "max connection duration");
+                        Rare::Close
+                    }
+                    () = state.goaway.notified() => Rare::Close,
+                    () = drained(watches.drain.clone()), if !watches.draining => Rare::Drain,
+                    // Quiet for a while: hyper lets go of the connection (an idle one ends at
+                    // once) without closing the socket, which is parked.
+                    () = quiet_for(state, timers.park_after.unwrap_or(Duration::MAX), true),
+                        if can_park => Rare::Park,
+                }
+            };
+            tokio::pin!(rare);
+            let mut gated = Gated::new();
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(res) = Pin::new(&mut conn).poll(cx) {
+                    return Poll::Ready(Err(res));
+                }
+                gated.poll(rare.as_mut(), cx).map(Ok)
+            })
+            .await
+        };
         // Whether to close the connection gracefully now.
-        let close = tokio::select! {
-            res = &mut conn => {
+        let close = match event {
+            Err(res) => {
                 if let Some(at) = parking.take() {
                     state.parking.store(false, Ordering::Relaxed);
                     if res.is_ok() && state.requests.load(Ordering::Acquire) == at {
@@ -202,28 +241,14 @@ where
                 }
                 return Ended::Closed;
             }
-            // Stopped (listener removed, shutdown): HTTP/2 gets a GOAWAY, an idle
-            // HTTP/1 connection closes, a busy one closes after its response.
-            _ = watches.stop.changed() => true,
-            // Idle, too old, or past its request budget: the same graceful close.
-            () = &mut idle => {
-                tracing::debug!(%peer, "idle timeout");
-                true
-            }
-            () = &mut too_old => {
-                tracing::debug!(%peer, "max connection duration");
-                true
-            }
-            () = state.goaway.notified() => true,
+            Ok(Rare::Close) => true,
             // Draining: an HTTP/2 connection gets a GOAWAY now; HTTP/1 responses carry
             // `connection: close` (a request racing an idle close would fail).
-            () = drained(watches.drain.clone()), if !watches.draining => {
+            Ok(Rare::Drain) => {
                 watches.draining = true;
                 state.is_h2.load(Ordering::Relaxed)
             }
-            // Quiet for a while: hyper lets go of the connection (an idle one ends at once)
-            // without closing the socket, which is parked.
-            () = quiet_for(state, timers.park_after.unwrap_or(Duration::MAX), true), if can_park => {
+            Ok(Rare::Park) => {
                 parking = Some(state.requests.load(Ordering::Acquire));
                 state.parking.store(true, Ordering::Relaxed);
                 conn.graceful_shutdown();
@@ -238,6 +263,16 @@ where
             return Ended::Closed;
         }
     }
+}
+
+/// What woke an active connection besides its own bytes.
+enum Rare {
+    /// Stop, the idle timeout, the connection's age or a GOAWAY request: close gracefully.
+    Close,
+    /// The gateway started draining.
+    Drain,
+    /// Quiet for `park_after`: park.
+    Park,
 }
 
 /// Waits, holding no buffers, for a parked connection's next bytes: their count in `first`, or

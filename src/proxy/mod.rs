@@ -12,6 +12,7 @@ mod error;
 mod fault;
 mod forward;
 mod framing;
+mod gate;
 mod head;
 mod headers;
 mod http_conn;
