@@ -23,14 +23,26 @@ const X_ENVOY_RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-e
 /// The one classification of an attempt's outcome.
 pub fn classify(outcome: Outcome<'_>) -> Class {
     match outcome {
-        Outcome::Response(status, headers) => Class::Response {
-            status: status.as_u16(),
-            grpc: headers
-                .get(&super::headers::GRPC_STATUS)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok()),
-            ratelimited: headers.contains_key(&X_ENVOY_RATELIMITED),
-        },
+        Outcome::Response(status, headers) => {
+            // One pass over the names (a handful) instead of two hashed lookups.
+            let (mut grpc, mut seen_grpc, mut ratelimited) = (None, false, false);
+            for (name, value) in headers {
+                if name == super::headers::GRPC_STATUS {
+                    // The first value, as `get` reads it.
+                    if !seen_grpc {
+                        seen_grpc = true;
+                        grpc = value.to_str().ok().and_then(|v| v.trim().parse().ok());
+                    }
+                } else if name == X_ENVOY_RATELIMITED {
+                    ratelimited = true;
+                }
+            }
+            Class::Response {
+                status: status.as_u16(),
+                grpc,
+                ratelimited,
+            }
+        }
         Outcome::Failed(e) => match e {
             ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => Class::ConnectFailure,
             ProxyError::ConnectionTermination { .. }

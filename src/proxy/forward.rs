@@ -415,9 +415,10 @@ fn idempotent(method: &http::Method) -> bool {
 /// An HTTP/1 response with both `content-length` and `transfer-encoding`: hyper reads it as
 /// chunked, another hop might not (Envoy answers 502 and closes the upstream connection).
 fn ambiguous_response(resp: &Response<RespBody>) -> bool {
+    // `transfer-encoding` first: a response rarely has it, so one lookup settles most.
     resp.version() <= Version::HTTP_11
-        && resp.headers().contains_key(header::CONTENT_LENGTH)
         && resp.headers().contains_key(header::TRANSFER_ENCODING)
+        && resp.headers().contains_key(header::CONTENT_LENGTH)
 }
 
 // === impl Source ===

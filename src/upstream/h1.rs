@@ -22,6 +22,7 @@
 mod conn;
 mod decode;
 mod encode;
+mod spare;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -248,6 +248,9 @@ impl Exchange {
     /// Reads more of the response into the buffer: `Ok(0)` at the end of the stream.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let buf = &mut self.conn.buf;
+        if buf.capacity() == 0 {
+            *buf = super::spare::take();
+        }
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(self.read_size);
         }
@@ -448,8 +451,9 @@ impl Exchange {
         if !conn.buf.is_empty() {
             return None;
         }
-        // The buffer's memory goes back (the body's last bytes may still hold it).
-        conn.buf = BytesMut::new();
+        // An idle connection holds no buffer: its memory goes to the thread's spares (the
+        // body's last bytes may still share it).
+        super::spare::put(std::mem::take(&mut conn.buf));
         Some(conn)
     }
 }
