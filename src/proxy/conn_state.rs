@@ -101,8 +101,12 @@ pin_project! {
         headers_timeout: Option<Duration>,
         // Armed at the first byte read with no request in flight; disarmed once the service
         // got a request (the head was complete). Boxed so hyper gets an `Unpin` connection;
-        // made at the first request and reset after.
+        // made at the first request. Not reset per request: it may fire before `deadline`
+        // (an earlier head's), and is then set to `deadline` (a reset per request moved a
+        // timer-wheel entry each time).
         head_timer: Option<Pin<Box<Sleep>>>,
+        // When the head being read is late.
+        deadline: Instant,
         // `requests` when the timer was armed.
         armed_at: Option<u64>,
         reply: Arc<[u8]>,
@@ -123,6 +127,7 @@ impl<T> TimedIo<T> {
             state,
             headers_timeout,
             head_timer: None,
+            deadline: Instant::now(),
             armed_at: None,
             reply,
             first_read: true,
@@ -162,13 +167,10 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
                             && !this.state.tunnel.load(Ordering::Relaxed)
                         {
                             *this.armed_at = Some(requests);
-                            let deadline = Instant::now() + t;
-                            match this.head_timer {
-                                Some(timer) => timer.as_mut().reset(deadline),
-                                None => {
-                                    *this.head_timer =
-                                        Some(Box::pin(tokio::time::sleep_until(deadline)))
-                                }
+                            *this.deadline = Instant::now() + t;
+                            if this.head_timer.is_none() {
+                                *this.head_timer =
+                                    Some(Box::pin(tokio::time::sleep_until(*this.deadline)));
                             }
                         }
                     }
@@ -177,11 +179,22 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                let deadline = *this.deadline;
                 let expired = this.armed_at.is_some()
-                    && this
-                        .head_timer
-                        .as_mut()
-                        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+                    && this.head_timer.as_mut().is_some_and(|timer| {
+                        // Pending: its deadline (this head's or an earlier one's) is still
+                        // ahead, so this head is not late either.
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return false;
+                        }
+                        if timer.deadline() >= deadline {
+                            return true;
+                        }
+                        // Fired for an earlier head: set to this one's deadline and polled
+                        // again (which registers it, or finds that one passed too).
+                        timer.as_mut().reset(deadline);
+                        timer.as_mut().poll(cx).is_ready()
+                    });
                 if expired {
                     // Best effort: a 408 fits any send buffer a slow client left empty.
                     let _ = this.inner.as_mut().poll_write(cx, &this.reply[..]);
