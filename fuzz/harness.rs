@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use meshgate::compile::{self, Compiled, Options};
 use meshgate::proxy::{
     authority_is_valid, check_head, normalize_path, prepare_request, redirect_response,
-    request_authority, Framing, Head, HeadInput, Scanner,
+    request_authority, Added, Framing, Head, HeadInput, Scanner,
 };
 use meshgate::route::{Decision, RequestView, RouteAction, TemplateContext};
 
@@ -92,7 +92,8 @@ pub fn request(data: &[u8]) {
     };
     let path = path.into_owned();
     let mut prepared = req.headers().clone();
-    prepare_request(&mut prepared, PEER.ip(), false);
+    let mut added = Added::new();
+    prepare_request(&mut prepared, &mut added, PEER.ip(), false);
     let Some(table) = table() else {
         return;
     };

@@ -124,8 +124,7 @@ impl RequestCtx {
     }
 
     /// The request id sent upstream (generated when the client sent none), for the log.
-    pub fn set_request_id(&mut self, headers: &HeaderMap) {
-        let id = headers.get(&super::headers::X_REQUEST_ID);
+    pub fn set_request_id(&mut self, id: Option<&HeaderValue>) {
         if let Some(log) = &mut self.log {
             log.request_id = id.cloned();
         }

@@ -120,8 +120,8 @@ pub async fn forward(
     )?;
     // After the route's header operations, as Envoy's router injects the trace context last.
     crate::telemetry::trace::strip(&mut head.headers);
-    head.trace = cx.trace.context.headers();
-    cx.set_request_id(&head.headers);
+    head.added.extend(cx.trace.context.headers());
+    cx.set_request_id(head.get(&headers::X_REQUEST_ID));
     let ctx = TemplateContext {
         remote: cx.conn.peer,
         request_headers: &ctx_headers,

@@ -11,11 +11,10 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::route::{Forward, PathRewrite, Route, TemplateContext, WeightedCluster};
-use crate::telemetry::trace::TraceHeaders;
 use crate::upstream::{Endpoint, Outgoing};
 
 use super::error::ProxyError;
-use super::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_ORIGINAL_PATH};
+use super::headers::{self, Added, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_ORIGINAL_PATH};
 
 const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
@@ -27,8 +26,9 @@ pub struct Head {
     pub method: Method,
     pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
-    /// The trace context's headers, sent after `headers` (which holds none of their names).
-    pub trace: TraceHeaders,
+    /// Headers sent after `headers`, which holds none of their names: the forwarding headers
+    /// the client did not send and the trace context (`headers::Added`).
+    pub added: Added,
 }
 
 /// What the upstream head is built from: the routing decision and the request's facts.
@@ -106,21 +106,22 @@ impl Head {
             start_time,
         };
         let h = &mut parts.headers;
-        headers::prepare_request(h, peer.ip(), websocket);
+        let mut added = Added::new();
+        headers::prepare_request(h, &mut added, peer.ip(), websocket);
         if scheme != "http" {
             if let Ok(v) = HeaderValue::from_str(scheme) {
-                h.insert(headers::X_FORWARDED_PROTO, v);
+                headers::set(h, &mut added, headers::X_FORWARDED_PROTO, v);
             }
         }
-        // Istio gateways sanitize it (SANITIZE_SET): the client's is never forwarded, and a
-        // connection with a verified client certificate gets this hop's.
-        match client_cert {
-            Some(v) => h.insert(X_FORWARDED_CLIENT_CERT, v.clone()),
-            None => h.remove(X_FORWARDED_CLIENT_CERT),
-        };
+        // Istio gateways sanitize it (SANITIZE_SET): the client's is never forwarded (removed by
+        // `prepare_request`), and a connection with a verified client certificate gets this hop's.
+        if let Some(v) = client_cert {
+            added.push((X_FORWARDED_CLIENT_CERT, v.clone()));
+        }
+        // The client's was removed (internal).
         if new_path.is_some() {
             if let Ok(v) = HeaderValue::from_str(parts.uri.path()) {
-                h.insert(X_ENVOY_ORIGINAL_PATH, v);
+                added.push((X_ENVOY_ORIGINAL_PATH, v));
             }
         }
         let host = target
@@ -140,15 +141,29 @@ impl Head {
                 );
             }
         }
-        action.headers.request.apply(h, &ctx);
-        target.headers.request.apply(h, &ctx);
+        if !(action.headers.request.is_empty() && target.headers.request.is_empty()) {
+            // The route's operations see (and may change) every header: the added ones join the
+            // map first.
+            for (name, value) in added.drain(..) {
+                h.insert(name, value);
+            }
+            action.headers.request.apply(h, &ctx);
+            target.headers.request.apply(h, &ctx);
+        }
         let head = Head {
             method: parts.method,
             path_and_query,
             headers: parts.headers,
-            trace: TraceHeaders::new(),
+            added,
         };
         Ok((head, ctx_headers))
+    }
+
+    /// The value of header `name` as it goes upstream (in the map or added).
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.headers
+            .get(name)
+            .or_else(|| self.added.iter().find(|(n, _)| n == name).map(|(_, v)| v))
     }
 
     /// The request for one attempt to `endpoint`, with that attempt's own headers: the head
@@ -163,7 +178,7 @@ impl Head {
             path_and_query: &self.path_and_query,
             headers: &self.headers,
             extra: extra.as_slice(),
-            added: &self.trace,
+            added: &self.added,
             authority: &endpoint.authority,
         }
     }

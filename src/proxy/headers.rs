@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
+use smallvec::SmallVec;
 
 use crate::telemetry::text;
 
@@ -100,8 +101,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Is `name` an `x-envoy-*` header a client may not set?
-fn is_envoy_internal(name: &HeaderName) -> bool {
-    let s = name.as_str();
+fn is_envoy_internal(s: &str) -> bool {
     s.starts_with("x-envoy-") && ENVOY_INTERNAL.contains(&s)
 }
 
@@ -239,39 +239,88 @@ fn move_values(headers: &mut HeaderMap, joined: &mut bytes::BytesMut) {
     }
 }
 
-/// Prepares downstream request headers for the upstream.
-pub fn prepare_request(headers: &mut HeaderMap, peer: IpAddr, websocket: bool) {
+/// Headers the gateway sets that the head's map is known not to hold, sent after it
+/// (`Outgoing::added`): the forwarding headers the client did not send, and the trace context.
+/// Each would otherwise be a hashed insert into the map.
+pub type Added = SmallVec<[(HeaderName, HeaderValue); 10]>;
+
+/// Prepares downstream request headers for the upstream: hop-by-hop headers, internal `x-envoy-*`
+/// headers and the client's `x-forwarded-client-cert` (SANITIZE_SET) go; `x-forwarded-for`,
+/// `x-forwarded-proto`, `x-envoy-external-address` and `x-request-id` are set. Those the client
+/// did not send (usually all) are put in `added`, not in the map.
+pub fn prepare_request(headers: &mut HeaderMap, added: &mut Added, peer: IpAddr, websocket: bool) {
     remove_hop_by_hop(headers);
     if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    remove_where(headers, is_envoy_internal);
+    // One pass over the names: which forwarding headers the client sent, and whether any header
+    // is to go.
+    let (mut xff, mut proto, mut request_id, mut doomed) = (false, false, false, false);
+    for name in headers.keys() {
+        match name.as_str() {
+            "x-forwarded-for" => xff = true,
+            "x-forwarded-proto" => proto = true,
+            "x-request-id" => request_id = true,
+            s => doomed |= is_removed(s),
+        }
+    }
+    if doomed {
+        remove_where(headers, |n| is_removed(n.as_str()));
+    }
     // One buffer for the values made here: the attempt's copy of the head clones them for free.
     let mut values = text::Values::with_capacity(96);
     let peer_str = text::ip_string(peer);
     let peer_value = values.value(peer_str.as_bytes());
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => values.value(format!("{prev}, {peer_str}").as_bytes()),
-        _ => peer_value.clone(),
-    };
-    match xff {
-        Some(v) => headers.insert(X_FORWARDED_FOR, v),
-        None => headers.remove(&X_FORWARDED_FOR),
-    };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(v) = peer_value {
-        headers.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
+    if xff {
+        let v = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.is_empty() => {
+                values.value(format!("{prev}, {peer_str}").as_bytes())
+            }
+            _ => peer_value.clone(),
+        };
+        match v {
+            Some(v) => headers.insert(X_FORWARDED_FOR, v),
+            None => headers.remove(&X_FORWARDED_FOR),
+        };
+    } else if let Some(v) = &peer_value {
+        added.push((X_FORWARDED_FOR, v.clone()));
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
+    let http = HeaderValue::from_static("http");
+    if proto {
+        headers.insert(X_FORWARDED_PROTO, http);
+    } else {
+        added.push((X_FORWARDED_PROTO, http));
+    }
+    // The client's was removed (internal).
+    if let Some(v) = peer_value {
+        added.push((X_ENVOY_EXTERNAL_ADDRESS, v));
+    }
+    if !request_id {
         let id = uuid::Uuid::new_v4();
         let mut buf = uuid::Uuid::encode_buffer();
         let s = id.hyphenated().encode_lower(&mut buf);
         if let Some(v) = values.value(s.as_bytes()) {
-            headers.insert(X_REQUEST_ID, v);
+            added.push((X_REQUEST_ID, v));
         }
     }
-    // `x-envoy-attempt-count` is set per attempt (`Head::request`).
+    // `x-envoy-attempt-count` is set per attempt (`Head::outgoing`).
+}
+
+/// Is a request header of this name removed at the edge: an internal `x-envoy-*` header, or the
+/// client's `x-forwarded-client-cert` (this hop's is set, `Head::build`)?
+fn is_removed(name: &str) -> bool {
+    name == "x-forwarded-client-cert" || is_envoy_internal(name)
+}
+
+/// Sets `name` where it is: in `added` if there, else in `headers`.
+pub fn set(headers: &mut HeaderMap, added: &mut Added, name: HeaderName, value: HeaderValue) {
+    match added.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = value,
+        None => {
+            headers.insert(name, value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -437,9 +486,60 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("x-envoy-retry-on", HeaderValue::from_static("5xx"));
-        prepare_request(&mut h, "10.0.0.1".parse().unwrap(), false);
+        h.insert(
+            "x-forwarded-client-cert",
+            HeaderValue::from_static("By=spoofed"),
+        );
+        let mut added = Added::new();
+        prepare_request(&mut h, &mut added, "10.0.0.1".parse().unwrap(), false);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert!(h.get("x-envoy-retry-on").is_none());
-        assert_eq!(h.get("x-request-id").unwrap().len(), 36);
+        assert!(h.get("x-forwarded-client-cert").is_none());
+        // The headers the client did not send are added beside the map.
+        let names: Vec<&str> = added.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "x-forwarded-proto",
+                "x-envoy-external-address",
+                "x-request-id"
+            ]
+        );
+        assert_eq!(added[2].1.len(), 36);
+        assert_eq!(added[1].1, "10.0.0.1");
+    }
+
+    /// A client's own forwarding headers are replaced in the map; nothing is added twice.
+    #[test]
+    fn forwarding_headers_the_client_sent_stay_in_the_map() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        h.insert(
+            "x-envoy-external-address",
+            HeaderValue::from_static("6.6.6.6"),
+        );
+        let mut added = Added::new();
+        prepare_request(&mut h, &mut added, "10.0.0.2".parse().unwrap(), false);
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-request-id").unwrap(), "abc");
+        assert!(h.get("x-envoy-external-address").is_none());
+        let names: Vec<&str> = added.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-forwarded-for", "x-envoy-external-address"]);
+        set(
+            &mut h,
+            &mut added,
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static("https"),
+        );
+        set(
+            &mut h,
+            &mut added,
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("1.1.1.1"),
+        );
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(added[0].1, "1.1.1.1");
+        assert!(h.get("x-forwarded-for").is_none());
     }
 }

@@ -39,7 +39,7 @@ pub use checks::{authority as request_authority, authority_is_valid, check_head}
 pub use error::{FramingError, ProxyError, ResponseFlags};
 pub use framing::{Framing, Scanner};
 pub use head::{Head, HeadInput};
-pub use headers::prepare_request;
+pub use headers::{prepare_request, Added};
 pub use listener::{serve, Limits};
 pub use overload::{
     memory_pressure, parse_bytes, start as overload_start, Level as OverloadLevel, Overload,

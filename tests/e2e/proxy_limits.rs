@@ -250,6 +250,42 @@ async fn keep_alive_wait_is_not_a_slow_head() {
     assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
 }
 
+/// The head timer is not reset per request: armed for the first head, it fires while the second
+/// head is being read, and must then wait for the second head's own deadline.
+#[tokio::test]
+async fn a_later_slow_head_gets_its_whole_timeout() {
+    let up = Upstream::start("a").await;
+    let gw = gateway(&up, |l| {
+        l.request_headers_timeout = Some(Duration::from_millis(300))
+    })
+    .await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(HELLO).await.unwrap();
+    assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
+    // Part of a second head, well inside the first head's 300 ms: the timer armed for the first
+    // fires first, about 150 ms into this one.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = Instant::now();
+    s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("not closed within 10 s")
+        .unwrap();
+    let elapsed = second.elapsed();
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(
+        text.starts_with("http/1.1 408 request timeout\r\n"),
+        "{text}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "408 after {elapsed:?}, before the second head's own 300 ms"
+    );
+}
+
 #[tokio::test]
 async fn idle_connection_is_closed_after_the_idle_timeout() {
     let up = Upstream::start("a").await;
