@@ -76,32 +76,43 @@ pub fn authority<B>(req: &Request<B>) -> Result<&str, ProxyError> {
 /// unreserved, sub-delims, `:`, `@`, `[`, `]` and `%`, the set Envoy checks (nghttp2's
 /// `check_authority`). No `/`, `?`, `#`, spaces, quotes, backslashes or control characters.
 pub fn authority_is_valid(value: &str) -> bool {
-    !value.is_empty()
-        && value.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'@'
-                        | b'['
-                        | b']'
-                        | b'%'
-                )
-        })
+    !value.is_empty() && value.bytes().all(|b| AUTHORITY_BYTES[usize::from(b)])
+}
+
+/// `authority_is_valid`'s bytes, one look-up per byte.
+static AUTHORITY_BYTES: [bool; 256] = authority_bytes();
+
+const fn authority_bytes() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'['
+                    | b']'
+                    | b'%'
+            );
+        i += 1;
+    }
+    table
 }
 
 #[cfg(test)]
@@ -138,6 +149,20 @@ mod tests {
         assert!(!te("chunked, chunked"));
         assert!(!te("gzip"));
         assert!(!te(""));
+    }
+
+    /// The exact set of authority bytes, every one of the 256 checked.
+    #[test]
+    fn authority_bytes_are_envoys_set() {
+        const ALLOWED: &[u8] = b"!$%&'()*+,-.0123456789:;=@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_\
+                                abcdefghijklmnopqrstuvwxyz~";
+        for b in 0..=255u8 {
+            assert_eq!(
+                AUTHORITY_BYTES[usize::from(b)],
+                ALLOWED.contains(&b),
+                "byte {b:#04x}"
+            );
+        }
     }
 
     #[test]

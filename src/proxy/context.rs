@@ -147,12 +147,12 @@ pub fn finish(resp: Response<Body>, mut cx: RequestCtx) -> Response<Body> {
     }
     let finishing = Finishing {
         inner: body,
-        state: Some(Box::new(Finish {
+        state: Some(Finish {
             status: parts.status.as_u16(),
             grpc_status: grpc_status(&parts.headers),
             sent: 0,
             cx,
-        })),
+        }),
     };
     Response::from_parts(parts, http_body_util::BodyExt::boxed_unsync(finishing))
 }
@@ -174,7 +174,8 @@ struct Finish {
 /// The response body, counted; records the request when it ends.
 struct Finishing {
     inner: Body,
-    state: Option<Box<Finish>>,
+    /// Inline, not boxed: `Finishing` itself is boxed once (`Body`), which is enough.
+    state: Option<Finish>,
 }
 
 impl http_body::Body for Finishing {
@@ -228,7 +229,7 @@ impl Finishing {
             if let Some(d) = details {
                 st.cx.details = d;
             }
-            record(*st);
+            record(st);
         }
     }
 }
