@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the static meshgate binary and the image meshgate:latest (docker/Dockerfile, FROM scratch).
 #
-#   docker/build.sh                 # the real image: release profile (thin LTO), stripped
+#   docker/build.sh                 # the real image: release profile (fat LTO), stripped
 #   MESHGATE_PROFILE=image-ci docker/build.sh   # what CI builds: same code, opt-level 1, no LTO (faster)
 #   MESHGATE_IMAGE=meshgate:dev docker/build.sh # another tag
 #
