@@ -25,21 +25,20 @@ pub fn classify(outcome: Outcome<'_>) -> Class {
     match outcome {
         Outcome::Response(status, headers) => {
             // One pass over the names (a handful) instead of two hashed lookups.
-            let (mut grpc, mut seen_grpc, mut ratelimited) = (None, false, false);
+            let (mut grpc, mut ratelimited) = (None, false);
             for (name, value) in headers {
                 if name == super::headers::GRPC_STATUS {
                     // The first value, as `get` reads it.
-                    if !seen_grpc {
-                        seen_grpc = true;
-                        grpc = value.to_str().ok().and_then(|v| v.trim().parse().ok());
-                    }
+                    grpc = grpc.or(Some(value));
                 } else if name == X_ENVOY_RATELIMITED {
                     ratelimited = true;
                 }
             }
             Class::Response {
                 status: status.as_u16(),
-                grpc,
+                grpc: grpc
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok()),
                 ratelimited,
             }
         }
