@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{header, HeaderValue, Request, Response, Version};
+use http::{header, Request, Response, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -171,7 +171,7 @@ pub async fn forward(
     } = done;
     let service_time = cx.start.elapsed().as_millis() as u64;
     cx.upstream_service_time = Some(service_time);
-    let elapsed = HeaderValue::from(service_time);
+    let elapsed = crate::telemetry::text::number_value(service_time);
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             let up = hyper::upgrade::on(&mut resp);

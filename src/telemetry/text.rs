@@ -12,6 +12,44 @@ pub fn push_u64(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
+/// The decimal text of 0..=999, one after another (`0123...9991000` without the last): what
+/// `number_value` slices a value from.
+static SMALL_NUMBERS: [u8; 2890] = {
+    let mut out = [0u8; 2890];
+    let (mut n, mut at) = (0usize, 0usize);
+    while n < 1000 {
+        if n >= 100 {
+            out[at] = b'0' + (n / 100) as u8;
+            at += 1;
+        }
+        if n >= 10 {
+            out[at] = b'0' + (n / 10 % 10) as u8;
+            at += 1;
+        }
+        out[at] = b'0' + (n % 10) as u8;
+        at += 1;
+        n += 1;
+    }
+    out
+};
+
+/// `n` in decimal as a header value. Below 1,000 (a service time in milliseconds, usually) a
+/// static one: no allocation, and clones are free.
+pub fn number_value(n: u64) -> http::HeaderValue {
+    let (at, len) = match n {
+        0..=9 => (n, 1),
+        10..=99 => (10 + (n - 10) * 2, 2),
+        100..=999 => (190 + (n - 100) * 3, 3),
+        _ => return http::HeaderValue::from(n),
+    };
+    let digits = &SMALL_NUMBERS[at as usize..(at + len) as usize];
+    // Only ASCII digits are in the table.
+    match std::str::from_utf8(digits) {
+        Ok(text) => http::HeaderValue::from_static(text),
+        Err(_) => http::HeaderValue::from(n),
+    }
+}
+
 /// Appends `ip` as `Display` prints it (dotted quad; IPv6 through `core::fmt`, which is rare).
 pub fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
@@ -158,6 +196,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn number_values_are_the_numbers() {
+        for n in (0..1200).chain([u64::MAX]) {
+            assert_eq!(number_value(n), n.to_string().as_str(), "{n}");
+        }
+    }
 
     /// Each value holds exactly its text, past its buffer's first capacity too; one that is no
     /// header value is refused and the next is whole.

@@ -165,6 +165,14 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
                 } else if !keep_alive {
                     keep_alive = has_token(&value, "keep-alive");
                 }
+                // Persistence is this connection's business: a `Connection` that names no other
+                // header is not kept (the proxy would remove it, with a rehash of the map).
+                if only_persistence_tokens(&value) {
+                    continue;
+                }
+            } else if name.as_str() == "keep-alive" {
+                // This connection's keep-alive parameters: hop-by-hop, never forwarded.
+                continue;
             }
             headers.append(name, value);
         }
@@ -279,6 +287,14 @@ fn has_token(value: &HeaderValue, token: &str) -> bool {
         .as_bytes()
         .split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether a `Connection` value holds nothing but `close` and `keep-alive` (no header named).
+fn only_persistence_tokens(value: &HeaderValue) -> bool {
+    value.as_bytes().split(|b| *b == b',').all(|t| {
+        let t = t.trim_ascii();
+        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+    })
 }
 
 /// What the chunked decoder found next.
@@ -532,6 +548,42 @@ mod tests {
         ));
         // Read to the close: never reused.
         assert!(!ka("HTTP/1.1 200 OK\r\n\r\n"));
+    }
+
+    /// `Connection` lines that only say close / keep-alive, and `Keep-Alive`, stay out of the
+    /// map; one that names another header stays in (the proxy removes that header too).
+    #[test]
+    fn persistence_headers_stay_out_of_the_map() {
+        let names = |text: &str| {
+            let h = parse(text.as_bytes(), Method::GET).unwrap().unwrap();
+            let mut names: Vec<String> = h
+                .response
+                .headers()
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+                .collect();
+            names.sort();
+            (names, h.keep_alive)
+        };
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"),
+            (vec!["content-length: 0".to_owned(), "x-a: 1".to_owned()], true)
+        );
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nconnection: close, \r\ncontent-length: 0\r\n\r\n"),
+            (vec!["content-length: 0".to_owned()], false)
+        );
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nconnection: keep-alive, x-secret\r\nx-secret: s\r\ncontent-length: 0\r\n\r\n"),
+            (
+                vec![
+                    "connection: keep-alive, x-secret".to_owned(),
+                    "content-length: 0".to_owned(),
+                    "x-secret: s".to_owned()
+                ],
+                true
+            )
+        );
     }
 
     #[test]
