@@ -114,12 +114,30 @@ pub fn ip_string(ip: IpAddr) -> String {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes the low `out.len()` hex digits of `v`, lowercase, zero-padded.
-pub fn hex_into(out: &mut [u8], mut v: u128) {
-    for b in out.iter_mut().rev() {
-        *b = HEX[(v & 0xf) as usize];
-        v >>= 4;
+/// Beyond 32 digits: zeros.
+pub fn hex_into(out: &mut [u8], v: u128) {
+    let (pad, out) = out.split_at_mut(out.len().saturating_sub(32));
+    pad.fill(b'0');
+    // A byte at a time (two digits from a table), from the last byte `out` needs.
+    let bytes = v.to_be_bytes();
+    let mut all = [0u8; 32];
+    let first = 16 - out.len().div_ceil(2);
+    for (i, b) in bytes.iter().enumerate().skip(first) {
+        all[2 * i..2 * i + 2].copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
+    out.copy_from_slice(&all[32 - out.len()..]);
 }
+
+/// Each byte's two lowercase hex digits.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 /// Appends the low `digits` hex digits of `v` (at most 32), lowercase, zero-padded.
 pub fn push_hex(out: &mut String, v: u128, digits: usize) {
@@ -235,6 +253,24 @@ mod tests {
             assert_eq!(s, a);
             assert_eq!(ip_string(addr.ip()), addr.ip().to_string());
         }
+    }
+
+    #[test]
+    fn hex_into_writes_the_low_digits() {
+        let v: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        for len in 0..=40 {
+            let mut out = vec![b'x'; len];
+            hex_into(&mut out, v);
+            let full = format!("{v:040x}");
+            assert_eq!(
+                std::str::from_utf8(&out).unwrap(),
+                &full[40 - len..],
+                "{len}"
+            );
+        }
+        let mut out = [0u8; 16];
+        hex_into(&mut out, u128::from(0xa1b2_c3d4_e5f6_0718_u64));
+        assert_eq!(&out, b"a1b2c3d4e5f60718");
     }
 
     #[test]
