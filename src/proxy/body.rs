@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use super::request_body::RequestBody;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -86,7 +86,7 @@ pub struct ReplayBody {
 /// error is a `ClientBodyError` and `ClientFailed` turns true, so the failed attempt is answered
 /// as the client's fault (400), never as the upstream's (503), and not held against the endpoint.
 pub struct ClientBody {
-    inner: Incoming,
+    inner: RequestBody,
     failed: ClientFailed,
     /// Bytes read so far (the access log's `%BYTES_RECEIVED%`).
     received: Arc<std::sync::atomic::AtomicU64>,
@@ -296,7 +296,7 @@ impl http_body::Body for ReplayBody {
 
 impl ClientBody {
     pub fn new(
-        inner: Incoming,
+        inner: RequestBody,
         failed: ClientFailed,
         received: Arc<std::sync::atomic::AtomicU64>,
     ) -> ClientBody {

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn_state::{quiet_for, ConnState, InFlight};
 use super::context::Conn;
 use super::error::local_reply;
 use super::framing::Framing;
+use super::request_body::RequestBody;
 use super::service::handle;
 use super::Shared;
 
@@ -35,18 +37,68 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
     type Error = std::convert::Infallible;
     type Future = ServiceFuture;
 
-    fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+        let h2 = req.version() == http::Version::HTTP_2;
+        let (mut parts, body) = req.into_parts();
+        if !h2 {
+            // Now, before hyper's next read: it can then reuse its read buffer.
+            super::headers::detach_request_head(&mut parts.uri, &mut parts.headers);
+        }
+        self.serve(http::Request::from_parts(parts, RequestBody::Hyper(body)))
+    }
+}
+
+/// A downstream connection's stream, as hyper and the connection's tasks need it.
+pub(super) trait ConnStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConnStream for T {}
+
+/// A downstream connection's service, as hyper, meshgate's own HTTP/1 server and the
+/// connection's tasks need it.
+pub(super) trait ConnServe:
+    hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<super::Body>,
+        Future: Send + 'static,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    > + ServeOwn
+    + Unpin
+    + Send
+    + 'static
+{
+}
+impl<S> ConnServe for S where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<super::Body>,
+            Future: Send + 'static,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + ServeOwn
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
+/// A service that also takes the requests meshgate's own HTTP/1 server reads (`h1_server.rs`).
+pub(super) trait ServeOwn {
+    /// Serves one request whose head is in a buffer of its own (not the connection's).
+    fn serve_own(&self, req: http::Request<RequestBody>) -> ServiceFuture;
+}
+
+impl ServeOwn for ConnService {
+    fn serve_own(&self, req: http::Request<RequestBody>) -> ServiceFuture {
+        self.serve(req)
+    }
+}
+
+impl ConnService {
+    fn serve(&self, req: http::Request<RequestBody>) -> ServiceFuture {
         let state = &self.state;
         let shared = &self.shared;
         let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let h2 = req.version() == http::Version::HTTP_2;
         if h2 {
             state.is_h2.store(true, Ordering::Relaxed);
-        } else {
-            // Now, before hyper's next read: it can then reuse its read buffer.
-            let (mut parts, body) = req.into_parts();
-            super::headers::detach_request_head(&mut parts.uri, &mut parts.headers);
-            req = http::Request::from_parts(parts, body);
         }
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = InFlight(state.clone());

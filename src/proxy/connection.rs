@@ -1,5 +1,6 @@
-//! One downstream HTTP connection's life once its protocol is known: served by hyper while
-//! active, parked while quiet (HTTP/1: hyper's connection and buffers let go, `http_conn::Parked`),
+//! One downstream HTTP connection's life once its protocol is known: served while active
+//! (`http_conn::HttpConn`: meshgate's own HTTP/1 server, hyper's HTTP/2 one), parked while quiet
+//! (HTTP/1: the server and its buffers let go, `http_conn::Parked`),
 //! and closed by the idle timeout, the maximum connection duration, a GOAWAY request, stop or
 //! drain (HTTP/2 gets a GOAWAY when draining starts; HTTP/1 responses then say `close`).
 //!
@@ -14,17 +15,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::Service;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::conn_service::{ConnServe, ConnStream};
 use super::conn_state::{quiet_for, ConnState};
 use super::gate::Gated;
-use super::http_conn::{Builders, HttpConn, Parked, Prefixed, PARKED_READ};
-use super::Body;
+use super::http_conn::{Builders, HttpConn, Parked, PARKED_READ};
 
 /// A connection's timeouts (`listener::Limits`), `None` is off.
 #[derive(Debug, Clone, Copy)]
@@ -53,34 +50,6 @@ enum Ended<T, S> {
     Parked(Box<Parked<T, S>>),
 }
 
-/// A downstream connection's stream, as hyper and the connection's tasks need it.
-pub(super) trait ConnStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConnStream for T {}
-
-/// A downstream connection's service, as hyper and the connection's tasks need it.
-pub(super) trait ConnServe:
-    Service<
-        http::Request<Incoming>,
-        Response = http::Response<Body>,
-        Future: Send + 'static,
-        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    > + Unpin
-    + Send
-    + 'static
-{
-}
-impl<S> ConnServe for S where
-    S: Service<
-            http::Request<Incoming>,
-            Response = http::Response<Body>,
-            Future: Send + 'static,
-            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        > + Unpin
-        + Send
-        + 'static
-{
-}
-
 /// What a connection keeps from phase to phase, owned, so a parked connection can move to a
 /// task of its own (`run`).
 pub(super) struct Life<G> {
@@ -104,7 +73,7 @@ pub(super) struct Life<G> {
 /// transient memory of the requests of its time, and would pin those allocator pages for as
 /// long as the connection idles; the parked task is the size of what it holds
 /// (`benches/RESULTS.md`: memory per idle connection).
-pub(super) async fn run<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, mut life: Life<G>)
+pub(super) async fn run<T, S, G>(conn: HttpConn<T, S>, mut life: Life<G>)
 where
     T: ConnStream,
     S: ConnServe,
@@ -147,7 +116,7 @@ where
 }
 
 /// Serves a resumed connection in a task of its own (`run`).
-fn resume<T, S, G>(conn: HttpConn<TokioIo<Prefixed<T>>, S>, life: Life<G>)
+fn resume<T, S, G>(conn: HttpConn<T, S>, life: Life<G>)
 where
     T: ConnStream,
     S: ConnServe,
@@ -161,7 +130,7 @@ where
 
 /// Serves until hyper's connection ends: closed, or let go for parking.
 async fn active<T, S>(
-    mut conn: HttpConn<TokioIo<Prefixed<T>>, S>,
+    mut conn: HttpConn<T, S>,
     state: &ConnState,
     watches: &mut Watches,
     timers: Timers,

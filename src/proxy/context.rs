@@ -75,7 +75,7 @@ impl RequestCtx {
     pub fn new(
         shared: Arc<Shared>,
         conn: Conn,
-        req: &http::Request<hyper::body::Incoming>,
+        req: &http::Request<super::request_body::RequestBody>,
     ) -> Self {
         let h = req.headers();
         let log = shared.access_log.is_some().then(|| LogFacts {

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::request_body::RequestBody;
 use http::{header, Request, Response, Version};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
 use tokio::time::Instant;
@@ -72,7 +72,7 @@ pub async fn forward(
     cx: &mut RequestCtx,
     snapshot: &Snapshot,
     t: Target<'_>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<Response<Body>, ProxyError> {
     let action = t.action;
     let shared = cx.shared.clone();

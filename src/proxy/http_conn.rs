@@ -1,14 +1,13 @@
-//! Which HTTP a downstream connection speaks, and hyper's connection for it.
+//! Which HTTP a downstream connection speaks, and the server for it: meshgate's own for HTTP/1
+//! (`h1_server.rs`, with hyper's for the rest of a connection that needs it), hyper's for HTTP/2.
 //!
 //! A TLS connection says it in ALPN; otherwise the first bytes are read until they tell (HTTP/2
-//! with prior knowledge starts with the connection preface) and handed back to hyper in front of
-//! the stream (`Prefixed`). Together with the first read from the socket, so hyper's first read
-//! holds the whole request head as it would without the sniffing: hyper-util's auto connection,
-//! used before, handed back only the 24 bytes it had read, which left the request incomplete and
-//! grew every connection's 8 KiB read buffer to 16 KiB (`benches/RESULTS.md`).
-//! An idle HTTP/1 connection can be parked: hyper lets go of it (its read and write buffers, 8 KiB
-//! each, are freed) and the stream and service wait in `Parked` until the next request's first
-//! bytes, which are put back in front for a new hyper connection, as sniffed bytes are.
+//! with prior knowledge starts with the connection preface) and handed back to the server in front
+//! of the stream (`Prefixed`), together with the first read from the socket, so the server's first
+//! read holds the whole request head as it would without the sniffing (`benches/RESULTS.md`).
+//! An idle HTTP/1 connection can be parked: the server lets go of it (its buffers are freed) and
+//! the stream and service wait in `Parked` until the next request's first bytes, which are put
+//! back in front for a new server, as sniffed bytes are.
 //! May not touch: requests (the service does), timeouts and draining (the listener does).
 
 use std::future::Future;
@@ -16,15 +15,17 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes};
-use hyper::body::Incoming;
-use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
-use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use super::Body;
+use super::conn_service::{ConnServe, ConnStream};
+use super::h1_server::{self, Outcome};
+use super::BoxError;
 
 /// How many bytes a parked connection reads to learn that its next request has begun.
 pub const PARKED_READ: usize = 64;
@@ -93,7 +94,7 @@ impl<T> Prefixed<T> {
 
 impl<T> Prefixed<T> {
     /// Puts `first` back in front of whatever is still waiting to be read again.
-    fn put_back(&mut self, first: &[u8]) {
+    pub(super) fn put_back(&mut self, first: &[u8]) {
         self.prefix = if self.prefix.is_empty() {
             Bytes::copy_from_slice(first)
         } else {
@@ -160,39 +161,62 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     }
 }
 
-/// The hyper builders a listener serves with, configured once.
+/// The hyper builders a listener serves with, configured once, and whether HTTP/1 requests are
+/// served by meshgate's own server where they can be (`h1_server.rs`; `MESHGATE_HTTP1_SERVER=hyper`
+/// hands every HTTP/1 connection to hyper's).
 pub struct Builders {
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
+    pub own_http1: bool,
 }
 
-type H1<I, S> = http1::UpgradeableConnection<I, S>;
-type H2<I, S> = http2::Connection<I, S, TokioExecutor>;
+type H2<T, S> = http2::Connection<TokioIo<Prefixed<T>>, S, TokioExecutor>;
 
-/// One downstream connection being served. Each kind is boxed on its own, so a connection holds
-/// the state of its protocol only.
-pub enum HttpConn<I, S>
+/// One downstream connection being served.
+pub enum HttpConn<T, S>
 where
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
 {
-    Http1(Pin<Box<H1<I, S>>>),
-    Http2(Pin<Box<H2<I, S>>>),
+    /// meshgate's own server, hyper's for the rest of the connection when a request needs it.
+    Http1(Own<T, S>),
+    /// Boxed: a connection holds the state of its protocol only.
+    Http2(Pin<Box<H2<T, S>>>),
 }
 
-impl<I, S> HttpConn<I, S>
+/// An HTTP/1 connection served by `h1_server::serve`.
+pub struct Own<T, S> {
+    serving: Pin<Box<dyn Future<Output = Outcome<T, S>> + Send>>,
+    /// Set to end the connection gracefully (read by the serving future when polled).
+    shutdown: Arc<AtomicBool>,
+    /// The stream and service once serving ended with the stream open.
+    ended: Option<(Prefixed<T>, S)>,
+}
+
+impl<T, S> HttpConn<T, S>
 where
-    I: Read + Write + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
 {
-    pub fn new(builders: &Builders, proto: Proto, io: I, service: S) -> Self {
+    pub fn new(builders: &Builders, proto: Proto, io: Prefixed<T>, service: S) -> Self {
         match proto {
-            Proto::Http1 => HttpConn::Http1(Box::pin(
-                builders.http1.serve_connection(io, service).with_upgrades(),
+            Proto::Http1 => {
+                let shutdown = Arc::new(AtomicBool::new(false));
+                HttpConn::Http1(Own {
+                    serving: Box::pin(h1_server::serve(
+                        io,
+                        service,
+                        builders.http1.clone(),
+                        shutdown.clone(),
+                        builders.own_http1,
+                    )),
+                    shutdown,
+                    ended: None,
+                })
+            }
+            Proto::Http2 => HttpConn::Http2(Box::pin(
+                builders.http2.serve_connection(TokioIo::new(io), service),
             )),
-            Proto::Http2 => HttpConn::Http2(Box::pin(builders.http2.serve_connection(io, service))),
         }
     }
 
@@ -201,84 +225,73 @@ where
         matches!(self, HttpConn::Http1(_))
     }
 
-    /// HTTP/2: GOAWAY, then the streams in flight finish. HTTP/1: closes once idle.
+    /// HTTP/2: GOAWAY, then the streams in flight finish. HTTP/1: closes once idle (after the
+    /// response under way, if any), the stream handed back (`into_parked`).
     pub fn graceful_shutdown(&mut self) {
         match self {
-            HttpConn::Http1(c) => c.as_mut().graceful_shutdown(),
+            HttpConn::Http1(c) => c.shutdown.store(true, Ordering::Relaxed),
             HttpConn::Http2(c) => c.as_mut().graceful_shutdown(),
         }
     }
-}
 
-/// A parked HTTP/1 connection: the stream (with any bytes hyper had read but not used in
-/// front) and the service, without hyper's connection state and buffers.
-pub struct Parked<T, S> {
-    io: Prefixed<T>,
-    service: S,
-}
-
-impl<T, S> HttpConn<TokioIo<Prefixed<T>>, S>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
     /// An HTTP/1 connection that ended after `graceful_shutdown` with its stream left open (the
-    /// listener passes over hyper's shutdown while parking): the stream and service back.
-    /// `None` for HTTP/2 or an upgraded connection.
+    /// listener passes over the shutdown of the stream while parking): the stream and service
+    /// back. `None` for HTTP/2, or a connection closed or upgraded.
     pub fn into_parked(self) -> Option<Parked<T, S>> {
         match self {
-            HttpConn::Http1(c) => {
-                let parts = Pin::into_inner(c).into_parts()?;
-                let mut io = parts.io.into_inner();
-                io.put_back(&parts.read_buf);
-                Some(Parked {
-                    io,
-                    service: parts.service,
-                })
-            }
+            HttpConn::Http1(c) => c.ended.map(|(io, service)| Parked { io, service }),
             HttpConn::Http2(_) => None,
         }
     }
 }
 
+/// A parked HTTP/1 connection: the stream (with any bytes read but not used in front) and the
+/// service, without a server's state and buffers.
+pub struct Parked<T, S> {
+    io: Prefixed<T>,
+    service: S,
+}
+
 impl<T, S> Parked<T, S>
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Unpin + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
 {
     /// Reads the first bytes of what comes next (0: the client closed).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.io.read(buf).await
     }
 
-    /// A new hyper connection for the request whose `first` bytes `read` returned.
-    pub fn resume(
-        mut self,
-        builders: &Builders,
-        first: &[u8],
-    ) -> HttpConn<TokioIo<Prefixed<T>>, S> {
+    /// A new connection for the request whose `first` bytes `read` returned.
+    pub fn resume(mut self, builders: &Builders, first: &[u8]) -> HttpConn<T, S> {
         self.io.put_back(first);
-        HttpConn::new(builders, Proto::Http1, TokioIo::new(self.io), self.service)
+        HttpConn::new(builders, Proto::Http1, self.io, self.service)
     }
 }
 
-impl<I, S> Future for HttpConn<I, S>
+impl<T, S> Future for HttpConn<T, S>
 where
-    I: Read + Write + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: ConnStream,
+    S: ConnServe,
 {
-    type Output = hyper::Result<()>;
+    type Output = Result<(), BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            HttpConn::Http1(c) => c.as_mut().poll(cx),
-            HttpConn::Http2(c) => c.as_mut().poll(cx),
+            HttpConn::Http1(c) => {
+                if c.ended.is_some() {
+                    return Poll::Ready(Ok(()));
+                }
+                match c.serving.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Outcome::Ended { io, service }) => {
+                        c.ended = Some((io, service));
+                        Poll::Ready(Ok(()))
+                    }
+                    Poll::Ready(Outcome::Closed(res)) => Poll::Ready(res),
+                }
+            }
+            HttpConn::Http2(c) => c.as_mut().poll(cx).map_err(Into::into),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,12 +23,10 @@ use super::connection::{self, Timers, Watches};
 use super::context::Conn;
 use super::framing::{Framing, ScannedIo};
 use super::http_conn::{sniff, Builders, HttpConn, Prefixed, Proto};
-use super::service::MAX_HEADER_BYTES;
+use super::service::{MAX_HEADERS, MAX_HEADER_BYTES};
 use super::Shared;
 use crate::route::L4Table;
 
-/// Envoy's limit on the number of request headers.
-const MAX_HEADERS: usize = 100;
 /// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: above the 60 KiB that `service.rs` checks exactly (h2
 /// counts 32 bytes more per header), so h2 and HTTP/1.1 answer the same 431 at the same size;
 /// far larger lists get h2's own bare 431 and a stream reset. hyper's default is 16 KiB.
@@ -323,7 +321,7 @@ type ConnIo = TimedIo<ScannedIo<crate::tls::Stream>>;
 
 /// A connection ready to be served as HTTP.
 struct Ready {
-    conn: HttpConn<TokioIo<Prefixed<ConnIo>>, ConnService>,
+    conn: HttpConn<ConnIo, ConnService>,
     state: Arc<ConnState>,
     watches: Watches,
     timers: Timers,
@@ -458,7 +456,7 @@ async fn prepare(
             }
         }
     };
-    let io = TokioIo::new(Prefixed::new(io, first));
+    let io = Prefixed::new(io, first);
     let svc = ConnService {
         state: state.clone(),
         shared,
@@ -505,7 +503,11 @@ fn builders() -> Builders {
         .initial_connection_window_size(1 << 21)
         .max_concurrent_streams(1024)
         .max_header_list_size(H2_MAX_HEADER_LIST);
-    Builders { http1, http2 }
+    Builders {
+        http1,
+        http2,
+        own_http1: std::env::var("MESHGATE_HTTP1_SERVER").as_deref() != Ok("hyper"),
+    }
 }
 
 /// Failed accepts: counted, logged at most once per `ACCEPT_LOG_EVERY`, backed off.

@@ -4,9 +4,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use super::request_body::RequestBody;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use crate::route::{
     CorsDecision, Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView,
@@ -20,13 +20,15 @@ use super::{checks, forward, path, Body, OverloadLevel, Shared};
 /// Envoy's `max_request_headers_kb` at an Istio gateway (60 KiB): checked exactly here, and the
 /// listener sizes hyper's buffers and HTTP/2's header list limit from it.
 pub(super) const MAX_HEADER_BYTES: usize = 60 * 1024;
+/// Envoy's limit on the number of request headers.
+pub(super) const MAX_HEADERS: usize = 100;
 
 /// Handles one request. Never fails: every error becomes Envoy's local reply. `ambiguous`: what
 /// the connection's framing scanner found wrong with this request's framing, if anything.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Conn,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ambiguous: Option<FramingError>,
 ) -> Result<Response<Body>, Infallible> {
     let mut cx = RequestCtx::new(shared, conn, &req);
@@ -67,7 +69,7 @@ pub async fn handle(
 
 async fn route_request(
     cx: &mut RequestCtx,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     cors: &mut Option<HeaderMap>,
 ) -> Result<Response<Body>, ProxyError> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {

@@ -150,6 +150,28 @@ pub fn push_hex(out: &mut String, v: u128, digits: usize) {
 }
 
 thread_local! {
+    /// The last second `http_date` formatted on this thread, and its text.
+    static HTTP_DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends now as an HTTP `date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`), formatted once
+/// per second per thread.
+pub fn push_http_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    HTTP_DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(cached.1.as_bytes());
+    })
+}
+
+thread_local! {
     /// The last second `push_time` formatted on this thread, and its text up to the seconds.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }

@@ -21,6 +21,7 @@ mod ops_explain;
 mod proxy_actions;
 mod proxy_cors;
 mod proxy_fault;
+mod proxy_h1_server;
 mod proxy_limits;
 mod proxy_mirror;
 mod proxy_overload;
