@@ -2,8 +2,9 @@
 //!
 //! A `GET` with no body, no `Expect`, no `Upgrade` and no `Connection` other than `keep-alive`
 //! (what load balancers' health checks, browsers' page loads and `wrk` send) is read, handed to
-//! the service and answered here: one read buffer per connection, the head copied once into a
-//! buffer of its own, the response head and a body that is ready written in one go. Anything else
+//! the service and answered here: one read buffer per connection whose bytes the request's values
+//! share (no copy), the last response's header map reused for the next request, the response
+//! head and a body that is ready written in one go. Anything else
 //! (a body, `HEAD`, HTTP/1.0, an upgrade, a head hyper would reject, one over 8 KiB) hands the
 //! connection, with every byte read so far, to hyper's server for the rest of its life: its
 //! framing, limits, error replies and upgrades apply unchanged.
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -59,8 +60,8 @@ pub(super) enum Outcome<T, S> {
 /// request would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    /// The request and how many bytes its head took.
-    Request(Request<RequestBody>, usize),
+    /// The request (its head taken off the buffer).
+    Request(Request<RequestBody>),
     /// The head is not complete yet.
     Partial,
     /// Not a request served here: hyper takes the connection.
@@ -82,15 +83,17 @@ where
 {
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
+    // The last response's header map, cleared: the next request's (as hyper's server does).
+    let mut spare: Option<HeaderMap> = None;
     if !own {
         return hyper_rest(io, buf, service, http1, shutdown).await;
     }
     loop {
         // The next request's head.
-        let (req, len) = loop {
+        let req = loop {
             if !buf.is_empty() {
-                match parse(&buf) {
-                    Parsed::Request(req, len) => break (req, len),
+                match parse(&mut buf, &mut spare) {
+                    Parsed::Request(req) => break req,
                     Parsed::Partial => {}
                     Parsed::Hyper => return hyper_rest(io, buf, service, http1, shutdown).await,
                 }
@@ -108,7 +111,6 @@ where
                 Read::Failed(e) => return Outcome::Closed(Err(e.into())),
             }
         };
-        buf.advance(len);
         let mut fut = service.serve_own(req);
         let Some(resp) = until_response(&mut fut, &mut io, &mut buf).await else {
             // The client closed while its request was served: the request is cancelled.
@@ -117,7 +119,7 @@ where
         };
         drop(fut);
         let close = shutdown.load(Ordering::Relaxed);
-        match write_response(&mut io, &mut out, resp, close).await {
+        match write_response(&mut io, &mut out, resp, close, &mut spare).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = io.shutdown().await;
@@ -233,8 +235,11 @@ async fn until_response<T: ConnStream>(
     .await
 }
 
-/// Parses the request head at the front of `buf`.
-fn parse(buf: &[u8]) -> Parsed {
+/// Parses the request head at the front of `buf` and, for a request served here, takes it off
+/// (the head's bytes are shared with the request's values, not copied: by the next read the
+/// request is done and they are dropped, so the buffer is reused in place). `spare`: a header map
+/// to reuse (the last response's, cleared).
+fn parse(buf: &mut BytesMut, spare: &mut Option<HeaderMap>) -> Parsed {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
@@ -248,34 +253,36 @@ fn parse(buf: &[u8]) -> Parsed {
     let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
         return Parsed::Hyper;
     };
-    // The head, in a buffer of its own: the connection's read buffer is reused in place.
-    let head = Bytes::copy_from_slice(&buf[..len]);
+    if !req.headers.iter().all(served_here) {
+        return Parsed::Hyper;
+    }
     let base = buf.as_ptr() as usize;
     let range = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(range(path.as_bytes()))) else {
-        return Parsed::Hyper;
+    let path = range(path.as_bytes());
+    let mut spans = [const { (0..0, 0..0) }; MAX_HEADERS];
+    let count = req.headers.len();
+    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+        *span = (range(h.name.as_bytes()), range(h.value));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = match spare.take() {
+        Some(map) if map.capacity() >= count => map,
+        _ => HeaderMap::with_capacity(count + 4),
     };
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + 4);
-    for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Parsed::Hyper;
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path)) else {
+        return give_back(buf, &head);
+    };
+    for (name, value) in &spans[..count] {
+        // httparse checked both (a token, visible bytes), so neither fails; if one did, hyper
+        // would answer the head.
+        let Ok(name) = HeaderName::from_bytes(&head[name.clone()]) else {
+            return give_back(buf, &head);
         };
-        let served_here = match name {
-            header::CONTENT_LENGTH
-            | header::TRANSFER_ENCODING
-            | header::UPGRADE
-            | header::EXPECT => false,
-            header::CONNECTION => h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive"),
-            _ => true,
-        };
-        if !served_here {
-            return Parsed::Hyper;
-        }
-        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range(h.value))) else {
-            return Parsed::Hyper;
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(value.clone())) else {
+            return give_back(buf, &head);
         };
         headers.append(name, value);
     }
@@ -284,7 +291,27 @@ fn parse(buf: &[u8]) -> Parsed {
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Parsed::Request(request, len)
+    Parsed::Request(request)
+}
+
+/// Whether a request with this header can be served here: not with a body's framing, an
+/// upgrade, an expectation, or a `Connection` other than `keep-alive`.
+fn served_here(h: &httparse::Header<'_>) -> bool {
+    let name = h.name.as_bytes();
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    if is(b"connection") {
+        return h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive");
+    }
+    !(is(b"content-length") || is(b"transfer-encoding") || is(b"upgrade") || is(b"expect"))
+}
+
+/// Puts a head taken off `buf` back in front of it, for hyper.
+fn give_back(buf: &mut BytesMut, head: &Bytes) -> Parsed {
+    let mut joined = BytesMut::with_capacity(head.len() + buf.len());
+    joined.extend_from_slice(head);
+    joined.extend_from_slice(buf);
+    *buf = joined;
+    Parsed::Hyper
 }
 
 /// How a response body goes on the wire.
@@ -304,8 +331,9 @@ async fn write_response<T: ConnStream>(
     out: &mut Vec<u8>,
     resp: Response<Body>,
     closing: bool,
+    spare: &mut Option<HeaderMap>,
 ) -> Result<bool, BoxError> {
-    let (parts, mut body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
     let close = closing
         || parts
             .headers
@@ -315,6 +343,8 @@ async fn write_response<T: ConnStream>(
     let framing = framing(parts.status, &parts.headers, body.size_hint().exact());
     out.clear();
     encode_head(out, &parts, framing, closing);
+    parts.headers.clear();
+    *spare = Some(parts.headers);
     let mut keep = !close && framing != Framing::Close;
     if framing == Framing::None {
         io.write_all(out).await?;
@@ -466,18 +496,34 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn parsed(text: &str) -> Option<(Request<RequestBody>, usize)> {
-        match parse(text.as_bytes()) {
-            Parsed::Request(r, n) => Some((r, n)),
+    /// The request parsed off `text`, and what is left of the buffer.
+    fn parsed(text: &str) -> Option<(Request<RequestBody>, BytesMut)> {
+        let mut buf = BytesMut::from(text);
+        match parse(&mut buf, &mut None) {
+            Parsed::Request(r) => Some((r, buf)),
             _ => None,
         }
+    }
+
+    fn kind(text: &[u8]) -> &'static str {
+        let mut buf = BytesMut::from(text);
+        let kind = match parse(&mut buf, &mut None) {
+            Parsed::Request(_) => "request",
+            Parsed::Partial => "partial",
+            Parsed::Hyper => "hyper",
+        };
+        // Not served here: every byte is still there, for hyper.
+        if kind != "request" {
+            assert_eq!(buf, text);
+        }
+        kind
     }
 
     #[test]
     fn a_plain_get_is_served_here() {
         let text = "GET /a?b=1 HTTP/1.1\r\nHost: x.test\r\nConnection: keep-alive\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next";
-        let (req, len) = parsed(text).unwrap();
-        assert_eq!(len, text.find("GET /next").unwrap());
+        let (req, rest) = parsed(text).unwrap();
+        assert_eq!(rest, "GET /next");
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri(), "/a?b=1");
         assert_eq!(req.version(), Version::HTTP_11);
@@ -502,15 +548,29 @@ mod tests {
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
             "GARBAGE\r\n\r\n",
         ] {
-            assert!(matches!(parse(text.as_bytes()), Parsed::Hyper), "{text:?}");
+            assert_eq!(kind(text.as_bytes()), "hyper", "{text:?}");
         }
         // Incomplete: more bytes are read, up to a limit.
-        assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
-            Parsed::Partial
-        ));
+        assert_eq!(kind(b"GET / HTTP/1.1\r\nHost: x\r\n"), "partial");
         let long = format!("GET / HTTP/1.1\r\nx-long: {}\r\n", "a".repeat(MAX_OWN_HEAD));
-        assert!(matches!(parse(long.as_bytes()), Parsed::Hyper));
+        assert_eq!(kind(long.as_bytes()), "hyper");
+    }
+
+    /// A map handed back from the last response is reused, emptied.
+    #[test]
+    fn the_spare_map_is_reused() {
+        let mut spare = HeaderMap::with_capacity(30);
+        spare.insert("x-old", HeaderValue::from_static("1"));
+        spare.clear();
+        let mut spare = Some(spare);
+        let mut buf = BytesMut::from("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Parsed::Request(req) = parse(&mut buf, &mut spare) else {
+            panic!("not parsed");
+        };
+        assert!(spare.is_none());
+        assert!(req.headers().capacity() >= 30);
+        assert_eq!(req.headers().len(), 1);
+        assert!(buf.is_empty());
     }
 
     fn head(status: u16, headers: &[(&str, &str)], framing: Framing, closing: bool) -> String {
