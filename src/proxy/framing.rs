@@ -226,12 +226,15 @@ impl Scanner {
         let mut line_has = self.line > 0;
         let mut line_start = 0;
         let mut end = None;
+        // `is_plain`, worked out in the same pass when the head is in this chunk from its start.
+        let mut plain = self.head.is_empty() && plain_start(chunk);
         for i in memchr::memchr_iter(b'\n', chunk) {
             let line = chunk.get(line_start..i).unwrap_or_default();
             if !line_has && line.iter().all(|&b| b == b'\r') {
                 end = Some(i + 1);
                 break;
             }
+            plain = plain && plain_line(chunk, i + 1);
             line_has = false;
             line_start = i + 1;
         }
@@ -246,21 +249,22 @@ impl Scanner {
             self.line = usize::from(line_has || rest.iter().any(|&b| b != b'\r'));
             self.head.extend_from_slice(piece);
         } else if self.head.is_empty() {
-            self.end_of_head(piece);
+            self.end_of_head(piece, plain);
         } else {
             let mut head = std::mem::take(&mut self.head);
             head.extend_from_slice(piece);
-            self.end_of_head(&head);
+            let plain = is_plain(&head);
+            self.end_of_head(&head, plain);
             head.clear();
             self.head = head;
         }
         skipped + take
     }
 
-    /// A whole head was read: note its framing, then follow its body.
-    fn end_of_head(&mut self, head: &[u8]) {
+    /// A whole head was read: note its framing, then follow its body. `plain`: `is_plain(head)`.
+    fn end_of_head(&mut self, head: &[u8], plain: bool) {
         self.line = 0;
-        if is_plain(head) {
+        if plain {
             // No length, no transfer coding: no body, nothing ambiguous; the next head follows.
             self.messages += 1;
             self.state = State::Head;
@@ -288,18 +292,26 @@ impl Scanner {
 /// need not parse it: it would find no body and nothing ambiguous (or hyper rejects the head).
 /// Most requests are such; a look at the first bytes of each line instead of a second parse.
 fn is_plain(head: &[u8]) -> bool {
-    if head.starts_with(b"CONNECT") || head.starts_with(b"PRI") {
-        return false;
-    }
-    let starts = |at: usize, name: &[u8]| {
+    plain_start(head) && memchr::memchr_iter(b'\n', head).all(|i| plain_line(head, i + 1))
+}
+
+/// Not `CONNECT` or HTTP/2's preface.
+fn plain_start(head: &[u8]) -> bool {
+    !(head.starts_with(b"CONNECT") || head.starts_with(b"PRI"))
+}
+
+/// The line of `head` starting at `at` does not start like `content-length` or
+/// `transfer-encoding` (a line of the head: the bytes compared are the line's, or end it).
+fn plain_line(head: &[u8], at: usize) -> bool {
+    let starts = |name: &[u8]| {
         head.get(at..at + name.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(name))
     };
-    memchr::memchr_iter(b'\n', head).all(|i| match head.get(i + 1) {
-        Some(b'c' | b'C') => !starts(i + 1, b"content-length"),
-        Some(b't' | b'T') => !starts(i + 1, b"transfer-encoding"),
+    match head.get(at) {
+        Some(b'c' | b'C') => !starts(b"content-length"),
+        Some(b't' | b'T') => !starts(b"transfer-encoding"),
         _ => true,
-    })
+    }
 }
 
 /// What one head says about its body.
