@@ -35,7 +35,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::poll_read_buf;
 
 use super::conn_service::{ConnServe, ConnStream, ServiceFuture};
-use super::http_conn::Prefixed;
+use super::http_conn::{Builders, Prefixed};
 use super::request_body::RequestBody;
 use super::service::MAX_HEADERS;
 use super::{Body, BoxError};
@@ -73,9 +73,8 @@ enum Parsed {
 pub(super) async fn serve<T, S>(
     mut io: Prefixed<T>,
     service: S,
-    http1: http1::Builder,
+    builders: Arc<Builders>,
     shutdown: Arc<AtomicBool>,
-    own: bool,
 ) -> Outcome<T, S>
 where
     T: ConnStream,
@@ -85,8 +84,8 @@ where
     let mut out: Vec<u8> = Vec::new();
     // The last response's header map, cleared: the next request's (as hyper's server does).
     let mut spare: Option<HeaderMap> = None;
-    if !own {
-        return hyper_rest(io, buf, service, http1, shutdown).await;
+    if !builders.own_http1 {
+        return hyper_rest_boxed(io, buf, service, builders, shutdown).await;
     }
     loop {
         // The next request's head.
@@ -95,7 +94,9 @@ where
                 match parse(&mut buf, &mut spare) {
                     Parsed::Request(req) => break req,
                     Parsed::Partial => {}
-                    Parsed::Hyper => return hyper_rest(io, buf, service, http1, shutdown).await,
+                    Parsed::Hyper => {
+                        return hyper_rest_boxed(io, buf, service, builders, shutdown).await
+                    }
                 }
             }
             match read_more(&mut io, &mut buf, &shutdown).await {
@@ -133,12 +134,45 @@ where
     }
 }
 
+/// `hyper_rest`, boxed outside of an async fn: `serve`'s state keeps no room for hyper's
+/// connection (built on the stack of an async fn, a future takes room in its state).
+fn hyper_rest_boxed<T, S>(
+    io: Prefixed<T>,
+    buf: BytesMut,
+    service: S,
+    builders: Arc<Builders>,
+    shutdown: Arc<AtomicBool>,
+) -> Pin<Box<dyn Future<Output = Outcome<T, S>> + Send>>
+where
+    T: ConnStream,
+    S: ConnServe,
+{
+    Box::pin(hyper_rest(io, buf, service, builders, shutdown))
+}
+
+/// hyper's connection for the rest of a stream, boxed outside of an async fn.
+fn hyper_conn<T, S>(
+    http1: &http1::Builder,
+    io: Prefixed<T>,
+    service: S,
+) -> Pin<Box<http1::UpgradeableConnection<TokioIo<Prefixed<T>>, S>>>
+where
+    T: ConnStream,
+    S: ConnServe,
+{
+    Box::pin(
+        http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades(),
+    )
+}
+
 /// The rest of a connection, served by hyper: `buf` (bytes read but not used) goes in front.
 async fn hyper_rest<T, S>(
     mut io: Prefixed<T>,
     buf: BytesMut,
     service: S,
-    http1: http1::Builder,
+    builders: Arc<Builders>,
     shutdown: Arc<AtomicBool>,
 ) -> Outcome<T, S>
 where
@@ -149,11 +183,7 @@ where
         io.put_back(&buf);
     }
     drop(buf);
-    let mut conn = Box::pin(
-        http1
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades(),
-    );
+    let mut conn = hyper_conn(&builders.http1, io, service);
     let mut asked = false;
     let res = poll_fn(|cx| {
         if !asked && shutdown.load(Ordering::Relaxed) {

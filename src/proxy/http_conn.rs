@@ -189,8 +189,9 @@ pub struct Own<T, S> {
     serving: Pin<Box<dyn Future<Output = Outcome<T, S>> + Send>>,
     /// Set to end the connection gracefully (read by the serving future when polled).
     shutdown: Arc<AtomicBool>,
-    /// The stream and service once serving ended with the stream open.
-    ended: Option<(Prefixed<T>, S)>,
+    /// The stream and service once serving ended with the stream open. Boxed: a connection, and
+    /// every future that holds one, would otherwise keep room for them while serving.
+    ended: Option<Box<(Prefixed<T>, S)>>,
 }
 
 impl<T, S> HttpConn<T, S>
@@ -198,7 +199,7 @@ where
     T: ConnStream,
     S: ConnServe,
 {
-    pub fn new(builders: &Builders, proto: Proto, io: Prefixed<T>, service: S) -> Self {
+    pub fn new(builders: &Arc<Builders>, proto: Proto, io: Prefixed<T>, service: S) -> Self {
         match proto {
             Proto::Http1 => {
                 let shutdown = Arc::new(AtomicBool::new(false));
@@ -206,9 +207,8 @@ where
                     serving: Box::pin(h1_server::serve(
                         io,
                         service,
-                        builders.http1.clone(),
+                        builders.clone(),
                         shutdown.clone(),
-                        builders.own_http1,
                     )),
                     shutdown,
                     ended: None,
@@ -239,7 +239,10 @@ where
     /// back. `None` for HTTP/2, or a connection closed or upgraded.
     pub fn into_parked(self) -> Option<Parked<T, S>> {
         match self {
-            HttpConn::Http1(c) => c.ended.map(|(io, service)| Parked { io, service }),
+            HttpConn::Http1(c) => c.ended.map(|ended| {
+                let (io, service) = *ended;
+                Parked { io, service }
+            }),
             HttpConn::Http2(_) => None,
         }
     }
@@ -263,7 +266,7 @@ where
     }
 
     /// A new connection for the request whose `first` bytes `read` returned.
-    pub fn resume(mut self, builders: &Builders, first: &[u8]) -> HttpConn<T, S> {
+    pub fn resume(mut self, builders: &Arc<Builders>, first: &[u8]) -> HttpConn<T, S> {
         self.io.put_back(first);
         HttpConn::new(builders, Proto::Http1, self.io, self.service)
     }
@@ -285,7 +288,7 @@ where
                 match c.serving.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Outcome::Ended { io, service }) => {
-                        c.ended = Some((io, service));
+                        c.ended = Some(Box::new((io, service)));
                         Poll::Ready(Ok(()))
                     }
                     Poll::Ready(Outcome::Closed(res)) => Poll::Ready(res),

@@ -298,7 +298,7 @@ async fn serve_mixed(
         super::tcp::serve(down, table, setup.shared, timeout, tcp_stats).await;
         return;
     }
-    serve_connection(stream, Some(hello), setup, guard).await;
+    serve_connection(stream, Some(Box::new(hello)), setup, guard).await;
 }
 
 /// What a new connection's task needs from its listener (boxed: the task keeps a pointer).
@@ -329,9 +329,11 @@ struct Ready {
 
 /// A downstream connection from accept to close: the TLS handshake (HTTPS ports), a
 /// TLS-terminated TCP server's tunnel, or HTTP (`prepare`), served by `connection::run`.
+/// `hello` is boxed: an async fn's arguments keep their room in its task for the connection's
+/// whole life (an inline ClientHello was 1.4 KiB of every connection's task, TLS or not).
 async fn serve_connection(
     stream: TcpStream,
-    hello: Option<crate::tls::Hello>,
+    hello: Option<Box<crate::tls::Hello>>,
     setup: Box<ConnSetup>,
     guard: impl Send + 'static,
 ) {
@@ -339,7 +341,7 @@ async fn serve_connection(
     let (counters, peer) = (setup.counters.clone(), setup.peer);
     // Boxed: the handshake and the wait for the first bytes are over once the connection is
     // served, and a parked connection's task should not keep room for them.
-    let Some(ready) = Box::pin(prepare(stream, hello, setup)).await else {
+    let Some(ready) = prepare_boxed(stream, hello, setup).await else {
         return;
     };
     let Ready {
@@ -361,12 +363,22 @@ async fn serve_connection(
     connection::run(conn, life).await;
 }
 
+/// `prepare`, boxed outside of an async fn: built inside `serve_connection`, the future took room
+/// in that task's state as well as in its box (4 KiB per connection, for as long as it lives).
+fn prepare_boxed(
+    stream: TcpStream,
+    hello: Option<Box<crate::tls::Hello>>,
+    setup: Box<ConnSetup>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Ready>> + Send>> {
+    Box::pin(prepare(stream, hello, setup))
+}
+
 /// The TLS handshake on an HTTPS port (a TLS-terminated TCP server's connection is tunnelled
 /// here and `None` returned), then the protocol (ALPN, or the first bytes) and hyper's
 /// connection with the connection's service. `None`: nothing (more) to serve.
 async fn prepare(
     stream: TcpStream,
-    hello: Option<crate::tls::Hello>,
+    hello: Option<Box<crate::tls::Hello>>,
     setup: Box<ConnSetup>,
 ) -> Option<Ready> {
     let ConnSetup {
@@ -392,7 +404,8 @@ async fn prepare(
         Some(port) => {
             let timeout = limits.tls_handshake_timeout.unwrap_or(Duration::MAX);
             // Boxed: its state is not kept in the connection's task for its lifetime.
-            let handshake = crate::tls::handshake(stream, hello, &port, gateway_port, timeout);
+            let handshake =
+                crate::tls::handshake(stream, hello.map(|h| *h), &port, gateway_port, timeout);
             let (stream, facts) = Box::pin(handshake).await?;
             (stream, Some(facts))
         }
