@@ -620,36 +620,33 @@ mod tests {
 
     #[test]
     fn response_heads_get_framing_date_and_close_as_from_hyper() {
-        let h = head(
-            200,
-            &[("x-a", "1"), ("date", "d")],
-            Framing::Length(5),
-            false,
-        );
-        assert_eq!(
-            h,
-            "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\ncontent-length: 5\r\n\r\n"
-        );
-        let h = head(
-            200,
-            &[("content-length", "5"), ("date", "d")],
-            Framing::Length(5),
-            true,
-        );
-        assert_eq!(
-            h,
-            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: d\r\nconnection: close\r\n\r\n"
-        );
-        let h = head(
-            599,
-            &[("date", "d"), ("connection", "close")],
-            Framing::Chunked,
-            true,
-        );
-        assert_eq!(
-            h,
-            "HTTP/1.1 599 <none>\r\ndate: d\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
-        );
+        // status, headers, framing, closing: the head written.
+        let cases: [(u16, &[(&str, &str)], Framing, bool, &str); 3] = [
+            (
+                200,
+                &[("x-a", "1"), ("date", "d")],
+                Framing::Length(5),
+                false,
+                "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\ncontent-length: 5\r\n\r\n",
+            ),
+            (
+                200,
+                &[("content-length", "5"), ("date", "d")],
+                Framing::Length(5),
+                true,
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: d\r\nconnection: close\r\n\r\n",
+            ),
+            (
+                599,
+                &[("date", "d"), ("connection", "close")],
+                Framing::Chunked,
+                true,
+                "HTTP/1.1 599 <none>\r\ndate: d\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n",
+            ),
+        ];
+        for (status, headers, framing, closing, expected) in cases {
+            assert_eq!(head(status, headers, framing, closing), expected);
+        }
         let h = head(204, &[], Framing::None, false);
         assert!(h.starts_with("HTTP/1.1 204 No Content\r\ndate: "), "{h}");
         assert!(h.ends_with(" GMT\r\n\r\n"), "{h}");
