@@ -621,7 +621,14 @@ mod tests {
     #[test]
     fn response_heads_get_framing_date_and_close_as_from_hyper() {
         // status, headers, framing, closing: the head written.
-        let cases: [(u16, &[(&str, &str)], Framing, bool, &str); 3] = [
+        type Case = (
+            u16,
+            &'static [(&'static str, &'static str)],
+            Framing,
+            bool,
+            &'static str,
+        );
+        let cases: [Case; 3] = [
             (
                 200,
                 &[("x-a", "1"), ("date", "d")],
