@@ -394,12 +394,23 @@ async fn write_response<T: ConnStream>(
             }
         };
         let Some(frame) = frame else { break };
-        let Ok(data) = frame?.into_data() else {
+        let Ok(mut data) = frame?.into_data() else {
             // Trailers: not sent (hyper sends them only to a client that asked, with `te`).
             continue;
         };
         if data.is_empty() {
             continue;
+        }
+        let mut overflow = false;
+        if let Framing::Length(n) = framing {
+            // More than the head said (a route that set `content-length`, say): only what it
+            // said is sent, then the connection closes; a byte more would be read as the start
+            // of the next response.
+            let room = n.saturating_sub(sent);
+            if data.len() as u64 > room {
+                data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                overflow = true;
+            }
         }
         sent += data.len() as u64;
         if framing == Framing::Chunked {
@@ -418,6 +429,10 @@ async fn write_response<T: ConnStream>(
         if out.len() >= WRITE_BATCH {
             io.write_all(out).await?;
             out.clear();
+        }
+        if overflow {
+            keep = false;
+            break;
         }
     }
     if framing == Framing::Chunked {
@@ -675,6 +690,56 @@ mod tests {
             Framing::None
         );
         assert_eq!(framing(StatusCode::NOT_MODIFIED, &cl, None), Framing::None);
+    }
+
+    /// Writes `resp` over an in-memory stream: what the client reads, and whether the
+    /// connection was kept.
+    async fn written(resp: Response<Body>) -> (String, bool) {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut io = Prefixed::new(server, Bytes::new());
+        let mut out = Vec::new();
+        let keep = write_response(&mut io, &mut out, resp, false, &mut None)
+            .await
+            .unwrap();
+        drop(io);
+        let mut text = String::new();
+        client.read_to_string(&mut text).await.unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+        (body.unwrap_or_default(), keep)
+    }
+
+    fn response(body: &'static str, length: Option<&'static str>) -> Response<Body> {
+        let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let mut resp = Response::new(body);
+        if let Some(l) = length {
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static(l));
+        }
+        resp
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_its_content_length_is_cut_and_the_connection_closed() {
+        assert_eq!(
+            written(response("hello", None)).await,
+            ("hello".into(), true)
+        );
+        assert_eq!(
+            written(response("hello", Some("5"))).await,
+            ("hello".into(), true)
+        );
+        assert_eq!(
+            written(response("hello", Some("3"))).await,
+            ("hel".into(), false)
+        );
+        // Shorter: all of it, and the connection closes (the client waits for the rest).
+        assert_eq!(
+            written(response("hi", Some("5"))).await,
+            ("hi".into(), false)
+        );
     }
 
     #[test]
