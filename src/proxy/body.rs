@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use super::request_body::RequestBody;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
@@ -20,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::upstream::{ActiveRequest, Admission, RespBody, RetryPermit};
 
+use super::request_body::RequestBody;
 use super::{Body, BoxError};
 
 /// Envoy's per-connection buffer limit: the most request body kept for replay.

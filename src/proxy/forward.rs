@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::request_body::RequestBody;
 use http::{header, Request, Response, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -26,6 +25,7 @@ use super::error::{ProxyError, ResponseFlags};
 use super::head::{AttemptHeaders, Head, HeadInput};
 use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::mirror::{self, MirrorBody};
+use super::request_body::RequestBody;
 use super::retry::RetryState;
 use super::timer::RouteTimer;
 use super::{fault, Body};

@@ -364,15 +364,9 @@ async fn write_response<T: ConnStream>(
     spare: &mut Option<HeaderMap>,
 ) -> Result<bool, BoxError> {
     let (mut parts, mut body) = resp.into_parts();
-    let close = closing
-        || parts
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"close"));
     let framing = framing(parts.status, &parts.headers, body.size_hint().exact());
     out.clear();
-    encode_head(out, &parts, framing, closing);
+    let close = encode_head(out, &parts, framing, closing);
     parts.headers.clear();
     *spare = Some(parts.headers);
     let mut keep = !close && framing != Framing::Close;
@@ -475,8 +469,13 @@ fn framing(status: StatusCode, headers: &HeaderMap, exact: Option<u64>) -> Frami
 }
 
 /// The status line and headers; the framing header, `date` and `connection: close` added as
-/// hyper adds them.
-fn encode_head(out: &mut Vec<u8>, parts: &http::response::Parts, framing: Framing, closing: bool) {
+/// hyper adds them. Whether the head says `connection: close` (the connection then closes).
+fn encode_head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    framing: Framing,
+    closing: bool,
+) -> bool {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
@@ -519,6 +518,7 @@ fn encode_head(out: &mut Vec<u8>, parts: &http::response::Parts, framing: Framin
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    closing || has_close
 }
 
 /// A chunk's size line.
@@ -629,7 +629,7 @@ mod tests {
         }
         let (parts, ()) = resp.into_parts();
         let mut out = Vec::new();
-        encode_head(&mut out, &parts, framing, closing);
+        let _ = encode_head(&mut out, &parts, framing, closing);
         String::from_utf8(out).unwrap()
     }
 

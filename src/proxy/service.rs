@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::request_body::RequestBody;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 
@@ -15,6 +14,7 @@ use crate::route::{
 
 use super::context::{self, Conn, RequestCtx};
 use super::error::{local_reply, FramingError, ProxyError};
+use super::request_body::RequestBody;
 use super::{checks, forward, path, Body, OverloadLevel, Shared};
 
 /// Envoy's `max_request_headers_kb` at an Istio gateway (60 KiB): checked exactly here, and the
