@@ -8,6 +8,8 @@
 #
 #   benches/instructions_per_request.sh [BIN] [N]     (defaults: target/release/meshgate, 19968)
 #   CONNS=512 ...: another concurrency (N must be a multiple of it)
+#   CALLGRIND_OPTS="--cache-sim=yes --D1=32768,8,64 --LL=524288,8,64": simulated cache misses
+#                  per request as well (here an L2-sized last level)
 #   TARGET=haproxy benches/instructions_per_request.sh   (or nginx: the reference proxies of
 #                                                         ../shared/bench/proxies, one thread)
 #
@@ -56,7 +58,8 @@ ready() {
 }
 
 # 1. Instructions, under callgrind.
-taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" "${CMD[@]}" \
+# shellcheck disable=SC2086 # CALLGRIND_OPTS is a list of options
+taskset -c 0 valgrind --tool=callgrind --instr-atstart=no ${CALLGRIND_OPTS:-} --callgrind-out-file="$OUT" "${CMD[@]}" \
   2> "$RUN/proxy.log" &
 vg=$!
 pids+=("$vg")
@@ -68,6 +71,12 @@ kill "$vg"
 wait "$vg" || true
 total=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 echo "$TARGET instructions: $total in all, $((total / N)) per request ($N requests)"
+if [[ "${CALLGRIND_OPTS:-}" == *cache-sim=yes* ]]; then
+  # Simulated cache misses per request (instruction L1, data L1 read/write, last level).
+  callgrind_annotate "$OUT" 2>/dev/null | awk -v n="$N" '
+    /^Events shown:/ { for (i = 3; i <= NF; i++) ev[i - 2] = $i }
+    /PROGRAM TOTALS/ { for (i = 1; i <= NF; i += 2) { gsub(",", "", $i); k = (i + 1) / 2; if (ev[k] != "") printf "%s %.1f  ", ev[k], $i / n } print "(per request)" }'
+fi
 
 # 2. System calls, natively.
 taskset -c 0 "${CMD[@]}" 2> "$RUN/proxy-native.log" &

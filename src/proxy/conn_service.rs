@@ -4,12 +4,16 @@
 //! request to `service::handle`.
 //! May not touch: accepting, the connection's life (`listener`, `connection`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn_state::{quiet_for, ConnState, InFlight};
@@ -109,38 +113,84 @@ impl ConnService {
             || (h2 && shared.overload.level() >= super::OverloadLevel::Shed);
         let ambiguous = self.framing.next_request();
         let (shared, conn) = (shared.clone(), self.conn.clone());
-        let stream_idle_timeout = self.stream_idle_timeout;
-        let server = stream_idle_timeout.and_then(|_| shared.server_header.clone());
+        let after = After {
+            in_flight,
+            last,
+            h2,
+        };
         // Boxed: hyper keeps a request future's slot for the connection's lifetime, so an idle
-        // connection holds 16 bytes here instead of the whole future. `handle`'s future is made
-        // inside, not captured: a captured future is stored twice in the block's state (as the
-        // capture and as what is awaited), and the whole state is copied into the box.
+        // connection holds 16 bytes here instead of the whole future.
+        let Some(t) = self.stream_idle_timeout else {
+            // Not an `async` block around `handle`'s future: that would hold it twice (as the
+            // capture and as what is awaited), and the whole state is copied into the box.
+            return Box::pin(Handled {
+                handled: handle(shared, conn, req, ambiguous),
+                after: Some(after),
+            });
+        };
+        let server = shared.server_header.clone();
         Box::pin(async move {
             let handled = handle(shared, conn, req, ambiguous);
-            let resp = match stream_idle_timeout {
-                None => handled.await,
-                Some(t) => tokio::select! {
-                    resp = handled => resp,
-                    () = quiet_for(&in_flight.0, t, false) => {
-                        Ok(stream_timeout_reply(server))
-                    }
-                },
+            let resp = tokio::select! {
+                resp = handled => resp,
+                () = quiet_for(&after.in_flight.0, t, false) => {
+                    Ok(stream_timeout_reply(server))
+                }
             };
             let mut resp = resp?;
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                in_flight.0.tunnel.store(true, Ordering::Relaxed);
-            }
-            if last {
-                if h2 {
-                    in_flight.0.goaway.notify_one();
-                } else {
-                    resp.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-            }
-            drop(in_flight);
+            after.apply(&mut resp);
             Ok(resp)
         })
+    }
+}
+
+/// What is done with a request's response once `handle` has made it.
+struct After {
+    /// The request counts as in flight until its response head is ready.
+    in_flight: InFlight,
+    /// The connection's last request (its request budget, or the overload manager's GOAWAY).
+    last: bool,
+    h2: bool,
+}
+
+impl After {
+    fn apply(self, resp: &mut http::Response<super::Body>) {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            self.in_flight.0.tunnel.store(true, Ordering::Relaxed);
+        }
+        if self.last {
+            if self.h2 {
+                self.in_flight.0.goaway.notify_one();
+            } else {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// `handle`'s future, then `After` applied to its response.
+    struct Handled<F> {
+        #[pin]
+        handled: F,
+        after: Option<After>,
+    }
+}
+
+impl<F> Future for Handled<F>
+where
+    F: Future<Output = Result<http::Response<super::Body>, std::convert::Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut resp = ready!(this.handled.poll(cx))?;
+        if let Some(after) = this.after.take() {
+            after.apply(&mut resp);
+        }
+        Poll::Ready(Ok(resp))
     }
 }
 

@@ -2,7 +2,9 @@
 //! explicit retry loop under the route timeout (endpoint choice, circuit breakers, per-try
 //! timeout, outlier accounting); mirrors get a copy on the side. The response streams back.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{header, Request, Response, Version};
@@ -27,7 +29,7 @@ use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use super::mirror::{self, MirrorBody};
 use super::request_body::RequestBody;
 use super::retry::RetryState;
-use super::timer::RouteTimer;
+use super::timer::{OrNever, RouteTimer};
 use super::{fault, Body};
 
 /// Where each attempt's request body comes from.
@@ -54,8 +56,8 @@ type AttemptResult = Result<(Response<RespBody>, AttemptGuard), ProxyError>;
 pub struct Target<'a> {
     pub route: &'a Route,
     pub action: &'a Forward,
-    pub authority: &'a str,
-    pub path: &'a str,
+    pub authority: String,
+    pub path: String,
 }
 
 /// Everything the attempt loop needs that does not change between attempts.
@@ -68,20 +70,66 @@ struct Plan<'a> {
     timer: &'a RouteTimer,
 }
 
-pub async fn forward(
-    cx: &mut RequestCtx,
-    snapshot: &Snapshot,
-    t: Target<'_>,
-    mut req: Request<RequestBody>,
-) -> Result<Response<Body>, ProxyError> {
-    let action = t.action;
-    let shared = cx.shared.clone();
-    let mut flags = ResponseFlags::default();
-    if let Some(f) = &action.fault {
-        if fault::inject(f).await? {
-            flags |= ResponseFlags::DI;
-        }
+/// One request's forwarding future, boxed.
+pub type Forwarding<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a>>;
+
+/// Forwards a routed request: fault injection, then the attempts, then the response head.
+///
+/// Without a fault to inject, everything up to the first attempt is done here, before the
+/// future is made: a future's state is sized by what it holds across its awaits, and the
+/// whole state is copied when it is boxed.
+pub fn forward<'a>(
+    cx: &'a mut RequestCtx,
+    snapshot: &'a Snapshot,
+    t: Target<'a>,
+    req: Request<RequestBody>,
+) -> Forwarding<'a> {
+    match &t.action.fault {
+        // Rare: the request waits (or is refused) before anything else happens.
+        Some(f) => Box::pin(async move {
+            let flags = if fault::inject(f).await? {
+                ResponseFlags::DI
+            } else {
+                ResponseFlags::default()
+            };
+            let prepared = prepare(cx, snapshot, t, req, flags)?;
+            run(cx, prepared).await
+        }),
+        None => match prepare(cx, snapshot, t, req, ResponseFlags::default()) {
+            Ok(prepared) => Box::pin(run(cx, prepared)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        },
     }
+}
+
+/// A request ready for its first attempt.
+struct Prepared<'a> {
+    action: &'a Forward,
+    target: &'a WeightedCluster,
+    cluster: &'a Cluster,
+    head: Head,
+    /// The client's headers as they arrived, for response-side header templates.
+    ctx_headers: http::HeaderMap,
+    hash: RequestHash,
+    source: Source,
+    timer: RouteTimer,
+    client_failed: ClientFailed,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    h2_downstream: bool,
+    flags: ResponseFlags,
+}
+
+/// Picks the destination, builds the upstream head, sets up the body's source and the route
+/// timer, and sends mirrors on their way.
+fn prepare<'a>(
+    cx: &mut RequestCtx,
+    snapshot: &'a Snapshot,
+    t: Target<'a>,
+    mut req: Request<RequestBody>,
+    flags: ResponseFlags,
+) -> Result<Prepared<'a>, ProxyError> {
+    let action = t.action;
     let target = pick_weighted(action);
     let cluster_id = target.cluster.ok_or_else(|| ProxyError::NoCluster {
         key: target.key.clone(),
@@ -109,10 +157,10 @@ pub async fn forward(
             action,
             destination: target,
             peer: cx.conn.peer,
-            hostname: &shared.hostname,
+            hostname: &cx.shared.hostname,
             start_time: cx.start_time,
-            authority: t.authority,
-            path: t.path,
+            authority: &t.authority,
+            path: &t.path,
             websocket,
             scheme: cx.scheme,
             client_cert: cx.conn.tls.as_ref().and_then(|t| t.xfcc.as_ref()),
@@ -122,17 +170,11 @@ pub async fn forward(
     crate::telemetry::trace::strip(&mut head.headers);
     head.added.extend(cx.trace.context.headers());
     cx.set_request_id(head.get(&headers::X_REQUEST_ID));
-    let ctx = TemplateContext {
-        remote: cx.conn.peer,
-        request_headers: &ctx_headers,
-        hostname: &shared.hostname,
-        start_time: cx.start_time,
-    };
 
     let mirrored = !action.mirrors.is_empty();
     let client_failed = ClientFailed::default();
     let body = ClientBody::new(body, client_failed.clone(), cx.bytes_received.clone());
-    let mut source = if http_body::Body::is_end_stream(&body) {
+    let source = if http_body::Body::is_end_stream(&body) {
         Source::Empty
     } else if action.retry.num_retries == 0 && !mirrored && action.timeout.is_none() {
         Source::Once(Some(body.boxed_unsync()))
@@ -146,26 +188,60 @@ pub async fn forward(
         };
         mirror::spawn(snapshot, &action.mirrors, &head, &body, action.timeout);
     }
-
     let timer = match &source {
         Source::Replay(r) => RouteTimer::after_body(action.timeout, r.ended()),
         Source::Empty | Source::Once(_) => RouteTimer::now(action.timeout),
     };
-    let plan = Plan {
-        cluster,
+    Ok(Prepared {
         action,
-        key: &target.key,
-        head: &head,
-        hash: hash.hash,
-        timer: &timer,
-    };
-    let done = match attempts(cx, &plan, &mut source).await {
-        Ok(done) => done,
-        // However the upstream side reported it, a broken client body is the client's fault.
-        Err(_) if client_failed.get() => return Err(ProxyError::DownstreamBody),
-        Err(e) => return Err(e),
-    };
-    flags |= done.flags;
+        target,
+        cluster,
+        head,
+        ctx_headers,
+        hash,
+        source,
+        timer,
+        client_failed,
+        downstream_upgrade,
+        h2_downstream,
+        flags,
+    })
+}
+
+/// The attempts, then the response head as the client gets it.
+// An `async` block, not an `async fn`: the latter would keep its arguments twice.
+#[allow(clippy::manual_async_fn)]
+fn run<'a>(
+    cx: &'a mut RequestCtx,
+    mut p: Prepared<'a>,
+) -> impl Future<Output = Result<Response<Body>, ProxyError>> + Send + 'a {
+    async move {
+        let plan = Plan {
+            cluster: p.cluster,
+            action: p.action,
+            key: &p.target.key,
+            head: &p.head,
+            hash: p.hash.hash,
+            timer: &p.timer,
+        };
+        let done = match attempts(cx, &plan, &mut p.source).await {
+            Ok(done) => done,
+            // However the upstream side reported it, a broken client body is the client's fault.
+            Err(_) if p.client_failed.get() => return Err(ProxyError::DownstreamBody),
+            Err(e) => return Err(e),
+        };
+        respond(cx, &mut p, done)
+    }
+}
+
+/// The upstream response as the client gets it: hop-by-hop headers gone, the service time and
+/// the route's response header operations added; an upgrade tunnelled.
+fn respond(
+    cx: &mut RequestCtx,
+    p: &mut Prepared<'_>,
+    done: Done,
+) -> Result<Response<Body>, ProxyError> {
+    let flags = p.flags | done.flags;
     let Done {
         mut resp, guard, ..
     } = done;
@@ -173,7 +249,7 @@ pub async fn forward(
     cx.upstream_service_time = Some(service_time);
     let elapsed = crate::telemetry::text::number_value(service_time);
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(down) = downstream_upgrade {
+        if let Some(down) = p.downstream_upgrade.take() {
             let up = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(down, up, guard));
             resp.headers_mut()
@@ -181,21 +257,27 @@ pub async fn forward(
             return Ok(resp.map(|_| super::error::full(bytes::Bytes::new())));
         }
     }
+    let ctx = TemplateContext {
+        remote: cx.conn.peer,
+        request_headers: &p.ctx_headers,
+        hostname: &cx.shared.hostname,
+        start_time: cx.start_time,
+    };
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
-    if h2_downstream {
+    if p.h2_downstream {
         headers::detach_values(&mut parts.headers);
     }
     parts.headers.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, elapsed);
-    if let Some(cookie) = hash.set_cookie {
+    if let Some(cookie) = p.hash.set_cookie.take() {
         parts.headers.append(header::SET_COOKIE, cookie);
     }
-    action.headers.response.apply(&mut parts.headers, &ctx);
-    target.headers.response.apply(&mut parts.headers, &ctx);
+    p.action.headers.response.apply(&mut parts.headers, &ctx);
+    p.target.headers.response.apply(&mut parts.headers, &ctx);
     if !flags.is_empty() {
         parts.extensions.insert(flags);
     }
-    let body = ResponseBody::new(body, timer.boxed(), guard);
+    let body = ResponseBody::new(body, p.timer.boxed(), guard);
     Ok(Response::from_parts(parts, BodyExt::boxed_unsync(body)))
 }
 
@@ -215,15 +297,27 @@ async fn attempts(
     let max = retry.max_attempts();
     for n in 1..=max {
         let exclude = if avoid_tried { retry.exclude() } else { &[] };
-        let body = source.attempt(n);
-        let (mut result, mut endpoint, stale) = attempt(plan, n, body, exclude, None).await;
-        if stale && idempotent(&plan.head.method) && source.replayable() {
-            // The keep-alive race: a reused connection closed under an idempotent request before
-            // any response byte. Sent again at once on a fresh connection to the same endpoint;
-            // not a retry (no budget, no outlier accounting), as the upstream never answered.
+        // One `attempt` call site (awaited at most twice): its future is the largest part of
+        // the request's, and two call sites would each keep their own.
+        let mut fresh: Option<Arc<Endpoint>> = None;
+        let (result, endpoint) = loop {
             let body = source.attempt(n);
-            (result, endpoint, _) = attempt(plan, n, body, exclude, endpoint.as_ref()).await;
-        }
+            let (result, endpoint, stale) = attempt(plan, n, body, exclude, fresh.as_ref()).await;
+            if stale
+                && fresh.is_none()
+                && endpoint.is_some()
+                && idempotent(&plan.head.method)
+                && source.replayable()
+            {
+                // The keep-alive race: a reused connection closed under an idempotent request
+                // before any response byte. Sent again at once on a fresh connection to the same
+                // endpoint; not a retry (no budget, no outlier accounting), as the upstream never
+                // answered.
+                fresh = endpoint;
+                continue;
+            }
+            break (result, endpoint);
+        };
         cx.attempts = n;
         if let Some(ep) = &endpoint {
             cx.upstream = Some(ep.addr);
@@ -338,62 +432,63 @@ async fn attempt(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let send = async {
-        let admission = cluster
-            .admit()
-            .await
-            .map_err(|_| ProxyError::Overflow { key: key.clone() })?;
-        let active = endpoint.start_request();
-        let expected = until.map(|u| u.saturating_duration_since(Instant::now()));
-        let extra = AttemptHeaders::new(n, expected);
-        let resp = match cluster
-            .client()
-            .request(
-                endpoint.addr,
-                &head.outgoing(&endpoint, &extra),
-                body,
-                fresh.is_some(),
-            )
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) => {
-                stale = matches!(e, UpstreamError::Stale);
-                return Err(upstream_error(&e, endpoint.addr));
+    let result = {
+        // Pinned where it is made, and raced by reference: `select!` would otherwise move the
+        // whole future into its own state.
+        let send = std::pin::pin!(async {
+            let admission = cluster
+                .admit()
+                .await
+                .map_err(|_| ProxyError::Overflow { key: key.clone() })?;
+            let active = endpoint.start_request();
+            let expected = until.map(|u| u.saturating_duration_since(Instant::now()));
+            let extra = AttemptHeaders::new(n, expected);
+            let resp = match cluster
+                .client()
+                .request(
+                    endpoint.addr,
+                    &head.outgoing(&endpoint, &extra),
+                    body,
+                    fresh.is_some(),
+                )
+                .await
+            {
+                Ok(resp) => resp,
+                Err(e) => {
+                    stale = matches!(e, UpstreamError::Stale);
+                    return Err(upstream_error(&e, endpoint.addr));
+                }
+            };
+            if ambiguous_response(&resp) {
+                // Dropping the response unread also keeps its connection out of the pool.
+                return Err(ProxyError::Protocol {
+                    endpoint: endpoint.addr,
+                    detail: "response with both content-length and transfer-encoding".into(),
+                });
             }
-        };
-        if ambiguous_response(&resp) {
-            // Dropping the response unread also keeps its connection out of the pool.
-            return Err(ProxyError::Protocol {
-                endpoint: endpoint.addr,
-                detail: "response with both content-length and transfer-encoding".into(),
-            });
+            Ok((
+                resp,
+                AttemptGuard {
+                    _admission: admission,
+                    _active: active,
+                    retry: None,
+                },
+            ))
+        });
+        // Boxed when set, so that a request without timeouts does not carry two timers' state.
+        let route_expired = OrNever(timer.boxed());
+        let per_try_expired = OrNever(per_try.map(|t| Box::pin(tokio::time::sleep_until(t))));
+        // The route timeout wins a tie: it is never retried.
+        tokio::select! {
+            biased;
+            () = route_expired => Err(ProxyError::UpstreamTimeout {
+                after: started.elapsed(),
+            }),
+            () = per_try_expired => Err(ProxyError::PerTryTimeout {
+                after: started.elapsed(),
+            }),
+            r = send => r,
         }
-        Ok((
-            resp,
-            AttemptGuard {
-                _admission: admission,
-                _active: active,
-                retry: None,
-            },
-        ))
-    };
-    let per_try_expired = async {
-        match per_try {
-            Some(t) => tokio::time::sleep_until(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    // The route timeout wins a tie: it is never retried.
-    let result = tokio::select! {
-        biased;
-        () = timer.clone().expired() => Err(ProxyError::UpstreamTimeout {
-            after: started.elapsed(),
-        }),
-        () = per_try_expired => Err(ProxyError::PerTryTimeout {
-            after: started.elapsed(),
-        }),
-        r = send => r,
     };
     (result, Some(endpoint), stale)
 }

@@ -2,6 +2,7 @@
 //! This is the place to read first: every step of the request path is a named call below.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,6 +12,8 @@ use crate::route::{
     CorsDecision, Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView,
     Route, RouteAction, TemplateContext,
 };
+
+use crate::snapshot::Snapshot;
 
 use super::context::{self, Conn, RequestCtx};
 use super::error::{local_reply, FramingError, ProxyError};
@@ -25,63 +28,94 @@ pub(super) const MAX_HEADERS: usize = 100;
 
 /// Handles one request. Never fails: every error becomes Envoy's local reply. `ambiguous`: what
 /// the connection's framing scanner found wrong with this request's framing, if anything.
-pub async fn handle(
+///
+/// A function returning an `async` block rather than an `async fn`: an `async fn` keeps its
+/// arguments twice in its state (as arguments and as the locals they are moved into), and the
+/// state is copied whole when the caller boxes it.
+pub fn handle(
     shared: Arc<Shared>,
     conn: Conn,
     req: Request<RequestBody>,
     ambiguous: Option<FramingError>,
-) -> Result<Response<Body>, Infallible> {
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
     let mut cx = RequestCtx::new(shared, conn, &req);
-    let mut cors = None;
-    let overloaded = cx.shared.overload.level() >= OverloadLevel::Shed;
-    let routed = match ambiguous {
-        Some(kind) => Err(ProxyError::Framing { kind }),
-        // Envoy's `stop_accepting_requests`: answered before routing.
-        None if overloaded => Err(ProxyError::Overloaded),
-        None => route_request(&mut cx, req, &mut cors).await,
-    };
-    let mut resp = match routed {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
-            cx.details = e.details();
-            if cx.grpc {
-                e.into_grpc_response()
-            } else {
-                e.into_response()
+    async move {
+        let mut cors = None;
+        let overloaded = cx.shared.overload.level() >= OverloadLevel::Shed;
+        let routed = match ambiguous {
+            Some(kind) => Err(ProxyError::Framing { kind }),
+            // Envoy's `stop_accepting_requests`: answered before routing.
+            None if overloaded => Err(ProxyError::Overloaded),
+            None => match checks(&req) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let snapshot = cx.shared.snapshot.load_full();
+                    cx.snapshot = Some(snapshot.clone());
+                    let routed = route_request(&mut cx, &snapshot, req, &mut cors);
+                    match routed {
+                        Ok(Routed::Reply(resp)) => Ok(resp),
+                        Ok(Routed::Forward(forwarding)) => forwarding.await,
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        };
+        let mut resp = match routed {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(error = %e, flags = %e.response_flags(), "local reply");
+                cx.details = e.details();
+                if cx.grpc {
+                    e.into_grpc_response()
+                } else {
+                    e.into_response()
+                }
             }
+        };
+        if let Some(cors) = cors {
+            // Envoy's CORS filter sets these on every response, the gateway's own replies included.
+            resp.headers_mut().extend(cors);
         }
-    };
-    if let Some(cors) = cors {
-        // Envoy's CORS filter sets these on every response, the gateway's own replies included.
-        resp.headers_mut().extend(cors);
+        if let Some(server) = &cx.shared.server_header {
+            resp.headers_mut().insert(header::SERVER, server.clone());
+        }
+        if cx.shared.draining() || overloaded {
+            // Draining: tell HTTP/1 clients to go elsewhere (HTTP/2 ones get a GOAWAY).
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(context::finish(resp, cx))
     }
-    if let Some(server) = &cx.shared.server_header {
-        resp.headers_mut().insert(header::SERVER, server.clone());
-    }
-    if cx.shared.draining() || overloaded {
-        // Draining: tell HTTP/1 clients to go elsewhere (HTTP/2 ones get a GOAWAY).
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    Ok(context::finish(resp, cx))
 }
 
-async fn route_request(
-    cx: &mut RequestCtx,
-    req: Request<RequestBody>,
-    cors: &mut Option<HeaderMap>,
-) -> Result<Response<Body>, ProxyError> {
+/// What routing decided.
+enum Routed<'a> {
+    /// Answered at the gateway (direct response, redirect, CORS preflight).
+    Reply(Response<Body>),
+    /// To an upstream: the (boxed) forwarding future.
+    Forward(forward::Forwarding<'a>),
+}
+
+/// The checks made before routing: HTTP/1.0, the request head, Envoy's header size limit.
+fn checks(req: &Request<RequestBody>) -> Result<(), ProxyError> {
     if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
         return Err(ProxyError::Http10);
     }
-    checks::check_head(&req)?;
+    checks::check_head(req)?;
     // hyper's buffer limit is not an exact header limit; Envoy's is 60 KiB.
     if headers_too_large(req.headers()) {
         return Err(ProxyError::HeadersTooLarge);
     }
-    let snapshot = cx.shared.snapshot.load_full();
-    cx.snapshot = Some(snapshot.clone());
+    Ok(())
+}
+
+/// Routes the request in `snapshot`: a reply made here, or the forwarding future.
+fn route_request<'a>(
+    cx: &'a mut RequestCtx,
+    snapshot: &'a Snapshot,
+    req: Request<RequestBody>,
+    cors: &mut Option<HeaderMap>,
+) -> Result<Routed<'a>, ProxyError> {
     // An HTTPS connection is routed by its filter chain's table (chosen by SNI, again in this
     // snapshot), a plain one by its port's.
     let table = match &cx.conn.tls {
@@ -106,7 +140,7 @@ async fn route_request(
     };
     let route = match table.find(&view) {
         Decision::NoRoute => return Err(ProxyError::NoRoute),
-        Decision::RequireTls => return Ok(https_redirect(&authority, req.uri())),
+        Decision::RequireTls => return Ok(Routed::Reply(https_redirect(&authority, req.uri()))),
         Decision::Route(route) => route,
     };
     cx.set_route(route);
@@ -117,8 +151,8 @@ async fn route_request(
         start_time: cx.start_time,
     };
     match &*route.action {
-        RouteAction::Direct(d) => Ok(direct_response(d, &ctx)),
-        RouteAction::Redirect(r) => Ok(redirect(
+        RouteAction::Direct(d) => Ok(Routed::Reply(direct_response(d, &ctx))),
+        RouteAction::Redirect(r) => Ok(Routed::Reply(redirect(
             r,
             route,
             cx.scheme,
@@ -126,30 +160,28 @@ async fn route_request(
             &norm_path,
             req.uri().query(),
             &ctx,
-        )),
+        ))),
         RouteAction::Forward(f) => {
             match f
                 .cors
                 .as_ref()
                 .map(|c| c.decide(req.method(), req.headers()))
             {
-                Some(CorsDecision::Preflight(headers)) => return Ok(cors_preflight(headers)),
+                Some(CorsDecision::Preflight(headers)) => {
+                    return Ok(Routed::Reply(cors_preflight(headers)))
+                }
                 Some(CorsDecision::Allowed(headers)) => *cors = Some(headers),
                 Some(CorsDecision::Pass) | None => {}
             }
-            let authority = authority.into_owned();
-            let norm_path = norm_path.into_owned();
             let target = forward::Target {
                 route,
                 action: f,
-                authority: &authority,
-                path: &norm_path,
+                authority: authority.into_owned(),
+                path: norm_path.into_owned(),
             };
-            // Boxed: the forwarding state machine is kilobytes, and every future that holds it
-            // inline is copied whole each time hyper and tokio move it (measured: a sixth of
-            // the CPU per request went to those copies).
-            let fwd = Box::pin(forward::forward(cx, &snapshot, target, req));
-            fwd.await
+            // Boxed (by `forward`): the forwarding state machine is kilobytes, and every future
+            // that held it inline would be copied whole each time it is moved.
+            Ok(Routed::Forward(forward::forward(cx, snapshot, target, req)))
         }
     }
 }

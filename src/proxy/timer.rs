@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -83,6 +84,21 @@ impl RouteTimer {
     }
 }
 
+/// A boxed future of `()`, or one that never resolves (`None`): a timer that may not be set,
+/// 8 bytes in its owner's state either way.
+pub struct OrNever<F: ?Sized>(pub Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = ()> + ?Sized> Future for OrNever<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            Some(f) => f.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +116,16 @@ mod tests {
         expired.await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(6));
         assert_eq!(timer.deadline(), Some(start + Duration::from_secs(6)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn or_never_resolves_with_its_future_or_never() {
+        let start = Instant::now();
+        OrNever(Some(Box::pin(tokio::time::sleep(Duration::from_secs(2))))).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        let never = OrNever::<tokio::time::Sleep>(None);
+        let r = tokio::time::timeout(Duration::from_secs(3600), never).await;
+        assert!(r.is_err());
     }
 
     #[tokio::test(start_paused = true)]

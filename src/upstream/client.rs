@@ -148,7 +148,8 @@ impl ClusterClient {
             return Ok(resp.map(RespBody::Pooled));
         }
         let req = to_request(out, Version::HTTP_2, body)?;
-        self.request_h2(endpoint, req)
+        // Boxed: its future is larger than the HTTP/1.1 path's and would size every request's.
+        Box::pin(self.request_h2(endpoint, req))
             .await
             .map(|r| r.map(RespBody::Direct))
             .map_err(|e| UpstreamError::from_legacy(&e))

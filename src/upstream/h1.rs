@@ -144,24 +144,29 @@ impl Http1Pool {
         body: UpstreamBody,
         fresh: bool,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        let reused = if fresh { None } else { self.checkout(endpoint) };
-        let (conn, body) = match reused {
-            Some(conn) => match conn::exchange(conn, out, body).await {
+        let mut idle = if fresh { None } else { self.checkout(endpoint) };
+        let mut body = body;
+        // One `exchange` call site (its future is most of this one's state), reached at most
+        // twice: a reused connection that turns out closed before the request left is replaced
+        // by a new one.
+        loop {
+            let (conn, reused) = match idle.take() {
+                Some(conn) => (conn, true),
+                None => (self.connect(endpoint).await?, false),
+            };
+            match conn::exchange(conn, out, body).await {
                 Ok(done) => return Ok(self.wrap(endpoint, done)),
                 // Never sent: the connection was gone before the request left. Send it anew.
-                Err(Failed::Unsent(body)) => (self.connect(endpoint).await?, body),
-                Err(Failed::Closed(_)) => return Err(UpstreamError::Stale),
+                Err(Failed::Unsent(unsent)) if reused => body = unsent,
+                Err(Failed::Unsent(_)) => {
+                    return Err(UpstreamError::Terminated(
+                        "connection closed before the request was sent".into(),
+                    ))
+                }
+                Err(Failed::Closed(_)) if reused => return Err(UpstreamError::Stale),
+                Err(Failed::Closed(detail)) => return Err(UpstreamError::Terminated(detail)),
                 Err(Failed::Error(e)) => return Err(e),
-            },
-            None => (self.connect(endpoint).await?, body),
-        };
-        match conn::exchange(conn, out, body).await {
-            Ok(done) => Ok(self.wrap(endpoint, done)),
-            Err(Failed::Unsent(_)) => Err(UpstreamError::Terminated(
-                "connection closed before the request was sent".into(),
-            )),
-            Err(Failed::Closed(detail)) => Err(UpstreamError::Terminated(detail)),
-            Err(Failed::Error(e)) => Err(e),
+            }
         }
     }
 
