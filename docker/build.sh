@@ -4,6 +4,8 @@
 #   docker/build.sh                 # the real image: release profile (fat LTO), stripped
 #   MESHGATE_PROFILE=image-ci docker/build.sh   # what CI builds: same code, opt-level 1, no LTO (faster)
 #   MESHGATE_IMAGE=meshgate:dev docker/build.sh # another tag
+#   MESHGATE_PGO=target/pgo/meshgate.profdata docker/build.sh   # built with a PGO profile
+#                                               # (benches/pgo.sh makes one)
 #
 # Static glibc (target-feature=+crt-static): no libc in the image. meshgate resolves names through
 # hickory (/etc/resolv.conf, /etc/hosts), never through glibc's NSS, so a static glibc is safe.
@@ -15,7 +17,11 @@ image="${MESHGATE_IMAGE:-meshgate:latest}"
 target=x86_64-unknown-linux-gnu
 
 export CARGO_INCREMENTAL=0
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+pgo=""
+if [ -n "${MESHGATE_PGO:-}" ]; then
+  pgo="-Cprofile-use=$(realpath "$MESHGATE_PGO")"
+fi
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static $pgo" \
   cargo build --locked --profile "$profile" --target "$target" --bin meshgate
 
 bin="target/$target/$profile/meshgate"
