@@ -8,6 +8,7 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// The largest response head (and trailer block) read; Envoy's default is 60 KiB.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -82,7 +83,8 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
         if buf.is_empty() {
             return Ok(None);
         }
-        let mut spans = [Span::default(); MAX_HEADERS];
+        // Not an array of `MAX_HEADERS`: that would be zeroed (1.6 KB) for every response.
+        let mut spans: SmallVec<[Span; 24]> = SmallVec::new();
         let (len, code, version, count) = {
             let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut res = httparse::Response::new(&mut []);
@@ -96,12 +98,10 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
                         let start = (s.as_ptr() as usize - base) as u32;
                         (start, start + s.len() as u32)
                     };
-                    for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
-                        *span = Span {
-                            name: at(h.name.as_bytes()),
-                            value: at(h.value),
-                        };
-                    }
+                    spans.extend(res.headers.iter().map(|h| Span {
+                        name: at(h.name.as_bytes()),
+                        value: at(h.value),
+                    }));
                     (
                         len,
                         res.code.unwrap_or(0),
@@ -146,7 +146,7 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
         // `transfer-encoding` ends in `chunked`, and the length every `content-length` gives.
         let mut te_chunked = None;
         let mut length = Ok(None);
-        for span in &spans[..count] {
+        for span in &spans {
             let name = HeaderName::from_bytes(&bytes[span.name.0 as usize..span.name.1 as usize])
                 .map_err(|_| DecodeError::Header)?;
             let value = HeaderValue::from_maybe_shared(
@@ -460,6 +460,20 @@ mod tests {
             assert!(h.keep_alive);
             assert_eq!(&buf[..], b"hello");
         }
+    }
+
+    /// More headers than the spans kept inline (24), up to the limit: every one arrives.
+    #[test]
+    fn many_headers_all_arrive() {
+        let mut text = String::from("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n");
+        for i in 0..MAX_HEADERS - 1 {
+            text.push_str(&format!("x-h{i}: v{i}\r\n"));
+        }
+        text.push_str("\r\n");
+        let h = parse(text.as_bytes(), Method::GET).unwrap().unwrap();
+        assert_eq!(h.response.headers().len(), MAX_HEADERS);
+        assert_eq!(h.response.headers()["x-h0"], "v0");
+        assert_eq!(h.response.headers()["x-h98"], "v98");
     }
 
     #[test]
