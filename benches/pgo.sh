@@ -2,8 +2,8 @@
 # A profile-guided (PGO) release build of meshgate. An instrumented build serves a training load
 # through benches/compare, its profile is merged, and the release build is made again with it:
 # LLVM then inlines, lays out and splits hot from cold code by what ran. On this project's
-# bench host that is 14% fewer instructions per proxied request and ~6% more requests/s at
-# 512 connections (benches/RESULTS.md, "2026-12-04 (third session)").
+# bench host that is about a fifth fewer instructions per proxied request (37.1k -> 28.7k at 512
+# connections) and ~6% more requests/s (benches/RESULTS.md, "2026-12-04 (third session)").
 #
 #   benches/pgo.sh                      # -> target/pgo/meshgate.profdata, target/pgo/release/meshgate
 #   PROFDATA=FILE benches/pgo.sh        # skip the training: build with a merged profile
