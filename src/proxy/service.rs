@@ -12,7 +12,6 @@ use crate::route::{
     CorsDecision, Decision, DirectResponse, Redirect, RedirectPath, RedirectPort, RequestView,
     Route, RouteAction, TemplateContext,
 };
-
 use crate::snapshot::Snapshot;
 
 use super::context::{self, Conn, RequestCtx};

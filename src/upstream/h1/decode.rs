@@ -67,7 +67,7 @@ pub struct Head {
 }
 
 /// Header name and value positions in the head's bytes.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Span {
     name: (u32, u32),
     value: (u32, u32),
@@ -85,7 +85,7 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
         }
         // Not an array of `MAX_HEADERS`: that would be zeroed (1.6 KB) for every response.
         let mut spans: SmallVec<[Span; 24]> = SmallVec::new();
-        let (len, code, version, count) = {
+        let (len, code, version) = {
             let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut res = httparse::Response::new(&mut []);
             let bytes: &[u8] = buf;
@@ -102,12 +102,7 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
                         name: at(h.name.as_bytes()),
                         value: at(h.value),
                     }));
-                    (
-                        len,
-                        res.code.unwrap_or(0),
-                        res.version.unwrap_or(1),
-                        res.headers.len(),
-                    )
+                    (len, res.code.unwrap_or(0), res.version.unwrap_or(1))
                 }
                 Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                     return Err(DecodeError::HeadTooLarge)
@@ -139,7 +134,7 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, DecodeE
         } else {
             Version::HTTP_10
         };
-        let mut headers = HeaderMap::with_capacity((count + 2).max(MIN_HEADER_ROOM));
+        let mut headers = HeaderMap::with_capacity((spans.len() + 2).max(MIN_HEADER_ROOM));
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
         // The framing headers, read as they go by (no lookups afterwards): whether the last
