@@ -66,6 +66,14 @@ pub fn config(data: &[u8]) {
     let _ = compile::compile(&resources, &Options::default());
 }
 
+/// The fast YAML reader: whatever it reads, `yaml_serde` reads the same (values, scalar types,
+/// documents), without an error.
+pub fn yaml(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        meshgate::config::fast_yaml::check_against_yaml_serde(text);
+    }
+}
+
 /// The request side from a head: head checks, Host/:authority, path normalisation, the route
 /// table (host lookup, every matcher kind), then the action: the upstream head (rewrites,
 /// forwarding headers, header templates) or the redirect. Input: `METHOD TARGET` on the first

@@ -144,3 +144,8 @@ fn framing_mutants() {
 fn config_mutants() {
     fuzz("config", 4, 15_000, harness::config);
 }
+
+#[test]
+fn yaml_mutants() {
+    fuzz("yaml", 5, 60_000, harness::yaml);
+}

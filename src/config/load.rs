@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use yaml_serde::Value;
 
+use super::content_hash::content_hash;
+use super::fast_yaml;
 use super::{
     ErrorKind, FileText, Kind, Report, Resource, ResourceId, Resources, Source, KNOWN_FIELDS,
 };
@@ -140,17 +142,21 @@ impl<'a> Loader<'a> {
     }
 
     fn load_file_text(&mut self, shared: &FileText, file: Arc<PathBuf>, report: &mut Report) {
+        // The common subset of YAML through the fast reader; anything else through yaml_serde.
+        if let Some(docs) = fast_yaml::parse(&shared.0) {
+            // No merge key to apply without the text `<<` (the fast reader reads no escapes
+            // that could spell it).
+            let merge = shared.0.contains("<<");
+            for (i, value) in docs.into_iter().enumerate() {
+                let source = Source::new(file.clone(), i + 1);
+                self.load_value(value, merge, source, shared, report);
+            }
+            return;
+        }
         for (i, doc) in yaml_serde::Deserializer::from_str(&shared.0).enumerate() {
             let source = Source::new(file.clone(), i + 1);
             match Value::deserialize(doc) {
-                Ok(mut value) => {
-                    // `<<: *anchor` merge keys, as Kubernetes YAML tooling applies them.
-                    if let Err(e) = value.apply_merge() {
-                        report.error(&source, "", ErrorKind::Syntax(e.to_string()));
-                        continue;
-                    }
-                    self.load_doc(value, source, shared, report)
-                }
+                Ok(value) => self.load_value(value, true, source, shared, report),
                 // Stop at the first syntax error: the rest of this file is not read. This is what
                 // keeps the parser from panicking. libyaml cannot resynchronise after an error
                 // (an alias `*a` with no anchor `&a`, a bad indent): it resumes mid-document, and
@@ -167,13 +173,24 @@ impl<'a> Loader<'a> {
         }
     }
 
+    fn load_value(
+        &mut self,
+        mut value: Value,
+        merge: bool,
+        source: Source,
+        text: &FileText,
+        report: &mut Report,
+    ) {
+        // `<<: *anchor` merge keys, as Kubernetes YAML tooling applies them.
+        if let Err(e) = if merge { value.apply_merge() } else { Ok(()) } {
+            report.error(&source, "", ErrorKind::Syntax(e.to_string()));
+            return;
+        }
+        self.load_doc(value, source, text, report)
+    }
+
     fn load_doc(&mut self, value: Value, mut source: Source, text: &FileText, report: &mut Report) {
-        let hash = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            value.hash(&mut h);
-            h.finish()
-        };
+        let hash = content_hash(&value);
         let map = match value {
             Value::Null => return, // empty document (trailing `---`, comments only)
             Value::Mapping(m) => m,

@@ -2,10 +2,12 @@
 //! ServiceEntry, and loading them from disk with file/document/field context.
 //! May not touch: hyper, tokio, runtime types; no defaults resolution, no cross-references.
 
+mod content_hash;
 mod destination_rule;
 mod diff;
 pub mod duration;
 mod error;
+pub mod fast_yaml;
 mod gateway;
 mod load;
 mod served;

@@ -47,6 +47,11 @@ fn framing_inputs() {
 }
 
 #[test]
+fn yaml_inputs() {
+    replay("yaml", harness::yaml);
+}
+
+#[test]
 fn config_inputs() {
     replay("config", harness::config);
 }
