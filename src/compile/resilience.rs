@@ -30,7 +30,11 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
 ) -> Resilience {
     Resilience {
-        retry: retries(route.retries.as_deref(), &format!("{field}.retries"), cx),
+        // Paths formatted only for what is set.
+        retry: match route.retries.as_deref() {
+            Some(r) => retries(Some(r), &format!("{field}.retries"), cx),
+            None => retries(None, field, cx),
+        },
         fault: route
             .fault
             .as_ref()
@@ -306,12 +310,11 @@ fn mirrors(
             });
         }
     };
-    let pct = mirror_pct(
-        route.mirror_percentage.as_ref(),
-        format!("{field}.mirrorPercentage.value"),
-        cx,
-    )
-    .or_else(|| route.mirror_percent.map(|p| per_million(p as f64)));
+    let pct = route
+        .mirror_percentage
+        .as_ref()
+        .and_then(|p| mirror_pct(Some(p), format!("{field}.mirrorPercentage.value"), cx))
+        .or_else(|| route.mirror_percent.map(|p| per_million(p as f64)));
     if let Some(m) = &route.mirror {
         push(m, format!("{field}.mirror"), pct.unwrap_or(1_000_000), cx);
     }
