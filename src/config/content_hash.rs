@@ -3,7 +3,7 @@
 //!
 //! Key order does not matter (a mapping's entries are hashed apart and summed), as with
 //! `yaml_serde::Value`'s own `Hash`, which this replaces: that one hashes every entry with
-//! SipHash, a tenth of load time for 10,000 routes. foldhash with a fixed seed instead,
+//! SipHash, a tenth of load time for 10,000 routes. foldhash (its fast variant) with a fixed seed instead,
 //! deterministic across processes of one build.
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -20,7 +20,7 @@ pub fn content_hash(value: &Value) -> u64 {
 }
 
 fn hasher() -> impl Hasher {
-    foldhash::quality::FixedState::with_seed(SEED).build_hasher()
+    foldhash::fast::FixedState::with_seed(SEED).build_hasher()
 }
 
 fn walk(value: &Value, h: &mut impl Hasher) {
@@ -92,6 +92,6 @@ mod tests {
     /// replicas of one build stay equal either way).
     #[test]
     fn the_hash_is_pinned() {
-        assert_eq!(hash("{a: 1, b: [x, ~]}"), 256_491_595_069_313_212);
+        assert_eq!(hash("{a: 1, b: [x, ~]}"), 15_090_003_454_937_850_702);
     }
 }
