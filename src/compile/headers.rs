@@ -7,16 +7,19 @@ use crate::route::{HeaderOpList, HeaderOps, HeaderTemplate, Segment};
 
 use super::Ctx;
 
-/// Compiles `headers.request`/`headers.response`. A `host`/`:authority` set or add on the request
-/// side is returned as a host rewrite (Istio turns it into one).
+/// Compiles `headers.request`/`headers.response` of the block at `parent` (its field path). A
+/// `host`/`:authority` set or add on the request side is returned as a host rewrite (Istio turns
+/// it into one).
 pub(super) fn compile_headers(
     h: Option<&config::Headers>,
-    field: &str,
+    parent: &str,
     cx: &mut Ctx<'_>,
 ) -> (HeaderOps, Option<HeaderValue>) {
     let Some(h) = h else {
         return (HeaderOps::default(), None);
     };
+    // Formatted only when set: most routes and destinations have no `headers`.
+    let field = &format!("{parent}.headers");
     let mut host_rewrite = None;
     let request = match &h.request {
         Some(ops) => ops_list(

@@ -30,11 +30,7 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
 ) -> Resilience {
     Resilience {
-        // Paths formatted only for what is set.
-        retry: match route.retries.as_deref() {
-            Some(r) => retries(Some(r), &format!("{field}.retries"), cx),
-            None => retries(None, field, cx),
-        },
+        retry: retries(route.retries.as_deref(), field, cx),
         fault: route
             .fault
             .as_ref()
@@ -44,10 +40,13 @@ pub(super) fn compile(
 }
 
 /// Istio's `ConvertPolicy`: no block ⇒ the default policy; `attempts <= 0` ⇒ no retries.
-fn retries(r: Option<&config::HttpRetry>, f: &str, cx: &mut Ctx<'_>) -> RetryPolicy {
+/// `parent`: the route's field path.
+fn retries(r: Option<&config::HttpRetry>, parent: &str, cx: &mut Ctx<'_>) -> RetryPolicy {
     let Some(r) = r else {
         return RetryPolicy::istio_default();
     };
+    // Formatted only when set: most routes have no `retries`.
+    let f = &format!("{parent}.retries");
     let attempts = r.attempts.unwrap_or(0);
     if attempts < 0 {
         cx.error(

@@ -231,11 +231,7 @@ fn compile_action(
             ErrorKind::Note("one of route, redirect or directResponse is required".into()),
         );
     }
-    // Field paths are formatted only for what is set (10,000 routes: ~10 paths each otherwise).
-    let (headers, header_host) = match route.headers.as_deref() {
-        Some(h) => compile_headers(Some(h), &format!("{field}.headers"), cx),
-        None => compile_headers(None, field, cx),
-    };
+    let (headers, header_host) = compile_headers(route.headers.as_deref(), field, cx);
     let rewrite = route
         .rewrite
         .as_ref()
@@ -329,10 +325,7 @@ fn compile_destination(
         Some(w) => w.min(i32::MAX as i64) as u32,
         None => 0,
     };
-    let (headers, host_rewrite) = match d.headers.as_deref() {
-        Some(h) => compile_headers(Some(h), &format!("{field}.headers"), cx),
-        None => compile_headers(None, field, cx),
-    };
+    let (headers, host_rewrite) = compile_headers(d.headers.as_deref(), field, cx);
     let dest_field = format!("{field}.destination");
     let Some(dest) = &d.destination else {
         cx.error(&dest_field, ErrorKind::Missing);
