@@ -3,8 +3,8 @@
 //!
 //! Key order does not matter (a mapping's entries are hashed apart and summed), as with
 //! `yaml_serde::Value`'s own `Hash`, which this replaces: that one hashes every entry with
-//! SipHash, a tenth of load time for 10,000 routes. foldhash (its fast variant) with a fixed seed instead,
-//! deterministic across processes of one build.
+//! SipHash, a tenth of load time for 10,000 routes. This uses foldhash (its fast variant) with a
+//! fixed seed instead, deterministic across processes of one build.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 

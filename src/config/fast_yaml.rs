@@ -130,20 +130,16 @@ impl<'a> Reader<'a> {
 
     /// Past the rest of this line, which must be blank or a comment; onto the next line.
     fn finish_line(&mut self) -> Option<()> {
-        self.skip_spaces();
-        if self.cur() == b'#' && (self.after_space(self.pos) || self.pos == self.line) {
-            while !self.eof() && self.b[self.pos] != b'\n' {
-                self.pos += 1;
-            }
-        }
-        if self.eof() {
-            return Some(());
-        }
-        if self.b[self.pos] != b'\n' {
+        if !self.rest_empty() {
             return None;
         }
-        self.pos += 1;
-        self.line = self.pos;
+        while !self.eof() && self.b[self.pos] != b'\n' {
+            self.pos += 1;
+        }
+        if !self.eof() {
+            self.pos += 1;
+            self.line = self.pos;
+        }
         Some(())
     }
 
@@ -232,8 +228,7 @@ impl<'a> Reader<'a> {
             return self.deeper(|r| r.mapping(col, key));
         }
         self.pos = start;
-        let value = self.inline(parent)?;
-        Some(value)
+        self.inline(parent)
     }
 
     fn deeper(&mut self, f: impl FnOnce(&mut Self) -> Option<Value>) -> Option<Value> {
@@ -266,8 +261,8 @@ impl<'a> Reader<'a> {
         let mut map = Mapping::new();
         let mut key = first;
         loop {
+            // A value on the lines below (`node` skips the rest of this one).
             let value = if self.rest_empty() {
-                self.finish_line()?;
                 self.node(Some(col), true)?
             } else if self.dash() {
                 return None; // `key: - x`
@@ -290,9 +285,6 @@ impl<'a> Reader<'a> {
         let mut items = Vec::new();
         loop {
             self.pos += 1; // the `-`
-            if self.rest_empty() {
-                self.finish_line()?;
-            }
             items.push(self.node(Some(col), false)?);
             match self.next()? {
                 Next::At(c) if c == col && self.dash() => {}
