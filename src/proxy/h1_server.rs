@@ -582,7 +582,8 @@ mod tests {
         assert!(matches!(req.body(), RequestBody::Empty));
     }
 
-    /// More headers than the spans kept inline (24), up to the limit: every one arrives, in order.
+    /// More headers than the spans kept inline (24), up to the limit: all arrive (the count, the
+    /// first and the last checked).
     #[test]
     fn many_headers_all_arrive() {
         let mut text = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
