@@ -9,6 +9,8 @@
 //!     reloads so that every reload applies.
 //!
 //! `cargo bench --bench load_10k` (release, 15 samples each); under `cargo test` a few only.
+//! Reading files and compiling VirtualServices use every core the process may use (`src/par.rs`);
+//! `MESHGATE_CONFIG_THREADS=1` measures one.
 //! Needs `python3` (the generator). The allocator is mimalloc, as in the `meshgate` binary
 //! (with glibc malloc, half of the time goes into malloc/free).
 

@@ -30,6 +30,7 @@ pub mod explain;
 pub mod gateway;
 pub mod net;
 pub mod ops;
+pub mod par;
 pub mod proxy;
 pub mod reload;
 pub mod route;
