@@ -2,7 +2,7 @@
 //! query conditions, and the build-time conditions (port, gateways, source labels/namespace).
 //! Owns [`Regexes`]: one compiled regex per distinct pattern of a config.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use regex::Regex;
 

@@ -3,7 +3,7 @@
 //! instantiated for the port (build-time conditions applied, destinations resolved).
 //! May not touch: how servers are grouped into listeners and filter chains (`listeners`, `chains`).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{self, Report, Resource, Resources};
@@ -59,8 +59,8 @@ impl<'a> Tables<'a> {
     ) -> RouteTable {
         let (resources, templates, opts) = (self.resources, self.templates, self.opts);
         let mut vhosts: Vec<VirtualHost> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        let mut added: HashSet<(usize, usize)> = HashSet::new();
+        let mut by_name: HashMap<String, usize> = HashMap::default();
+        let mut added: HashSet<(usize, usize)> = HashSet::default();
         for &(g, s) in servers {
             let gw = &resources.gateways[g];
             let gw_ref = format!("{}/{}", gw.namespace, gw.name);
