@@ -1,5 +1,9 @@
 //! Reading YAML from disk: files → documents → typed resources, each with its `Source`.
 //!
+//! Each file is read on its own (in parallel, `crate::par`) into [`Doc`]s; the documents then meet
+//! in file order ([`Loader::merge`]), where redefinitions are found and reports are joined, so
+//! the result and the order of what is reported do not depend on the threads.
+//!
 //! Every problem is collected (never stop at the first) so `meshgate validate` can print them all.
 
 use std::collections::{BTreeMap, HashMap};
