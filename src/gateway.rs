@@ -604,8 +604,8 @@ impl Gateway {
         );
         drop(state);
         // What the old config held is freed on a blocking thread: with 10,000 routes that is
-        // milliseconds this reload need not wait for, and the last reference to the old snapshot
-        // is then not dropped by a request on a runtime worker.
+        // milliseconds this reload need not wait for. Unless a request still holds the old
+        // snapshot (it then frees it when it finishes), no runtime worker pays for it.
         drop(tokio::task::spawn_blocking(move || {
             drop((old_snapshot, old_served, resources))
         }));

@@ -4,8 +4,8 @@
 //!
 //! The thread count is what `std::thread::available_parallelism` reports (it honours a
 //! container's CPU quota), at most [`MAX_THREADS`], and never more than there are items. The
-//! calling thread works too, so one core means no thread is spawned at all. `MESHGATE_CONFIG_THREADS`
-//! overrides it (`1`: everything on the calling thread).
+//! calling thread works too, so one core means no thread is spawned at all.
+//! `MESHGATE_CONFIG_THREADS` overrides it (`1`: everything on the calling thread).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;

@@ -3,12 +3,12 @@
 //! origination (`origin.rs`).
 
 use std::collections::BTreeMap;
-
-// foldhash, not SipHash: keys come from the config, and these are looked up per destination.
-use foldhash::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+// foldhash, not SipHash: keys come from the config, and these are looked up per destination.
+use foldhash::HashMap;
 
 use crate::config::duration::parse as parse_duration;
 use crate::config::{self, ErrorKind, Report, Resource, Resources};

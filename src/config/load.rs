@@ -52,11 +52,8 @@ pub fn load_path(path: &Path, default_namespace: &str) -> (Resources, Report) {
             }
         }
     });
-    let mut loader = Loader::default();
-    for doc in read.into_iter().flatten() {
-        loader.merge(doc, &mut report);
-    }
-    (loader.finish(), report)
+    let resources = merge_all(read.into_iter().flatten(), &mut report);
+    (resources, report)
 }
 
 /// Reads again a file's text that loaded before (its resources as they were then).
@@ -65,22 +62,16 @@ pub(super) fn read_again(
     file: Arc<PathBuf>,
     default_namespace: &str,
 ) -> Resources {
-    let mut loader = Loader::default();
-    let mut report = Report::default();
-    for doc in read_file_text(text, file, default_namespace) {
-        loader.merge(doc, &mut report);
-    }
-    loader.finish()
+    let docs = read_file_text(text, file, default_namespace);
+    merge_all(docs, &mut Report::default())
 }
 
 /// Loads resources from YAML text, as if read from a file called `name`.
 pub fn load_str(text: &str, name: &str, default_namespace: &str) -> (Resources, Report) {
     let mut report = Report::default();
-    let mut loader = Loader::default();
-    for doc in read_text(text, Arc::new(PathBuf::from(name)), default_namespace) {
-        loader.merge(doc, &mut report);
-    }
-    (loader.finish(), report)
+    let docs = read_text(text, Arc::new(PathBuf::from(name)), default_namespace);
+    let resources = merge_all(docs, &mut report);
+    (resources, report)
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>, report: &mut Report, top: bool) {
@@ -161,11 +152,16 @@ struct Metadata {
     annotations: BTreeMap<String, String>,
 }
 
-impl Loader {
-    fn finish(self) -> Resources {
-        self.resources
+/// Documents merged in order (see [`Loader::merge`]).
+fn merge_all(docs: impl IntoIterator<Item = Doc>, report: &mut Report) -> Resources {
+    let mut loader = Loader::default();
+    for doc in docs {
+        loader.merge(doc, report);
     }
+    loader.resources
+}
 
+impl Loader {
     fn merge(&mut self, doc: Doc, report: &mut Report) {
         report.extend(doc.early);
         let mut redefined = false;
@@ -366,7 +362,7 @@ fn read_doc(value: Value, mut source: Source, text: &FileText, default_ns: &str,
         }
     };
     let meta: Metadata = match map.get("metadata") {
-        Some(m) => match deserialize(m.clone(), "metadata", &source, report) {
+        Some(m) => match deserialize(m, "metadata", &source, report) {
             Some(m) => m,
             None => return,
         },
@@ -401,7 +397,7 @@ fn read_doc(value: Value, mut source: Source, text: &FileText, default_ns: &str,
     let report = &mut doc.late;
     macro_rules! typed {
         ($variant:ident) => {
-            deserialize(spec, "spec", &source, report).map(|spec| {
+            deserialize(&spec, "spec", &source, report).map(|spec| {
                 AnyResource::$variant(Resource {
                     namespace,
                     name,
@@ -429,14 +425,14 @@ fn read_doc(value: Value, mut source: Source, text: &FileText, default_ns: &str,
 /// Field paths are tracked only for a value that fails: it is read a second time for the path
 /// (tracking it on every read was a tenth of load time).
 fn deserialize<T: DeserializeOwned>(
-    value: Value,
+    value: &Value,
     prefix: &str,
     source: &Source,
     report: &mut Report,
 ) -> Option<T> {
     let mut unknown = Vec::new();
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
-    let result = T::deserialize(serde_ignored::Deserializer::new(&value, &mut on_unknown));
+    let result = T::deserialize(serde_ignored::Deserializer::new(value, &mut on_unknown));
     for (path, last) in unknown {
         let suggestion = suggest(&last);
         report.warn(
@@ -449,7 +445,7 @@ fn deserialize<T: DeserializeOwned>(
         Ok(v) => return Some(v),
         Err(e) => e,
     };
-    let (path, why) = match serde_path_to_error::deserialize::<_, T>(&value) {
+    let (path, why) = match serde_path_to_error::deserialize::<_, T>(value) {
         Err(e) => {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
