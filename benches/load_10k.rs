@@ -12,7 +12,9 @@
 //! Reading files and compiling VirtualServices use every core the process may use (`src/par.rs`);
 //! `MESHGATE_CONFIG_THREADS=1` measures one.
 //! Needs `python3` (the generator). The allocator is mimalloc, as in the `meshgate` binary
-//! (with glibc malloc, half of the time goes into malloc/free).
+//! (with glibc malloc, half of the time goes into malloc/free), and a reload's config work runs
+//! in a fresh mimalloc heap, as the binary's does (`src/config_heap.rs`);
+//! `LOAD_10K_PLAIN_HEAP=1` measures without that.
 
 use std::path::Path;
 use std::process::Command;
@@ -74,7 +76,28 @@ fn time<T>(n: usize, mut f: impl FnMut(usize) -> T) -> Vec<Duration> {
         .collect()
 }
 
+/// `src/main.rs`'s `config_heap` hook, as the binary registers it: a reload's config work
+/// allocates from a fresh mimalloc heap.
+fn fresh_heap(work: &mut dyn FnMut()) {
+    use libmimalloc_sys::{mi_heap_delete, mi_heap_new, mi_heap_set_default};
+    // SAFETY: as in `src/main.rs` (no panic to unwind through in this bench's work).
+    unsafe {
+        libmimalloc_sys::mi_collect(false);
+        let heap = mi_heap_new();
+        if heap.is_null() {
+            return work();
+        }
+        let previous = mi_heap_set_default(heap);
+        work();
+        mi_heap_set_default(previous);
+        mi_heap_delete(heap);
+    }
+}
+
 fn main() {
+    if std::env::var_os("LOAD_10K_PLAIN_HEAP").is_none() {
+        meshgate::config_heap::set(fresh_heap);
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let n = if full { 15 } else { 2 };
     let dir = tempfile::tempdir().unwrap();

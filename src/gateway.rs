@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::compile::{self, Compiled, Summary};
 use crate::config::{self, Diff, Report, Served};
+use crate::config_heap;
 use crate::ops;
 use crate::proxy::{self, Shared};
 use crate::snapshot::Snapshot;
@@ -488,7 +489,8 @@ impl Gateway {
         let mut state = self.state.lock().await;
         let s = &self.settings;
         let current = self.status.borrow().generation;
-        let admitted = match off_worker(|| load(s, Some(&state.served))) {
+        // In fresh memory: the old config's freed blocks are cold (`config_heap`).
+        let admitted = match off_worker(|| config_heap::run(|| load(s, Some(&state.served)))) {
             Ok(a) => a,
             Err(report) => {
                 for e in &report.errors {

@@ -26,6 +26,7 @@
 
 pub mod compile;
 pub mod config;
+pub mod config_heap;
 pub mod explain;
 pub mod gateway;
 pub mod net;

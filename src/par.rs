@@ -64,7 +64,11 @@ where
     };
     let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     std::thread::scope(|scope| {
-        let others: Vec<_> = (1..n).map(|_| scope.spawn(work)).collect();
+        // A new thread's heap takes over pages other threads left, with their cold free lists:
+        // its share allocates from fresh memory instead (`config_heap`).
+        let others: Vec<_> = (1..n)
+            .map(|_| scope.spawn(|| crate::config_heap::run(work)))
+            .collect();
         let mut parts = vec![work()];
         for handle in others {
             match handle.join() {

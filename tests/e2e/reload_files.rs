@@ -99,3 +99,28 @@ fn sighup_reloads_the_binary() {
     gw.wait_line("config reloaded");
     assert!(get(&gw.addr, "/").ends_with("two"));
 }
+
+/// Reload after reload in the binary: each config is built in a fresh allocator heap
+/// (`src/config_heap.rs`, on several threads when the files are many) while the last one is
+/// served, and each version is what the next request gets.
+#[test]
+fn many_reloads_in_the_binary_serve_each_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), direct("v0")).unwrap();
+    // More files and VirtualServices than threads, so that reading and compiling fan out.
+    for i in 0..40 {
+        let vs = format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: extra{i}}}\nspec:\n  hosts: [\"h{i}.example.com\"]\n  gateways: [gw]\n  http:\n  - match: [{{uri: {{regex: \"/r{i}/[a-z]+\"}}}}]\n    directResponse: {{status: 200, body: {{string: extra{i}}}}}\n"
+        );
+        std::fs::write(dir.path().join(format!("extra{i}.yaml")), vs).unwrap();
+    }
+    let gw = Binary::start(dir.path(), &["--no-watch"]);
+    assert!(get(&gw.addr, "/").ends_with("v0"));
+    for n in 1..=15 {
+        std::fs::write(dir.path().join("config.yaml"), direct(&format!("v{n}"))).unwrap();
+        gw.signal("HUP");
+        let line = gw.wait_line("config reloaded");
+        assert!(line.contains(&format!("generation={}", n + 1)), "{line}");
+        assert!(get(&gw.addr, "/").ends_with(&format!("v{n}")));
+    }
+}
