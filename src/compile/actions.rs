@@ -1,5 +1,6 @@
 //! Non-forwarding actions and path changes: `redirect`, `directResponse`, `rewrite`.
 
+use super::field::fpath;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -35,7 +36,7 @@ pub(super) fn compile_rewrite(
     let path = if let Some(uri) = &r.uri {
         Some(PathRewrite::Matched(uri.as_str().into()))
     } else if let Some(rr) = &r.uri_regex_rewrite {
-        let f = format!("{field}.uriRegexRewrite");
+        let f = fpath!(field, ".uriRegexRewrite");
         let (Some(m), Some(rw)) = (&rr.pattern, &rr.rewrite) else {
             cx.error(
                 &f,
@@ -43,7 +44,7 @@ pub(super) fn compile_rewrite(
             );
             return None;
         };
-        let pattern = compile_regex(m, &format!("{f}.match"), cx)?;
+        let pattern = compile_regex(m, &fpath!(f, ".match"), cx)?;
         // Envoy/RE2 write groups as \1; the regex crate as ${1}.
         let replacement = regex::Regex::new(r"\\(\d)")
             .expect("static regex")
@@ -61,7 +62,7 @@ pub(super) fn compile_rewrite(
             Ok(v) if !a.is_empty() => Some(v),
             _ => {
                 cx.error(
-                    &format!("{field}.authority"),
+                    &fpath!(field, ".authority"),
                     invalid("authority", a, "not a valid host"),
                 );
                 return None;
@@ -90,7 +91,7 @@ pub(super) fn compile_redirect(
             .any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none()))
     {
         cx.error(
-            &format!("{field}.prefixRewrite"),
+            &fpath!(field, ".prefixRewrite"),
             ErrorKind::Note(
                 "prefixRewrite needs every uri match of the route to be a prefix match".into(),
             ),
@@ -116,7 +117,7 @@ pub(super) fn compile_redirect(
         c @ (301 | 302 | 303 | 307 | 308) => StatusCode::from_u16(c as u16).expect("valid code"),
         c => {
             cx.error(
-                &format!("{field}.redirectCode"),
+                &fpath!(field, ".redirectCode"),
                 invalid(
                     "redirect code",
                     &c.to_string(),
@@ -129,7 +130,7 @@ pub(super) fn compile_redirect(
     if let Some(s) = &r.scheme {
         if s != "http" && s != "https" {
             cx.error(
-                &format!("{field}.scheme"),
+                &fpath!(field, ".scheme"),
                 invalid("scheme", s, "use http or https"),
             );
         }
@@ -140,7 +141,7 @@ pub(super) fn compile_redirect(
             cx.error(field, conflict("port", "derivePort"));
             RedirectPort::Keep
         }
-        (Some(p), None) => match port_number(p, &format!("{field}.port"), cx) {
+        (Some(p), None) => match port_number(p, &fpath!(field, ".port"), cx) {
             Some(p) => RedirectPort::Explicit(p),
             None => RedirectPort::Keep,
         },
@@ -151,7 +152,7 @@ pub(super) fn compile_redirect(
         }
         (None, Some(other)) => {
             cx.error(
-                &format!("{field}.derivePort"),
+                &fpath!(field, ".derivePort"),
                 invalid(
                     "derivePort",
                     other,
@@ -190,12 +191,12 @@ pub(super) fn compile_direct(
     cx: &mut Ctx<'_>,
 ) -> Option<DirectResponse> {
     let Some(status) = d.status else {
-        cx.error(&format!("{field}.status"), ErrorKind::Missing);
+        cx.error(&fpath!(field, ".status"), ErrorKind::Missing);
         return None;
     };
     if !(200..=600).contains(&status) {
         cx.error(
-            &format!("{field}.status"),
+            &fpath!(field, ".status"),
             ErrorKind::OutOfRange {
                 value: status,
                 min: 200,
@@ -209,7 +210,7 @@ pub(super) fn compile_direct(
         None => Bytes::new(),
         Some(b) => match (&b.string, &b.bytes) {
             (Some(_), Some(_)) => {
-                cx.error(&format!("{field}.body"), conflict("string", "bytes"));
+                cx.error(&fpath!(field, ".body"), conflict("string", "bytes"));
                 return None;
             }
             (Some(s), None) => Bytes::from(s.clone()),
@@ -218,7 +219,7 @@ pub(super) fn compile_direct(
                 Ok(b) => Bytes::from(b),
                 Err(e) => {
                     cx.error(
-                        &format!("{field}.body.bytes"),
+                        &fpath!(field, ".body.bytes"),
                         invalid("base64", "…", &e.to_string()),
                     );
                     return None;
@@ -229,7 +230,7 @@ pub(super) fn compile_direct(
     };
     if body.len() > MAX_DIRECT_BODY {
         cx.error(
-            &format!("{field}.body"),
+            &fpath!(field, ".body"),
             invalid(
                 "body",
                 &format!("{} bytes", body.len()),
@@ -240,7 +241,7 @@ pub(super) fn compile_direct(
     }
     if body.len() > 100 * 1024 {
         cx.warn(
-            &format!("{field}.body"),
+            &fpath!(field, ".body"),
             ErrorKind::Note("direct response body is larger than 100 KiB".into()),
         );
     }

@@ -2,6 +2,7 @@
 //! the Kubernetes-Service DNS fallback for hosts no ServiceEntry declares, and the cluster's TLS
 //! origination (`origin.rs`).
 
+use super::field::fpath;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -209,7 +210,7 @@ impl<'a> Clusters<'a> {
             for (field, note) in std::mem::take(&mut policy.notes) {
                 report.warn(
                     &r.source,
-                    format!("spec.trafficPolicy.{field}"),
+                    fpath!("spec.trafficPolicy.", field),
                     ErrorKind::Note(note),
                 );
             }

@@ -1,6 +1,7 @@
 //! `corsPolicy` → `route::CorsPolicy`: validated as istiod validates it, translated as istiod
 //! translates it for Envoy (lists joined with `,`, `maxAge` in whole seconds).
 
+use super::field::fpath;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
@@ -25,7 +26,7 @@ pub(super) fn compile_cors(
     let errors_before = cx.error_count();
     let mut allow_origins = Vec::new();
     for (i, o) in c.allow_origins.iter().enumerate() {
-        let f = format!("{field}.allowOrigins[{i}]");
+        let f = fpath!(field, ".allowOrigins[", i, "]");
         if o.exact.as_deref() == Some("") || o.regex.as_deref() == Some("") {
             cx.error(&f, invalid("origin match", "", "must not be empty"));
             continue;
@@ -49,7 +50,7 @@ pub(super) fn compile_cors(
             );
         } else {
             cx.warn(
-                &format!("{field}.allowOrigin"),
+                &fpath!(field, ".allowOrigin"),
                 ErrorKind::Note(
                     "deprecated allowOrigin is ignored when allowOrigins is set (as in Istio)"
                         .into(),
@@ -60,7 +61,7 @@ pub(super) fn compile_cors(
     for (i, m) in c.allow_methods.iter().enumerate() {
         if !METHODS.contains(&m.as_str()) {
             cx.error(
-                &format!("{field}.allowMethods[{i}]"),
+                &fpath!(field, ".allowMethods[", i, "]"),
                 invalid("method", m, "not an HTTP method"),
             );
         }
@@ -72,14 +73,14 @@ pub(super) fn compile_cors(
         for (i, h) in list.iter().enumerate() {
             if h != "*" && HeaderName::from_bytes(h.as_bytes()).is_err() {
                 cx.error(
-                    &format!("{field}.{key}[{i}]"),
+                    &fpath!(field, ".", key, "[", i, "]"),
                     invalid("header name", h, "not an HTTP token"),
                 );
             }
         }
     }
     let max_age = c.max_age.as_deref().and_then(|t| {
-        let f = format!("{field}.maxAge");
+        let f = fpath!(field, ".maxAge");
         let d = duration_field(t, &f, cx)?;
         if d.subsec_nanos() != 0 {
             cx.error(
@@ -98,7 +99,7 @@ pub(super) fn compile_cors(
         Some("IGNORE") => false,
         Some(other) => {
             cx.error(
-                &format!("{field}.unmatchedPreflights"),
+                &fpath!(field, ".unmatchedPreflights"),
                 invalid("unmatchedPreflights", other, "use FORWARD or IGNORE"),
             );
             true

@@ -8,6 +8,7 @@
 //! fields win and root fields fill the gaps; other route fields the delegate lacks come from the
 //! root. Short names in the delegate resolve against the delegate's namespace.
 
+use super::field::fpath;
 use std::collections::BTreeMap;
 
 use crate::config::{self, HttpMatchRequest, HttpRoute, Resource, Resources, StringMatch};
@@ -93,7 +94,7 @@ fn join_names(root: Option<&str>, leaf: Option<&str>) -> Option<String> {
         root.filter(|s| !s.is_empty()),
         leaf.filter(|s| !s.is_empty()),
     ) {
-        (Some(r), Some(l)) => Some(format!("{r}-{l}")),
+        (Some(r), Some(l)) => Some(fpath!(r, "-", l)),
         (Some(r), None) => Some(r.to_owned()),
         (None, l) => l.map(str::to_owned),
     }

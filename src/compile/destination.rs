@@ -1,6 +1,7 @@
 //! A route's `destination` (host, subset, port): validated and its short host name resolved
 //! against the VirtualService's namespace. Shared by HTTP routes, mirrors and `tls:`/`tcp:` rules.
 
+use super::field::fpath;
 use crate::config::{self, ErrorKind};
 
 use super::headers::invalid;
@@ -16,23 +17,23 @@ pub(super) fn destination(
     cx: &mut Ctx<'_>,
 ) -> Option<(String, Option<String>, Option<u16>)> {
     let Some(host) = dest.host.as_deref().filter(|h| !h.is_empty()) else {
-        cx.error(&format!("{field}.host"), ErrorKind::Missing);
+        cx.error(&fpath!(field, ".host"), ErrorKind::Missing);
         return None;
     };
     if host == "*" {
         cx.error(
-            &format!("{field}.host"),
+            &fpath!(field, ".host"),
             invalid("destination host", host, "wildcards are not allowed"),
         );
         return None;
     }
     if let Some(why) = host_error(host) {
-        cx.error(&format!("{field}.host"), invalid("host", host, why));
+        cx.error(&fpath!(field, ".host"), invalid("host", host, why));
         return None;
     }
     if host.starts_with("*.") {
         cx.error(
-            &format!("{field}.host"),
+            &fpath!(field, ".host"),
             invalid("destination host", host, "wildcards are not allowed"),
         );
         return None;
@@ -40,14 +41,14 @@ pub(super) fn destination(
     if let Some(s) = &dest.subset {
         if !is_dns_label(s) {
             cx.error(
-                &format!("{field}.subset"),
+                &fpath!(field, ".subset"),
                 invalid("subset name", s, "not a DNS-1123 label"),
             );
             return None;
         }
     }
     let port = match dest.port.as_ref().and_then(|p| p.number) {
-        Some(p) => Some(port_number(p, &format!("{field}.port.number"), cx)?),
+        Some(p) => Some(port_number(p, &fpath!(field, ".port.number"), cx)?),
         None => None,
     };
     Some((

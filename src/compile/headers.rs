@@ -1,5 +1,6 @@
 //! Compiling `headers:` operations and Envoy `%VARIABLE%` templates in their values.
 
+use super::field::fpath;
 use http::{HeaderName, HeaderValue};
 
 use crate::config::{self, ConflictKind, ErrorKind};
@@ -19,20 +20,14 @@ pub(super) fn compile_headers(
         return (HeaderOps::default(), None);
     };
     // Formatted only when set: most routes and destinations have no `headers`.
-    let field = &format!("{parent}.headers");
+    let field = &fpath!(parent, ".headers");
     let mut host_rewrite = None;
     let request = match &h.request {
-        Some(ops) => ops_list(
-            ops,
-            &format!("{field}.request"),
-            true,
-            &mut host_rewrite,
-            cx,
-        ),
+        Some(ops) => ops_list(ops, &fpath!(field, ".request"), true, &mut host_rewrite, cx),
         None => HeaderOpList::default(),
     };
     let response = match &h.response {
-        Some(ops) => ops_list(ops, &format!("{field}.response"), false, &mut None, cx),
+        Some(ops) => ops_list(ops, &fpath!(field, ".response"), false, &mut None, cx),
         None => HeaderOpList::default(),
     };
     (HeaderOps { request, response }, host_rewrite)
@@ -49,7 +44,7 @@ fn ops_list(
     // `set` before `add` so that a host set wins over a host add.
     for (op, map) in [("set", &ops.set), ("add", &ops.add)] {
         for (name, value) in map {
-            let f = format!("{field}.{op}.{name}");
+            let f = fpath!(field, ".", op, ".", name);
             let lname = name.to_ascii_lowercase();
             if request && (lname == "host" || lname == ":authority") {
                 match HeaderValue::from_str(value) {
@@ -76,7 +71,7 @@ fn ops_list(
         }
     }
     for (i, name) in ops.remove.iter().enumerate() {
-        let f = format!("{field}.remove[{i}]");
+        let f = fpath!(field, ".remove[", i, "]");
         if name.eq_ignore_ascii_case("host") {
             cx.error(&f, invalid("header name", name, "`host` cannot be removed"));
             continue;
@@ -186,7 +181,7 @@ pub(super) fn template(value: &str, field: &str, cx: &mut Ctx<'_>) -> Option<Hea
                     invalid(
                         "header value",
                         value,
-                        &format!("variable %{other}% is not supported (supported: DOWNSTREAM_REMOTE_ADDRESS, DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, REQ(header), HOSTNAME, START_TIME)"),
+                        &fpath!("variable %", other, "% is not supported (supported: DOWNSTREAM_REMOTE_ADDRESS, DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, REQ(header), HOSTNAME, START_TIME)"),
                     ),
                 );
                 return None;

@@ -2,6 +2,7 @@
 //! query conditions, and the build-time conditions (port, gateways, source labels/namespace).
 //! Owns [`Regexes`]: one compiled regex per distinct pattern of a config.
 
+use super::field::fpath;
 use foldhash::HashMap;
 
 use regex::Regex;
@@ -33,7 +34,7 @@ pub(super) fn compile_match(
 ) -> Option<MatchTemplate> {
     let errors_before = cx.error_count();
     let path = m.uri.as_ref().and_then(|u| {
-        str_match(u, &format!("{field}.uri"), true, false, cx).map(|kind| PathMatch {
+        str_match(u, &fpath!(field, ".uri"), true, false, cx).map(|kind| PathMatch {
             kind,
             ignore_case: m.ignore_uri_case,
         })
@@ -41,22 +42,22 @@ pub(super) fn compile_match(
     let method = m
         .method
         .as_ref()
-        .and_then(|s| str_match(s, &format!("{field}.method"), false, false, cx));
+        .and_then(|s| str_match(s, &fpath!(field, ".method"), false, false, cx));
     let scheme = m
         .scheme
         .as_ref()
-        .and_then(|s| str_match(s, &format!("{field}.scheme"), false, false, cx));
+        .and_then(|s| str_match(s, &fpath!(field, ".scheme"), false, false, cx));
     let authority = m
         .authority
         .as_ref()
-        .and_then(|s| str_match(s, &format!("{field}.authority"), false, false, cx));
+        .and_then(|s| str_match(s, &fpath!(field, ".authority"), false, false, cx));
     let mut headers = Vec::new();
     for (invert, key, map) in [
         (false, "headers", &m.headers),
         (true, "withoutHeaders", &m.without_headers),
     ] {
         for (name, sm) in map {
-            let f = format!("{field}.{key}.{name}");
+            let f = fpath!(field, ".", key, ".", name);
             if name.starts_with("@request.auth.claims") {
                 cx.warn(
                     &f,
@@ -102,7 +103,7 @@ pub(super) fn compile_match(
     }
     let mut query = Vec::new();
     for (name, sm) in &m.query_params {
-        let f = format!("{field}.queryParams.{name}");
+        let f = fpath!(field, ".queryParams.", name);
         let kind = match sm {
             None => StrMatch::Present,
             Some(sm) => match str_match(sm, &f, false, false, cx) {
@@ -117,12 +118,12 @@ pub(super) fn compile_match(
     }
     let port = match m.port {
         None => None,
-        Some(p) => port_number(p, &format!("{field}.port"), cx),
+        Some(p) => port_number(p, &fpath!(field, ".port"), cx),
     };
     if let Some(ns) = &m.source_namespace {
         if !is_dns_label(ns) {
             cx.error(
-                &format!("{field}.sourceNamespace"),
+                &fpath!(field, ".sourceNamespace"),
                 invalid("namespace", ns, "not a DNS-1123 label"),
             );
         }
@@ -184,7 +185,7 @@ pub(super) fn str_match(
     if let Some(p) = &sm.prefix {
         if p.is_empty() && !allow_empty_prefix {
             cx.error(
-                &format!("{field}.prefix"),
+                &fpath!(field, ".prefix"),
                 invalid("prefix", p, "must not be empty"),
             );
             return None;
@@ -195,7 +196,7 @@ pub(super) fn str_match(
         if star_is_presence && r == "*" {
             return Some(StrMatch::Present);
         }
-        return shared_regex(r, &format!("{field}.regex"), cx).map(StrMatch::Regex);
+        return shared_regex(r, &fpath!(field, ".regex"), cx).map(StrMatch::Regex);
     }
     Some(StrMatch::Present)
 }
@@ -235,7 +236,7 @@ fn check_pattern(pattern: &str, field: &str, cx: &mut Ctx<'_>) -> Option<()> {
         let shown = format!("{}…", &pattern[..pattern.floor_char_boundary(40)]);
         bad_regex(
             &shown,
-            format!("longer than {MAX_REGEX} characters"),
+            fpath!("longer than ", MAX_REGEX, " characters"),
             field,
             cx,
         );

@@ -16,6 +16,7 @@ mod clusters;
 mod cors;
 mod delegate;
 mod destination;
+mod field;
 mod headers;
 mod l4_routes;
 mod listeners;

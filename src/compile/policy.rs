@@ -3,6 +3,7 @@
 //! with Istio's translation and defaults into `upstream` types.
 //! May not touch: endpoints, sockets; it only reads the model and returns plain values.
 
+use super::field::fpath;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -94,7 +95,7 @@ fn level<'p>(tp: &'p config::TrafficPolicy, port: u16, at: &str) -> (Parts<'p>, 
                 tls: pl
                     .tls
                     .as_ref()
-                    .map(|t| (format!("{at}.portLevelSettings[{i}].tls"), t)),
+                    .map(|t| (fpath!(at, ".portLevelSettings[", i, "].tls"), t)),
                 pool: pl.connection_pool.as_ref(),
                 lb: pl.load_balancer.as_ref(),
                 outlier: pl.outlier_detection.as_ref(),
@@ -103,7 +104,7 @@ fn level<'p>(tp: &'p config::TrafficPolicy, port: u16, at: &str) -> (Parts<'p>, 
         ),
         None => (
             Parts {
-                tls: tp.tls.as_ref().map(|t| (format!("{at}.tls"), t)),
+                tls: tp.tls.as_ref().map(|t| (fpath!(at, ".tls"), t)),
                 pool: tp.connection_pool.as_ref(),
                 lb: tp.load_balancer.as_ref(),
                 outlier: tp.outlier_detection.as_ref(),

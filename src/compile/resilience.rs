@@ -2,6 +2,7 @@
 //! with Istio's translation (§5.7–5.9). Mirror destinations stay unresolved until a listener port
 //! is known, like route destinations. May not touch: clusters, sockets.
 
+use super::field::fpath;
 use http::StatusCode;
 
 use crate::config::{self, ErrorKind, HttpRoute};
@@ -34,7 +35,7 @@ pub(super) fn compile(
         fault: route
             .fault
             .as_ref()
-            .and_then(|f| fault(f, &format!("{field}.fault"), cx)),
+            .and_then(|f| fault(f, &fpath!(field, ".fault"), cx)),
         mirrors: mirrors(route, field, namespace, cx),
     }
 }
@@ -46,11 +47,11 @@ fn retries(r: Option<&config::HttpRetry>, parent: &str, cx: &mut Ctx<'_>) -> Ret
         return RetryPolicy::istio_default();
     };
     // Formatted only when set: most routes have no `retries`.
-    let f = &format!("{parent}.retries");
+    let f = &fpath!(parent, ".retries");
     let attempts = r.attempts.unwrap_or(0);
     if attempts < 0 {
         cx.error(
-            &format!("{f}.attempts"),
+            &fpath!(f, ".attempts"),
             invalid("attempts", &attempts.to_string(), "must be >= 0"),
         );
     }
@@ -66,11 +67,11 @@ fn retries(r: Option<&config::HttpRetry>, parent: &str, cx: &mut Ctx<'_>) -> Ret
     let per_try_timeout = r
         .per_try_timeout
         .as_deref()
-        .and_then(|t| duration_field(t, &format!("{f}.perTryTimeout"), cx));
+        .and_then(|t| duration_field(t, &fpath!(f, ".perTryTimeout"), cx));
     let backoff = r
         .backoff
         .as_deref()
-        .and_then(|t| duration_field(t, &format!("{f}.backoff"), cx));
+        .and_then(|t| duration_field(t, &fpath!(f, ".backoff"), cx));
     let mut on = RetryOn::default();
     let mut status_codes = Vec::new();
     if let Some(list) = &r.retry_on {
@@ -89,14 +90,14 @@ fn retries(r: Option<&config::HttpRetry>, parent: &str, cx: &mut Ctx<'_>) -> Ret
             {
                 // A code Go's net/http does not know: Envoy gets it as an (unknown) condition.
                 cx.warn(
-                    &format!("{f}.retryOn"),
+                    &fpath!(f, ".retryOn"),
                     ErrorKind::Note(format!(
                         "status {token} is not a known HTTP status; it is ignored"
                     )),
                 );
             } else {
                 cx.error(
-                    &format!("{f}.retryOn"),
+                    &fpath!(f, ".retryOn"),
                     invalid(
                         "retryOn condition",
                         token,
@@ -135,7 +136,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
     let delay = fault.delay.as_ref().and_then(|d| {
         if d.exponential_delay.is_some() {
             cx.error(
-                &format!("{f}.delay.exponentialDelay"),
+                &fpath!(f, ".delay.exponentialDelay"),
                 ErrorKind::Unsupported {
                     what: "exponentialDelay".into(),
                     why: "Istio rejects it",
@@ -143,14 +144,14 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
             );
         }
         let duration = match &d.fixed_delay {
-            Some(t) => duration_field(t, &format!("{f}.delay.fixedDelay"), cx),
+            Some(t) => duration_field(t, &fpath!(f, ".delay.fixedDelay"), cx),
             None if d.exponential_delay.is_none() => {
-                cx.error(&format!("{f}.delay.fixedDelay"), ErrorKind::Missing);
+                cx.error(&fpath!(f, ".delay.fixedDelay"), ErrorKind::Missing);
                 None
             }
             None => None,
         };
-        let pm = percentage(d.percentage.as_ref(), &format!("{f}.delay.percentage"), cx)
+        let pm = percentage(d.percentage.as_ref(), &fpath!(f, ".delay.percentage"), cx)
             .or_else(|| d.percent.map(|p| per_million(p as f64)))
             .unwrap_or(0);
         Some(FaultDelay {
@@ -161,7 +162,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
     let abort = fault.abort.as_ref().and_then(|a| {
         if a.http2_error.is_some() {
             cx.error(
-                &format!("{f}.abort.http2Error"),
+                &fpath!(f, ".abort.http2Error"),
                 ErrorKind::Unsupported {
                     what: "http2Error".into(),
                     why: "Istio rejects it",
@@ -171,7 +172,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
         let kind = match (a.http_status, a.grpc_status.as_deref()) {
             (Some(s), _) if !(200..=600).contains(&s) => {
                 cx.error(
-                    &format!("{f}.abort.httpStatus"),
+                    &fpath!(f, ".abort.httpStatus"),
                     ErrorKind::OutOfRange {
                         value: s,
                         min: 200,
@@ -182,7 +183,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
             }
             (Some(_), Some(_)) => {
                 cx.error(
-                    &format!("{f}.abort"),
+                    &fpath!(f, ".abort"),
                     ErrorKind::Conflict(config::ConflictKind {
                         a: "httpStatus",
                         b: "grpcStatus",
@@ -195,7 +196,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
                 Some(c) => Some(AbortKind::Grpc(c)),
                 None => {
                     cx.error(
-                        &format!("{f}.abort.grpcStatus"),
+                        &fpath!(f, ".abort.grpcStatus"),
                         invalid("gRPC status", g, "use a code name such as UNAVAILABLE"),
                     );
                     None
@@ -204,7 +205,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
             (None, None) => {
                 if a.http2_error.is_none() {
                     cx.error(
-                        &format!("{f}.abort"),
+                        &fpath!(f, ".abort"),
                         ErrorKind::Note("one of httpStatus or grpcStatus is required".into()),
                     );
                 }
@@ -212,7 +213,7 @@ fn fault(fault: &config::HttpFaultInjection, f: &str, cx: &mut Ctx<'_>) -> Optio
             }
         };
         let pm =
-            percentage(a.percentage.as_ref(), &format!("{f}.abort.percentage"), cx).unwrap_or(0);
+            percentage(a.percentage.as_ref(), &fpath!(f, ".abort.percentage"), cx).unwrap_or(0);
         Some(FaultAbort {
             kind: kind?,
             per_million: pm,
@@ -226,7 +227,7 @@ fn percentage(p: Option<&config::Percent>, field: &str, cx: &mut Ctx<'_>) -> Opt
     let p = p?;
     if p.value != 0.0 && !(0.0001..=100.0).contains(&p.value) {
         cx.error(
-            &format!("{field}.value"),
+            &fpath!(field, ".value"),
             invalid(
                 "percentage",
                 &p.value.to_string(),
@@ -312,17 +313,17 @@ fn mirrors(
     let pct = route
         .mirror_percentage
         .as_ref()
-        .and_then(|p| mirror_pct(Some(p), format!("{field}.mirrorPercentage.value"), cx))
+        .and_then(|p| mirror_pct(Some(p), fpath!(field, ".mirrorPercentage.value"), cx))
         .or_else(|| route.mirror_percent.map(|p| per_million(p as f64)));
     if let Some(m) = &route.mirror {
-        push(m, format!("{field}.mirror"), pct.unwrap_or(1_000_000), cx);
+        push(m, fpath!(field, ".mirror"), pct.unwrap_or(1_000_000), cx);
     }
     for (i, m) in route.mirrors.iter().enumerate() {
-        let f = format!("{field}.mirrors[{i}]");
-        let pm = mirror_pct(m.percentage.as_ref(), format!("{f}.percentage.value"), cx);
+        let f = fpath!(field, ".mirrors[", i, "]");
+        let pm = mirror_pct(m.percentage.as_ref(), fpath!(f, ".percentage.value"), cx);
         match &m.destination {
-            Some(d) => push(d, format!("{f}.destination"), pm.unwrap_or(1_000_000), cx),
-            None => cx.error(&format!("{f}.destination"), ErrorKind::Missing),
+            Some(d) => push(d, fpath!(f, ".destination"), pm.unwrap_or(1_000_000), cx),
+            None => cx.error(&fpath!(f, ".destination"), ErrorKind::Missing),
         }
     }
     out

@@ -1,6 +1,7 @@
 //! VirtualService `http[]` → route templates: matchers and actions compiled and validated once
 //! per VirtualService; destinations stay unresolved until a listener port is known.
 
+use super::field::fpath;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -31,18 +32,18 @@ pub(super) fn compile_http(
     // templates of every VirtualService are alive at once (the compile's peak).
     let mut out = Vec::with_capacity(vs.spec.http.len());
     let location: Arc<str> = vs.source.location().into();
-    let resource: Arc<str> = format!("VirtualService {namespace}/{vs_name}").into();
+    let resource: Arc<str> = fpath!("VirtualService ", namespace, "/", vs_name).into();
     for (i, route) in vs.spec.http.iter().enumerate() {
-        let field = format!("spec.http[{i}]");
+        let field = fpath!("spec.http[", i, "]");
         let name: Arc<str> = match &route.name {
-            Some(n) => format!("{namespace}/{vs_name}/{n}").into(),
-            None => format!("{namespace}/{vs_name}/http[{i}]").into(),
+            Some(n) => fpath!(namespace, "/", vs_name, "/", n).into(),
+            None => fpath!(namespace, "/", vs_name, "/http[", i, "]").into(),
         };
         let origin = Arc::new(RouteOrigin {
             location: location.clone(),
             resource: resource.clone(),
             rule: match &route.name {
-                Some(n) => format!("{field} ({n})").into(),
+                Some(n) => fpath!(field, " (", n, ")").into(),
                 None => field.clone().into(),
             },
         });
@@ -63,7 +64,7 @@ fn delegated(
     (field, origin): (&str, &RouteOrigin),
     cx: &mut Ctx<'_>,
 ) -> Vec<RouteTemplate> {
-    let f = format!("{field}.delegate");
+    let f = fpath!(field, ".delegate");
     let errors_before = cx.error_count();
     if root.spec.hosts.is_empty() {
         cx.error(
@@ -83,11 +84,11 @@ fn delegated(
         }
     }
     if d.name.as_deref().is_none_or(str::is_empty) {
-        cx.error(&format!("{f}.name"), ErrorKind::Missing);
+        cx.error(&fpath!(f, ".name"), ErrorKind::Missing);
     }
     for (j, m) in route.matches.iter().enumerate() {
         // Validated here, since the root's matches are only compiled merged.
-        let _ = compile_match(m, &format!("{field}.match[{j}]"), &root.namespace, cx);
+        let _ = compile_match(m, &fpath!(field, ".match[", j, "]"), &root.namespace, cx);
     }
     if cx.error_count() != errors_before {
         return Vec::new();
@@ -121,7 +122,7 @@ fn delegated(
         // The delegate was validated on its own; what can fail here is the combination.
         let mut scratch = crate::config::Report::default();
         let mut dcx = Ctx::new(&dvs.source, &mut scratch);
-        let field = format!("spec.http[{j}]");
+        let field = fpath!("spec.http[", j, "]");
         let origin = Arc::new(RouteOrigin {
             rule: format!(
                 "{} → {} VirtualService {}/{} {field}",
@@ -162,7 +163,7 @@ fn compile_route(
 ) -> Option<RouteTemplate> {
     let mut matches = Vec::with_capacity(route.matches.len());
     for (j, m) in route.matches.iter().enumerate() {
-        if let Some(mut t) = compile_match(m, &format!("{field}.match[{j}]"), namespace, cx) {
+        if let Some(mut t) = compile_match(m, &fpath!(field, ".match[", j, "]"), namespace, cx) {
             t.index = j;
             matches.push(t);
         }
@@ -227,7 +228,7 @@ fn compile_action(
     }
     if !has_route && route.redirect.is_none() && route.direct_response.is_none() {
         cx.error(
-            &format!("{field}.route"),
+            &fpath!(field, ".route"),
             ErrorKind::Note("one of route, redirect or directResponse is required".into()),
         );
     }
@@ -235,19 +236,19 @@ fn compile_action(
     let rewrite = route
         .rewrite
         .as_ref()
-        .and_then(|r| compile_rewrite(r, &format!("{field}.rewrite"), cx));
+        .and_then(|r| compile_rewrite(r, &fpath!(field, ".rewrite"), cx));
     let timeout = route
         .timeout
         .as_deref()
-        .and_then(|t| duration_field(t, &format!("{field}.timeout"), cx));
+        .and_then(|t| duration_field(t, &fpath!(field, ".timeout"), cx));
     let cors = route
         .cors_policy
         .as_ref()
-        .and_then(|c| compile_cors(c, &format!("{field}.corsPolicy"), cx));
+        .and_then(|c| compile_cors(c, &fpath!(field, ".corsPolicy"), cx));
     if cors.is_some() && (route.redirect.is_some() || route.direct_response.is_some()) {
         // Envoy's CORS filter only acts on routes that forward.
         cx.warn(
-            &format!("{field}.corsPolicy"),
+            &fpath!(field, ".corsPolicy"),
             ErrorKind::Note(
                 "has no effect on a redirect or directResponse route (as in Envoy); ignored".into(),
             ),
@@ -255,22 +256,22 @@ fn compile_action(
     }
 
     let action = if let Some(r) = &route.redirect {
-        compile_redirect(r, route, &format!("{field}.redirect"), headers, cx)
+        compile_redirect(r, route, &fpath!(field, ".redirect"), headers, cx)
             .map(ActionTemplate::Redirect)
     } else if let Some(d) = &route.direct_response {
-        compile_direct(d, &format!("{field}.directResponse"), headers, cx)
+        compile_direct(d, &fpath!(field, ".directResponse"), headers, cx)
             .map(|d| ActionTemplate::Direct(Arc::new(d)))
     } else {
         let mut destinations = Vec::with_capacity(route.route.len());
         for (i, d) in route.route.iter().enumerate() {
-            let f = format!("{field}.route[{i}]");
+            let f = fpath!(field, ".route[", i, "]");
             if let Some(dt) = compile_destination(d, &f, namespace, cx) {
                 destinations.push(dt);
             }
         }
         if destinations.len() > 1 {
             if destinations.iter().all(|d| d.weight == 0) {
-                cx.error(&format!("{field}.route"), ErrorKind::ZeroWeights);
+                cx.error(&fpath!(field, ".route"), ErrorKind::ZeroWeights);
             }
             // Several destinations: weight-0 entries get no traffic.
             destinations.retain(|d| d.weight > 0);
@@ -316,7 +317,7 @@ fn compile_destination(
     let weight = match d.weight {
         Some(w) if w < 0 => {
             cx.error(
-                &format!("{field}.weight"),
+                &fpath!(field, ".weight"),
                 invalid("weight", &w.to_string(), "must be >= 0"),
             );
             0
@@ -326,7 +327,7 @@ fn compile_destination(
         None => 0,
     };
     let (headers, host_rewrite) = compile_headers(d.headers.as_deref(), field, cx);
-    let dest_field = format!("{field}.destination");
+    let dest_field = fpath!(field, ".destination");
     let Some(dest) = &d.destination else {
         cx.error(&dest_field, ErrorKind::Missing);
         return None;

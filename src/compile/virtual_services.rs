@@ -1,6 +1,7 @@
 //! VirtualServices → validated templates: resolved hosts and gateways, compiled route templates.
 //! May not touch: listeners and ports (`listeners`/`tables` instantiate the templates per port).
 
+use super::field::fpath;
 use std::collections::HashSet;
 
 use crate::config::{ErrorKind, Report, Resource, Resources, VirtualServiceSpec};
@@ -81,7 +82,7 @@ fn virtual_service(
     }
     let mut hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
-        let f = format!("spec.hosts[{i}]");
+        let f = fpath!("spec.hosts[", i, "]");
         if let Some(why) = host_error(h) {
             cx.error(&f, invalid("host", h, why));
             continue;
@@ -95,7 +96,7 @@ fn virtual_service(
                 ErrorKind::Duplicate {
                     what: "host (overlaps another host of this VirtualService)",
                     value: h.clone(),
-                    first: Some(format!("spec.hosts[{j}]")),
+                    first: Some(fpath!("spec.hosts[", j, "]")),
                 },
             );
         }
@@ -111,37 +112,36 @@ fn virtual_service(
             skipped_gateways,
             g,
             &r,
-            &format!("spec.gateways[{i}]"),
+            &fpath!("spec.gateways[", i, "]"),
             cx,
         );
         resolved_gateways.push(r);
     }
-    let match_gateways = spec
-        .http
-        .iter()
-        .enumerate()
-        .flat_map(|(ri, r)| {
-            r.matches
-                .iter()
-                .enumerate()
-                .map(move |(mi, m)| (format!("spec.http[{ri}].match[{mi}]"), &m.gateways))
-        })
-        .chain(spec.tls.iter().enumerate().flat_map(|(ri, r)| {
-            r.matches
-                .iter()
-                .enumerate()
-                .map(move |(mi, m)| (format!("spec.tls[{ri}].match[{mi}]"), &m.gateways))
-        }))
-        .chain(spec.tcp.iter().enumerate().flat_map(|(ri, r)| {
-            r.matches
-                .iter()
-                .enumerate()
-                .map(move |(mi, m)| (format!("spec.tcp[{ri}].match[{mi}]"), &m.gateways))
-        }));
+    let match_gateways =
+        spec.http
+            .iter()
+            .enumerate()
+            .flat_map(|(ri, r)| {
+                r.matches.iter().enumerate().map(move |(mi, m)| {
+                    (fpath!("spec.http[", ri, "].match[", mi, "]"), &m.gateways)
+                })
+            })
+            .chain(spec.tls.iter().enumerate().flat_map(|(ri, r)| {
+                r.matches
+                    .iter()
+                    .enumerate()
+                    .map(move |(mi, m)| (fpath!("spec.tls[", ri, "].match[", mi, "]"), &m.gateways))
+            }))
+            .chain(spec.tcp.iter().enumerate().flat_map(|(ri, r)| {
+                r.matches
+                    .iter()
+                    .enumerate()
+                    .map(move |(mi, m)| (fpath!("spec.tcp[", ri, "].match[", mi, "]"), &m.gateways))
+            }));
     for (mf, list) in match_gateways {
         for (gi, g) in list.iter().enumerate() {
             if let Some(rg) = resolve_gateway_ref(g, &vs.namespace) {
-                let f = format!("{mf}.gateways[{gi}]");
+                let f = fpath!(mf, ".gateways[", gi, "]");
                 gateway_ref(gateways, skipped_gateways, g, &rg, &f, cx);
             }
         }
