@@ -165,6 +165,8 @@ struct State {
     /// What the next reload compares against and puts back from.
     served: Served,
     listeners: BTreeMap<u16, Listener>,
+    /// The served config's regexes, which the next reload takes instead of compiling again.
+    regexes: compile::RegexCache,
 }
 
 /// One accept loop: its address, its stop switch and its task.
@@ -202,8 +204,12 @@ fn off_worker<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Loads and admits the config: what is served, or why nothing can be. `previous` is the last good
-/// config (on reload).
-fn load(s: &Settings, previous: Option<&Served>) -> Result<compile::Admitted, Report> {
+/// config (on reload), `reuse` its compiled regexes.
+fn load(
+    s: &Settings,
+    previous: Option<&Served>,
+    reuse: &compile::RegexCache,
+) -> Result<compile::Admitted, Report> {
     let (resources, report) = config::load_path(&s.config, &s.default_namespace);
     let refuse = |mut report: Report, why: &str| {
         report.error(
@@ -225,7 +231,7 @@ fn load(s: &Settings, previous: Option<&Served>) -> Result<compile::Admitted, Re
         if !report.is_ok() {
             return Err(report);
         }
-        let (compiled, compile_report) = compile::compile(&resources, &s.compile);
+        let (compiled, compile_report) = compile::compile_reusing(&resources, &s.compile, reuse);
         let mut report = report;
         report.extend(compile_report);
         let Some(compiled) = compiled else {
@@ -238,7 +244,7 @@ fn load(s: &Settings, previous: Option<&Served>) -> Result<compile::Admitted, Re
             skipped: Vec::new(),
         }
     } else {
-        match compile::admit(resources, report, previous, &s.compile) {
+        match compile::admit(resources, report, previous, &s.compile, reuse) {
             Ok(a) => a,
             Err(e) => {
                 return Err(Report {
@@ -309,17 +315,19 @@ impl Gateway {
     /// Loads the config and starts serving. Fails on any config error or bind failure.
     pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         ops::stats::install();
-        let admitted = load(&settings, None).map_err(StartError::Config)?;
+        let admitted =
+            load(&settings, None, &compile::RegexCache::default()).map_err(StartError::Config)?;
         for w in &admitted.report.warnings {
             tracing::warn!("{w}");
         }
         log_skipped(&admitted);
         let compile::Admitted {
             resources,
-            compiled,
+            mut compiled,
             report,
             skipped,
         } = admitted;
+        let regexes = std::mem::take(&mut compiled.regexes);
         let registry = Registry::default();
         let resolver = Resolver::from_system();
         let credentials = Arc::new(Credentials::new(settings.credentials_dir.clone()));
@@ -384,7 +392,11 @@ impl Gateway {
             resolver,
             _cert_watch: cert_watch,
             credentials,
-            state: Mutex::new(State { served, listeners }),
+            state: Mutex::new(State {
+                served,
+                listeners,
+                regexes,
+            }),
             addrs: ArcSwap::from_pointee(addrs),
             status: watch::Sender::new(status),
             health: Arc::new(ops::Health::default()),
@@ -490,7 +502,9 @@ impl Gateway {
         let s = &self.settings;
         let current = self.status.borrow().generation;
         // In fresh memory: the old config's freed blocks are cold (`config_heap`).
-        let admitted = match off_worker(|| config_heap::run(|| load(s, Some(&state.served)))) {
+        let admitted = match off_worker(|| {
+            config_heap::run(|| load(s, Some(&state.served), &state.regexes))
+        }) {
             Ok(a) => a,
             Err(report) => {
                 for e in &report.errors {
@@ -511,10 +525,11 @@ impl Gateway {
         log_skipped(&admitted);
         let compile::Admitted {
             resources,
-            compiled,
+            mut compiled,
             report,
             skipped,
         } = admitted;
+        let regexes = std::mem::take(&mut compiled.regexes);
         let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
         let diff = Diff::between(&state.served, &resources);
         if diff.is_empty() {
@@ -604,12 +619,13 @@ impl Gateway {
             &mut state.served,
             Served::new(&resources, &s.default_namespace),
         );
+        let old_regexes = std::mem::replace(&mut state.regexes, regexes);
         drop(state);
         // What the old config held is freed on a blocking thread: with 10,000 routes that is
         // milliseconds this reload need not wait for. Unless a request still holds the old
         // snapshot (it then frees it when it finishes), no runtime worker pays for it.
         drop(tokio::task::spawn_blocking(move || {
-            drop((old_snapshot, old_served, resources))
+            drop((old_snapshot, old_served, old_regexes, resources))
         }));
 
         let result = if errors.is_empty() {

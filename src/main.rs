@@ -498,7 +498,8 @@ fn explain(
         None => {
             let (resources, load_report) =
                 meshgate::config::load_path(config, &common.default_namespace);
-            match meshgate::compile::admit(resources, load_report, None, &opts) {
+            match meshgate::compile::admit(resources, load_report, None, &opts, &Default::default())
+            {
                 Ok(a) if !a.compiled.listeners.is_empty() => {
                     for sk in &a.skipped {
                         eprintln!("note: {sk}");

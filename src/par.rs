@@ -43,12 +43,29 @@ pub fn map_with<T, S, R>(
 ) -> Vec<R>
 where
     T: Sync,
+    S: Send,
+    R: Send,
+{
+    map_with_states(items, init, f).0
+}
+
+/// [`map_with`], also returning each thread's state once its work is done (one per thread that
+/// ran, the caller's first), for what the states gathered.
+pub fn map_with_states<T, S, R>(
+    items: &[T],
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> (Vec<R>, Vec<S>)
+where
+    T: Sync,
+    S: Send,
     R: Send,
 {
     let n = threads(items.len());
     if n <= 1 {
         let mut state = init();
-        return items.iter().map(|item| f(&mut state, item)).collect();
+        let out = items.iter().map(|item| f(&mut state, item)).collect();
+        return (out, vec![state]);
     }
     let next = AtomicUsize::new(0);
     let work = || {
@@ -57,12 +74,13 @@ where
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else {
-                return done;
+                return (done, state);
             };
             done.push((i, f(&mut state, item)));
         }
     };
     let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let mut states = Vec::with_capacity(n);
     std::thread::scope(|scope| {
         // A new thread's heap takes over pages other threads left, with their cold free lists:
         // its share allocates from fresh memory instead (`config_heap`).
@@ -76,13 +94,16 @@ where
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        for (i, r) in parts.into_iter().flatten() {
-            slots[i] = Some(r);
+        for (done, state) in parts {
+            for (i, r) in done {
+                slots[i] = Some(r);
+            }
+            states.push(state);
         }
     });
     // Every index below `items.len()` was taken by exactly one thread (`fetch_add`), and every
     // thread that took one returned it (a panic was raised above).
-    slots.into_iter().flatten().collect()
+    (slots.into_iter().flatten().collect(), states)
 }
 
 /// [`map_with`] without per-thread state.
@@ -117,6 +138,21 @@ mod tests {
         );
         assert!(out.iter().enumerate().all(|(i, (x, _))| *x == i as u32));
         assert!(out.iter().all(|(_, seen)| (1..=500).contains(seen)));
+    }
+
+    #[test]
+    fn the_states_come_back_with_what_they_gathered() {
+        // Each state collects the items its thread took: together, every item exactly once.
+        let items: Vec<u32> = (0..300).collect();
+        let (out, states) = map_with_states(&items, Vec::new, |seen, x| {
+            seen.push(*x);
+            x + 1
+        });
+        assert_eq!(out, (1..=300).collect::<Vec<u32>>());
+        assert!(!states.is_empty() && states.len() <= MAX_THREADS);
+        let mut all: Vec<u32> = states.into_iter().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, items);
     }
 
     #[test]

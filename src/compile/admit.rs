@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, Kind, Report, Resource, ResourceId, Resources, Served};
 
-use super::{check, listeners, Compiled, Options};
+use super::{check, listeners, Compiled, Options, RegexCache};
 
 /// What `admit` decided.
 #[derive(Debug)]
@@ -66,6 +66,7 @@ pub fn admit(
     load_report: Report,
     previous: Option<&Served>,
     opts: &Options,
+    reuse: &RegexCache,
 ) -> Result<Admitted, Box<ConfigError>> {
     let mut resources = loaded;
     let mut errors: Vec<ConfigError> = load_report.errors;
@@ -113,6 +114,7 @@ pub fn admit(
     for g in &resources.gateways {
         gateway_names.insert(format!("{}/{}", g.namespace, g.name));
     }
+    let mut reuse = reuse.clone();
     loop {
         let skipped_gateways: HashSet<String> = {
             let served: HashSet<String> = resources
@@ -122,7 +124,7 @@ pub fn admit(
                 .collect();
             gateway_names.difference(&served).cloned().collect()
         };
-        let (checked, mut report) = check(&resources, opts, &skipped_gateways);
+        let (checked, mut report) = check(&resources, opts, &skipped_gateways, &reuse);
         if let Some(e) = report.errors.iter().find(|e| e.source.resource.is_none()) {
             // `check` attributes every error to a resource; one that is not cannot be isolated.
             return Err(Box::new(e.clone()));
@@ -139,7 +141,8 @@ pub fn admit(
                 warnings: load_warnings,
             };
             out.warnings.extend(report.warnings);
-            let compiled = listeners::build(&resources, &checked.templates, opts, &mut out);
+            let mut compiled = listeners::build(&resources, &checked.templates, opts, &mut out);
+            compiled.regexes = checked.regexes;
             let skipped = failed
                 .into_iter()
                 .map(|(id, kept_previous)| Skipped {
@@ -160,6 +163,8 @@ pub fn admit(
                 skipped,
             });
         }
+        // The next round takes this round's regexes (the served config's it used, and new ones).
+        reuse = checked.regexes;
         for (id, errs) in bad {
             let is_put_back = put_back.contains(&id);
             errors.extend(errs);

@@ -254,5 +254,6 @@ pub(super) fn build(
         listeners,
         clusters: tables.clusters.specs,
         summary,
+        regexes: Default::default(),
     }
 }

@@ -1,6 +1,7 @@
 //! `match[]` entries → request matchers: StringMatch, anchored RE2-syntax regexes, header and
 //! query conditions, and the build-time conditions (port, gateways, source labels/namespace).
-//! Owns [`Regexes`]: one compiled regex per distinct pattern of a config.
+//! Owns [`Regexes`]: one compiled regex per distinct pattern of a config, and [`RegexCache`]: the
+//! patterns of the config being served, which the next compile takes instead of compiling again.
 
 use super::field::fpath;
 use foldhash::HashMap;
@@ -22,9 +23,70 @@ use super::Ctx;
 const MAX_REGEX: usize = 1024;
 
 /// The regexes of string matches compiled so far, by pattern: a route whose pattern was seen
-/// before shares its [`FullMatch`] (about 1.9 KB each) instead of compiling another.
+/// before shares its [`FullMatch`] (about 1.9 KB each) instead of compiling another. `seen`
+/// starts with those of the config being served (`seed`), taken on their first use.
 #[derive(Default)]
-pub(super) struct Regexes(HashMap<Box<str>, FullMatch>);
+pub(super) struct Regexes {
+    seed: RegexCache,
+    seen: HashMap<Box<str>, FullMatch>,
+}
+
+impl Regexes {
+    pub(super) fn seeded(seed: &RegexCache) -> Regexes {
+        Regexes {
+            seed: seed.clone(),
+            seen: HashMap::default(),
+        }
+    }
+
+    fn get(&mut self, pattern: &str) -> Option<FullMatch> {
+        if let Some(r) = self.seen.get(pattern) {
+            return Some(r.clone());
+        }
+        let r = self.seed.0.get(pattern)?.clone();
+        self.seen.insert(pattern.into(), r.clone());
+        Some(r)
+    }
+}
+
+/// The compiled regexes of one config's string matches, by pattern (shared with its route
+/// tables: a [`FullMatch`] is immutable but for its match cache). A reload compiles with the
+/// served config's cache: a pattern it already has is not compiled again (a third of a compile
+/// of 10,000 routes with a regex in every third one). Only the patterns a compile used are kept
+/// for the next, so an edit that drops a pattern drops it here too.
+#[derive(Clone, Default)]
+pub struct RegexCache(std::sync::Arc<HashMap<Box<str>, FullMatch>>);
+
+impl RegexCache {
+    /// The patterns of the threads' [`Regexes`], together.
+    pub(super) fn gather(parts: Vec<Regexes>) -> RegexCache {
+        let mut parts = parts.into_iter().map(|p| p.seen);
+        let mut all = parts.next().unwrap_or_default();
+        for part in parts {
+            all.extend(part);
+        }
+        RegexCache(std::sync::Arc::new(all))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The compiled regex of `pattern`, when the cache has it.
+    pub fn get(&self, pattern: &str) -> Option<&FullMatch> {
+        self.0.get(pattern)
+    }
+}
+
+impl std::fmt::Debug for RegexCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegexCache({} patterns)", self.0.len())
+    }
+}
 
 pub(super) fn compile_match(
     m: &config::HttpMatchRequest,
@@ -203,15 +265,15 @@ pub(super) fn str_match(
 
 /// [`FullMatch::new`] through the context's [`Regexes`] when it has them.
 fn shared_regex(pattern: &str, field: &str, cx: &mut Ctx<'_>) -> Option<FullMatch> {
-    if let Some(r) = cx.regexes.as_deref().and_then(|c| c.0.get(pattern)) {
-        return Some(r.clone());
+    if let Some(r) = cx.regexes.as_deref_mut().and_then(|c| c.get(pattern)) {
+        return Some(r);
     }
     check_pattern(pattern, field, cx)?;
     let r = FullMatch::new(pattern)
         .map_err(|reason| bad_regex(pattern, reason, field, cx))
         .ok()?;
     if let Some(cache) = cx.regexes.as_deref_mut() {
-        cache.0.insert(pattern.into(), r.clone());
+        cache.seen.insert(pattern.into(), r.clone());
     }
     Some(r)
 }
@@ -268,5 +330,59 @@ pub(super) fn port_number(p: i64, field: &str, cx: &mut Ctx<'_>) -> Option<u16> 
             },
         );
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compile, compile_reusing, Options};
+
+    fn config(patterns: &[&str]) -> crate::config::Resources {
+        let mut yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n\
+             spec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n\
+             spec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+            .to_owned();
+        for p in patterns {
+            yaml.push_str(&format!(
+                "  - match: [{{uri: {{regex: '{p}'}}}}]\n    directResponse: {{status: 200}}\n"
+            ));
+        }
+        let (res, report) = crate::config::load_str(&yaml, "t.yaml", "default");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        res
+    }
+
+    /// A compile that reuses a cache takes the very regexes it has; a new pattern is compiled,
+    /// and a pattern no longer used is not carried into the next cache.
+    #[test]
+    fn a_reused_cache_gives_the_same_regexes_and_keeps_only_those_in_use() {
+        let opts = Options::default();
+        let first = compile(&config(&["/a/[0-9]+", "/b/[a-z]+", "/a/[0-9]+"]), &opts)
+            .0
+            .unwrap()
+            .regexes;
+        assert_eq!(first.len(), 2);
+        let (second, report) =
+            compile_reusing(&config(&["/a/[0-9]+", "/c/.*", "[bad"]), &opts, &first);
+        assert!(second.is_none(), "the bad pattern is still an error");
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        let second = compile_reusing(&config(&["/a/[0-9]+", "/c/.*"]), &opts, &first)
+            .0
+            .unwrap()
+            .regexes;
+        assert_eq!(second.len(), 2);
+        let a = second.get("/a/[0-9]+").unwrap();
+        assert!(a.same(first.get("/a/[0-9]+").unwrap()), "compiled again");
+        assert!(a.is_match("/a/42") && !a.is_match("/a/x"));
+        let c = second.get("/c/.*").unwrap();
+        assert!(c.is_match("/c/d") && !c.is_match("/d"));
+        assert!(
+            second.get("/b/[a-z]+").is_none(),
+            "an unused pattern was kept"
+        );
+        // Without the cache, the same pattern is another compile.
+        let cold = compile(&config(&["/a/[0-9]+"]), &opts).0.unwrap().regexes;
+        assert!(!cold.get("/a/[0-9]+").unwrap().same(a));
     }
 }

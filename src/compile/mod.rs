@@ -41,6 +41,7 @@ use crate::route::RouteTable;
 use crate::upstream::ClusterSpec;
 
 pub use admit::{admit, Admitted, Skipped};
+pub use matchers::RegexCache;
 pub use names::{host_within, resolve_short_name};
 
 /// Where meshgate sits, as Istio would see the gateway pod.
@@ -77,6 +78,9 @@ pub struct Compiled {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<ClusterSpec>,
     pub summary: Summary,
+    /// The regexes the routes use, by pattern: what the next compile can take instead of
+    /// compiling them again ([`compile_reusing`], [`admit`]).
+    pub regexes: RegexCache,
 }
 
 /// A listener port (a Gateway server `port.number`) and its routes.
@@ -143,26 +147,41 @@ impl std::fmt::Display for Summary {
 /// all. What `meshgate validate` and `--strict` use; serving uses [`admit`], which skips bad
 /// resources instead.
 pub fn compile(resources: &Resources, opts: &Options) -> (Option<Compiled>, Report) {
-    let (checked, mut report) = check(resources, opts, &HashSet::new());
+    compile_reusing(resources, opts, &RegexCache::default())
+}
+
+/// [`compile`], taking the regexes `reuse` has (a served config's [`Compiled::regexes`]) instead
+/// of compiling them again.
+pub fn compile_reusing(
+    resources: &Resources,
+    opts: &Options,
+    reuse: &RegexCache,
+) -> (Option<Compiled>, Report) {
+    let (checked, mut report) = check(resources, opts, &HashSet::new(), reuse);
     if !report.is_ok() {
         return (None, report);
     }
-    let compiled = listeners::build(resources, &checked.templates, opts, &mut report);
+    let mut compiled = listeners::build(resources, &checked.templates, opts, &mut report);
+    compiled.regexes = checked.regexes;
     (Some(compiled), report)
 }
 
-/// Resources that passed [`check`]: the VirtualServices' compiled route templates.
+/// Resources that passed [`check`]: the VirtualServices' compiled route templates, and the
+/// regexes they use.
 pub(crate) struct Checked {
     templates: Vec<templates::VsTemplate>,
+    regexes: RegexCache,
 }
 
 /// Validates every resource on its own. Every error it reports names one resource
 /// (`Source::resource`), which is what lets [`admit`] skip exactly the resources at fault.
 /// `skipped_gateways` (`ns/name`) exist but are not served: references to them are not dangling.
+/// Regexes in `reuse` are taken from it, not compiled.
 fn check(
     resources: &Resources,
     opts: &Options,
     skipped_gateways: &HashSet<String>,
+    reuse: &RegexCache,
 ) -> (Checked, Report) {
     let mut report = Report::default();
     for gw in &resources.gateways {
@@ -183,8 +202,9 @@ fn check(
     for vs in &resources.virtual_services {
         validate::unsupported::virtual_service(vs, &mut Ctx::new(&vs.source, &mut report));
     }
-    let templates = virtual_services::virtual_services(resources, skipped_gateways, &mut report);
-    (Checked { templates }, report)
+    let (templates, regexes) =
+        virtual_services::virtual_services(resources, skipped_gateways, reuse, &mut report);
+    (Checked { templates, regexes }, report)
 }
 
 /// Report helper bound to one resource; while VirtualServices compile, also the regexes compiled

@@ -8,21 +8,23 @@ use crate::config::{ErrorKind, Report, Resource, Resources, VirtualServiceSpec};
 
 use super::headers::invalid;
 use super::l4_routes::compile_l4;
-use super::matchers::Regexes;
+use super::matchers::{RegexCache, Regexes};
 use super::names::{host_error, resolve_gateway_ref, resolve_short_name};
 use super::routes::compile_http;
 use super::templates::{L4Kind, VsTemplate};
 use super::validate;
 use super::Ctx;
 
-/// Validates every VirtualService and compiles its routes (index-aligned with the resources).
+/// Validates every VirtualService and compiles its routes (index-aligned with the resources),
+/// with the regexes of `seed` instead of compiling them again; returns the regexes they use.
 /// `skipped_gateways` exist but are not served (they have errors): a reference to one is a
 /// warning, not a dangling reference.
 pub(super) fn virtual_services(
     resources: &Resources,
     skipped_gateways: &HashSet<String>,
+    seed: &RegexCache,
     report: &mut Report,
-) -> Vec<VsTemplate> {
+) -> (Vec<VsTemplate>, RegexCache) {
     let gateways: HashSet<String> = resources
         .gateways
         .iter()
@@ -30,9 +32,9 @@ pub(super) fn virtual_services(
         .collect();
     // VirtualServices compile apart, in parallel; their reports are merged in resource order.
     // Each thread shares compiled regexes among the routes it compiles.
-    let compiled = crate::par::map_with(
+    let (compiled, regexes) = crate::par::map_with_states(
         &resources.virtual_services,
-        Regexes::default,
+        || Regexes::seeded(seed),
         |regexes, vs| {
             let mut own = Report::default();
             let cx = &mut Ctx::with_regexes(&vs.source, &mut own, regexes);
@@ -45,7 +47,7 @@ pub(super) fn virtual_services(
         report.extend(own);
         out.push(template);
     }
-    out
+    (out, RegexCache::gather(regexes))
 }
 
 /// One VirtualService, validated and compiled. `gateways`: every Gateway's `namespace/name`.

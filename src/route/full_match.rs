@@ -123,6 +123,11 @@ impl FullMatch {
     pub fn as_str(&self) -> &str {
         &self.0.pattern
     }
+
+    /// Whether `other` is this very compiled regex (not another compile of the same pattern).
+    pub fn same(&self, other: &FullMatch) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The bytes every match of `hir` starts with: the longest common prefix of its prefix literals

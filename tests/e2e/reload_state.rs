@@ -60,3 +60,28 @@ async fn unchanged_clusters_keep_their_state_across_reloads() {
         .unwrap();
     assert!(!Arc::ptr_eq(&before, changed));
 }
+
+fn regex_config(b_pattern: &str) -> String {
+    gateway_yaml(&["*"])
+        + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+        + "  - match: [{uri: {regex: \"/a/[0-9]+\"}}]\n    directResponse: {status: 200, body: {string: a}}\n"
+        + &format!("  - match: [{{uri: {{regex: \"{b_pattern}\"}}}}]\n    directResponse: {{status: 200, body: {{string: b}}}}\n")
+}
+
+/// A reload takes the served config's compiled regexes instead of compiling them again; an edited
+/// pattern is compiled anew and matches as now written, the old one no longer.
+#[tokio::test]
+async fn an_edited_regex_matches_as_written_after_a_reload() {
+    let gw = TestGateway::start_watching(&regex_config("/b/[a-z]+")).await;
+    let client = Client::http1(gw.addr());
+    let status = |r: support::Reply| (r.status.as_u16(), r.body);
+    assert_eq!(status(client.get("x", "/a/12").await), (200, "a".into()));
+    assert_eq!(status(client.get("x", "/b/xy").await), (200, "b".into()));
+    assert_eq!(client.get("x", "/b/12").await.status, 404);
+
+    std::fs::write(gw.config_file(), regex_config("/b/[0-9]+")).unwrap();
+    gw.wait_generation(2).await;
+    assert_eq!(status(client.get("x", "/a/12").await), (200, "a".into()));
+    assert_eq!(status(client.get("x", "/b/12").await), (200, "b".into()));
+    assert_eq!(client.get("x", "/b/xy").await.status, 404);
+}
