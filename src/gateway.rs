@@ -2,9 +2,10 @@
 //! Gateway server port, and applies reloads. The only writer of the snapshot `ArcSwap`.
 //!
 //! A reload: load → admit (bad resources skipped or kept at their last good version, see
-//! `compile::admit`; all or nothing with `--strict`) → compile → build the snapshot → bind
-//! listeners for new ports → one `ArcSwap::store` → stop listeners of removed ports (they drain).
-//! A failure on the way leaves the running config untouched.
+//! `compile::admit`; all or nothing with `--strict`) → compile (taking the served config's
+//! compiled regexes, `compile::RegexCache`) → build the snapshot → bind listeners for new ports →
+//! one `ArcSwap::store` → stop listeners of removed ports (they drain). A failure on the way
+//! leaves the running config untouched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
