@@ -141,8 +141,7 @@ pub fn admit(
                 warnings: load_warnings,
             };
             out.warnings.extend(report.warnings);
-            let mut compiled = listeners::build(&resources, &checked.templates, opts, &mut out);
-            compiled.regexes = checked.regexes;
+            let compiled = listeners::build(&resources, checked, opts, &mut out);
             let skipped = failed
                 .into_iter()
                 .map(|(id, kept_previous)| Skipped {

@@ -16,7 +16,7 @@ use super::tables::Tables;
 use super::templates::L4Kind;
 use super::templates::VsTemplate;
 use super::tls;
-use super::{chains, Compiled, Listener, Options, Summary};
+use super::{chains, Checked, Compiled, Listener, Options, Summary};
 
 /// What a server is to a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +53,15 @@ impl Kind {
     }
 }
 
-/// Builds the listeners. Errors have already been ruled out; this only adds warnings.
+/// Builds the listeners from what passed `check` (whose regexes the result carries on). Errors
+/// have already been ruled out; this only adds warnings.
 pub(super) fn build(
     resources: &Resources,
-    templates: &[VsTemplate],
+    checked: Checked,
     opts: &Options,
     report: &mut Report,
 ) -> Compiled {
+    let templates: &[VsTemplate] = &checked.templates;
     let mut gw_order: Vec<usize> = (0..resources.gateways.len()).collect();
     gw_order.sort_by(|&a, &b| {
         let (a, b) = (&resources.gateways[a], &resources.gateways[b]);
@@ -254,6 +256,6 @@ pub(super) fn build(
         listeners,
         clusters: tables.clusters.specs,
         summary,
-        regexes: Default::default(),
+        regexes: checked.regexes,
     }
 }

@@ -161,8 +161,7 @@ pub fn compile_reusing(
     if !report.is_ok() {
         return (None, report);
     }
-    let mut compiled = listeners::build(resources, &checked.templates, opts, &mut report);
-    compiled.regexes = checked.regexes;
+    let compiled = listeners::build(resources, checked, opts, &mut report);
     (Some(compiled), report)
 }
 
