@@ -76,27 +76,14 @@ fn time<T>(n: usize, mut f: impl FnMut(usize) -> T) -> Vec<Duration> {
         .collect()
 }
 
-/// `src/main.rs`'s `config_heap` hook, as the binary registers it: a reload's config work
-/// allocates from a fresh mimalloc heap.
-fn fresh_heap(work: &mut dyn FnMut()) {
-    use libmimalloc_sys::{mi_heap_delete, mi_heap_new, mi_heap_set_default};
-    // SAFETY: as in `src/main.rs` (no panic to unwind through in this bench's work).
-    unsafe {
-        libmimalloc_sys::mi_collect(false);
-        let heap = mi_heap_new();
-        if heap.is_null() {
-            return work();
-        }
-        let previous = mi_heap_set_default(heap);
-        work();
-        mi_heap_set_default(previous);
-        mi_heap_delete(heap);
-    }
-}
+/// The binary's `config_heap` hook, the same file: a reload's config work allocates from a fresh
+/// mimalloc heap.
+#[path = "../src/fresh_heap.rs"]
+mod fresh_heap;
 
 fn main() {
     if std::env::var_os("LOAD_10K_PLAIN_HEAP").is_none() {
-        meshgate::config_heap::set(fresh_heap);
+        meshgate::config_heap::set(fresh_heap::fresh_heap);
     }
     let full = std::env::args().any(|a| a == "--bench");
     let n = if full { 15 } else { 2 };

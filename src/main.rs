@@ -16,44 +16,10 @@ use meshgate::{Gateway, Settings, StartError};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `config_heap`'s hook: runs config work with a fresh mimalloc heap as the thread's default, so
-/// that a reload's new config is laid out on free pages, not on the old config's cold free lists
-/// (`src/config_heap.rs`). The heap's blocks still in use then belong to the thread's own heap.
+// `config_heap`'s hook (`fresh_heap::fresh_heap`), in a file of its own so that
+// `benches/load_10k.rs` registers the very same one.
 #[cfg(not(feature = "system-allocator"))]
-fn fresh_heap(work: &mut dyn FnMut()) {
-    use libmimalloc_sys::{mi_heap_delete, mi_heap_new, mi_heap_set_default, mi_heap_t};
-    /// Puts the thread's heap back, panic or not.
-    struct Restore {
-        heap: *mut mi_heap_t,
-        previous: *mut mi_heap_t,
-    }
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: `previous` was this thread's default heap and `heap` a heap this thread
-            // made; once `previous` is the default again, `mi_heap_delete` hands the blocks
-            // still allocated in `heap` to it (mimalloc's documented behaviour), so nothing
-            // allocated by the work is freed here.
-            unsafe {
-                mi_heap_set_default(self.previous);
-                mi_heap_delete(self.heap);
-            }
-        }
-    }
-    // First the blocks other threads freed back to this thread's heap (the config before last,
-    // dropped on a blocking thread): pages that became empty are free pages again, for the new
-    // heap to take, not new memory.
-    // SAFETY: `mi_collect` has no preconditions (see `collect_when_idle`).
-    unsafe { libmimalloc_sys::mi_collect(false) };
-    // SAFETY: `mi_heap_new` has no preconditions; a null heap (out of memory) is not used.
-    let heap = unsafe { mi_heap_new() };
-    if heap.is_null() {
-        return work();
-    }
-    // SAFETY: `heap` is a live heap of this thread; the previous default is restored by `Restore`.
-    let previous = unsafe { mi_heap_set_default(heap) };
-    let _restore = Restore { heap, previous };
-    work();
-}
+mod fresh_heap;
 
 /// How often an idle runtime thread hands freed memory back to the OS: soon after idle
 /// connections park (2 s of quiet, `--park-idle-after`) their buffers are back with the OS.
@@ -359,7 +325,7 @@ fn disable_huge_pages() {
 fn main() -> ExitCode {
     disable_huge_pages();
     #[cfg(not(feature = "system-allocator"))]
-    meshgate::config_heap::set(fresh_heap);
+    meshgate::config_heap::set(fresh_heap::fresh_heap);
     let cli = Cli::parse();
     init_logging();
     match cli.command {
